@@ -1,0 +1,143 @@
+package frame
+
+import "strconv"
+
+// Escaping says how header keys and values are escaped on the wire. Use
+// EscapingFor(v, c) to pick the right mode for a frame.
+type Escaping uint8
+
+const (
+	// NoEscape writes keys and values as they are: STOMP 1.0, and the
+	// CONNECT, STOMP and CONNECTED frames of every version. The caller must
+	// not pass an LF (nor a NUL) in a key or value, nor a ':' in a key:
+	// these cannot be represented and would corrupt the frame.
+	NoEscape Escaping = iota
+	// Escape11 escapes '\\', LF and ':' as STOMP 1.1 defines. 1.1 has no
+	// escape for CR, so a CR is written raw (see AppendHeader for the
+	// trailing CR case).
+	Escape11
+	// Escape12 escapes '\\', LF, CR and ':' as STOMP 1.2 defines.
+	Escape12
+)
+
+// EscapingFor returns the escaping that version v uses for the headers of
+// command c (see Version.Escapes).
+func EscapingFor(v Version, c Command) Escaping {
+	switch {
+	case !v.Escapes(c):
+		return NoEscape
+	case v == V11:
+		return Escape11
+	default:
+		return Escape12
+	}
+}
+
+// AppendCommand appends the command line, e.g. "SEND\n".
+func AppendCommand(dst []byte, c Command) []byte {
+	return append(append(dst, c.String()...), '\n')
+}
+
+// AppendHeader appends "key:value\n", escaping key and value per e.
+//
+// When a raw CR ends the value (possible with NoEscape and Escape11), the
+// line ends with CRLF instead of LF: a parser strips one CR before the LF
+// as part of the EOL, so the value's own CR survives.
+func AppendHeader(dst []byte, key, value string, e Escaping) []byte {
+	return appendHeader(dst, key, value, e)
+}
+
+// AppendHeaderBytes is AppendHeader for byte slices, e.g. headers of a
+// parsed Frame being forwarded.
+func AppendHeaderBytes(dst []byte, key, value []byte, e Escaping) []byte {
+	return appendHeader(dst, key, value, e)
+}
+
+// AppendEnd appends the blank line that ends the headers, the body and the
+// terminating NUL. The body is written as is; a body that contains a NUL
+// needs a content-length header (AppendFrame adds one).
+func AppendEnd(dst []byte, body []byte) []byte {
+	dst = append(dst, '\n')
+	dst = append(dst, body...)
+	return append(dst, 0)
+}
+
+// AppendFrame appends the whole frame f as version v writes it, escaping
+// headers per EscapingFor(v, f.Command). If f has a non-empty body and no
+// content-length header, a content-length header with the body's length is
+// added after the others, so a body may safely contain NULs. An existing
+// content-length header is written as given: it is the caller's to get
+// right.
+func AppendFrame(dst []byte, v Version, f *Frame) []byte {
+	e := EscapingFor(v, f.Command)
+	dst = AppendCommand(dst, f.Command)
+	hasLength := false
+	for _, h := range f.Headers {
+		if string(h.Key) == "content-length" {
+			hasLength = true
+		}
+		dst = appendHeader(dst, h.Key, h.Value, e)
+	}
+	if !hasLength && len(f.Body) > 0 {
+		dst = append(dst, "content-length:"...)
+		dst = strconv.AppendInt(dst, int64(len(f.Body)), 10)
+		dst = append(dst, '\n')
+	}
+	return AppendEnd(dst, f.Body)
+}
+
+// NeedsEscape reports whether s holds a byte that STOMP 1.2 escapes:
+// '\\', LF, CR or ':'.
+func NeedsEscape(s []byte) bool { return needsEscape(s, Escape12) }
+
+func needsEscape[T ~string | ~[]byte](s T, e Escaping) bool {
+	if e == NoEscape {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\', '\n', ':':
+			return true
+		case '\r':
+			if e == Escape12 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func appendHeader[T ~string | ~[]byte](dst []byte, key, value T, e Escaping) []byte {
+	dst = appendEscaped(dst, key, e)
+	dst = append(dst, ':')
+	dst = appendEscaped(dst, value, e)
+	if n := len(value); n > 0 && value[n-1] == '\r' && e != Escape12 {
+		dst = append(dst, '\r')
+	}
+	return append(dst, '\n')
+}
+
+func appendEscaped[T ~string | ~[]byte](dst []byte, s T, e Escaping) []byte {
+	if !needsEscape(s, e) {
+		return append(dst, s...)
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\':
+			dst = append(dst, '\\', '\\')
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case ':':
+			dst = append(dst, '\\', 'c')
+		case '\r':
+			if e == Escape12 {
+				dst = append(dst, '\\', 'r')
+			} else {
+				dst = append(dst, c)
+			}
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
