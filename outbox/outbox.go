@@ -1,0 +1,347 @@
+// Package outbox is a connection's bounded queue of outgoing frames.
+//
+// Senders append frames from any goroutine; Send never blocks. Each frame is
+// a small head (copied into the outbox's arena: the command and
+// per-subscription headers) and an optional shared tail (kept by reference:
+// the encoding one published message shares with all its subscribers).
+// A writer goroutine exists only while there is something to write: the
+// first Send into an idle outbox starts it, and it drains everything queued
+// in batches, one writev (net.Buffers) per batch, then exits. An idle
+// connection costs no goroutine and no write buffer beyond its arenas.
+//
+// When the queued bytes would pass the limit, the consumer is too slow: the
+// outbox refuses the frame, drops what is queued, writes a last frame (the
+// slow-consumer ERROR the owner provides) and closes the connection.
+//
+// For WebSocket connections every frame becomes one WebSocket message (text,
+// or binary when asked), and control frames (pong, close) are written with
+// Control.
+//
+// Concurrency: every method is safe for concurrent use. The lock is held
+// only to append or swap batches, never during a write.
+package outbox
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// Config sets an outbox's limits.
+type Config struct {
+	// MaxBytes bounds the bytes queued and not yet written.
+	MaxBytes int
+	// WriteTimeout bounds one write; a peer that does not read for this
+	// long is disconnected.
+	WriteTimeout time.Duration
+	// WebSocket frames each STOMP frame as a WebSocket message.
+	WebSocket bool
+	// OnSlow builds the last frame written to a slow consumer (an ERROR).
+	OnSlow func() []byte
+	// OnClose is called once, after the connection is closed, with the
+	// reason (nil for an orderly close).
+	OnClose func(error)
+	// OnWrite is called after each batch with the number of frames written
+	// and the publish times of the messages in it (for latency metrics);
+	// it may be nil.
+	OnWrite func(frames int, published []int64)
+}
+
+// Defaults for Config.
+const (
+	DefaultMaxBytes     = 4 << 20
+	DefaultWriteTimeout = 10 * time.Second
+)
+
+// ErrSlowConsumer is the close reason of a connection that fell behind.
+var ErrSlowConsumer = errors.New("slow consumer: outgoing queue limit reached")
+
+type item struct {
+	start, end int    // head (and WebSocket header) in the arena
+	shared     []byte // immutable tail, may be nil
+	published  int64  // publish time of a MESSAGE, 0 otherwise
+}
+
+type batch struct {
+	arena []byte
+	items []item
+}
+
+// Outbox is one connection's outgoing queue.
+type Outbox struct {
+	conn net.Conn
+	cfg  Config
+
+	mu       sync.Mutex
+	cur      batch
+	spare    batch
+	queued   int
+	writing  bool
+	closing  bool // no more frames; close after the queue drains
+	closed   bool
+	closeErr error
+	wsClose  []byte
+
+	lastWrite atomic.Int64
+	bufs      net.Buffers
+	pubs      []int64
+	closeOnce sync.Once
+}
+
+// New returns an outbox writing to conn.
+func New(conn net.Conn, cfg Config) *Outbox {
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	o := &Outbox{conn: conn, cfg: cfg}
+	o.lastWrite.Store(time.Now().UnixNano())
+	return o
+}
+
+// LastWrite returns when bytes were last written (unix nanoseconds).
+func (o *Outbox) LastWrite() int64 { return o.lastWrite.Load() }
+
+// Queued returns the bytes queued and not yet written.
+func (o *Outbox) Queued() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.queued
+}
+
+// Send queues one frame: head is copied, shared is kept until written and
+// must not change. binary selects a binary WebSocket message. published is
+// the message's publish time (0 for frames that are not MESSAGE). Send
+// reports false when the frame was refused: the outbox is closing, or the
+// consumer is too slow (the connection is then being closed).
+func (o *Outbox) Send(head, shared []byte, binary bool, published int64) bool {
+	n := len(head) + len(shared)
+	o.mu.Lock()
+	if o.closing {
+		o.mu.Unlock()
+		return false
+	}
+	if o.queued+n > o.cfg.MaxBytes && o.queued > 0 {
+		o.slowLocked()
+		o.mu.Unlock()
+		return false
+	}
+	o.appendLocked(head, shared, binary, published)
+	o.kickLocked()
+	o.mu.Unlock()
+	return true
+}
+
+func (o *Outbox) appendLocked(head, shared []byte, binary bool, published int64) {
+	b := &o.cur
+	start := len(b.arena)
+	if o.cfg.WebSocket {
+		op := ws.OpText
+		if binary {
+			op = ws.OpBinary
+		}
+		b.arena = appendWSHeader(b.arena, op, len(head)+len(shared))
+	}
+	b.arena = append(b.arena, head...)
+	b.items = append(b.items, item{start: start, end: len(b.arena), shared: shared, published: published})
+	o.queued += len(b.arena) - start + len(shared)
+}
+
+// appendWSHeader appends an unmasked, final WebSocket frame header.
+func appendWSHeader(dst []byte, op ws.OpCode, n int) []byte {
+	b0 := byte(0x80) | byte(op)
+	switch {
+	case n < 126:
+		return append(dst, b0, byte(n))
+	case n < 1<<16:
+		return append(dst, b0, 126, byte(n>>8), byte(n))
+	default:
+		return append(dst, b0, 127, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32),
+			byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+}
+
+// Control queues a WebSocket control frame (ping, pong) with payload p.
+func (o *Outbox) Control(op ws.OpCode, p []byte) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closing {
+		return false
+	}
+	b := &o.cur
+	start := len(b.arena)
+	b.arena = append(b.arena, byte(0x80)|byte(op), byte(len(p)))
+	b.arena = append(b.arena, p...)
+	b.items = append(b.items, item{start: start, end: len(b.arena)})
+	o.queued += len(b.arena) - start
+	o.kickLocked()
+	return true
+}
+
+// Close queues last (may be nil) after everything already queued, then
+// closes the connection once all of it is written. For WebSocket
+// connections a close frame with code and reason follows last. reason is
+// passed to OnClose.
+func (o *Outbox) Close(last []byte, code ws.StatusCode, reason error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closing {
+		return
+	}
+	if last != nil {
+		o.appendLocked(last, nil, false, 0)
+	}
+	o.closing = true
+	o.closeErr = reason
+	if o.cfg.WebSocket {
+		o.wsClose = ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "")))
+		if code != 0 {
+			o.wsClose = ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, "")))
+		}
+		b := &o.cur
+		start := len(b.arena)
+		b.arena = append(b.arena, o.wsClose...)
+		b.items = append(b.items, item{start: start, end: len(b.arena)})
+	}
+	o.kickLocked()
+}
+
+// Abort closes the connection now, dropping whatever is queued.
+func (o *Outbox) Abort(reason error) {
+	o.mu.Lock()
+	o.closing = true
+	if o.closeErr == nil {
+		o.closeErr = reason
+	}
+	o.cur.items = o.cur.items[:0]
+	o.cur.arena = o.cur.arena[:0]
+	o.queued = 0
+	o.mu.Unlock()
+	o.finish()
+}
+
+// slowLocked drops the queue and closes with the slow-consumer frame.
+func (o *Outbox) slowLocked() {
+	o.cur.items = o.cur.items[:0]
+	o.cur.arena = o.cur.arena[:0]
+	o.queued = 0
+	var last []byte
+	if o.cfg.OnSlow != nil {
+		last = o.cfg.OnSlow()
+	}
+	if last != nil {
+		o.appendLocked(last, nil, false, 0)
+	}
+	o.closing = true
+	o.closeErr = ErrSlowConsumer
+	if o.cfg.WebSocket {
+		o.wsClose = ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusPolicyViolation, "slow consumer")))
+		b := &o.cur
+		start := len(b.arena)
+		b.arena = append(b.arena, o.wsClose...)
+		b.items = append(b.items, item{start: start, end: len(b.arena)})
+	}
+	o.kickLocked()
+}
+
+func (o *Outbox) kickLocked() {
+	if !o.writing && !o.closed {
+		o.writing = true
+		go o.writeLoop()
+	}
+}
+
+func (o *Outbox) writeLoop() {
+	for {
+		o.mu.Lock()
+		if len(o.cur.items) == 0 {
+			o.writing = false
+			done := o.closing
+			o.mu.Unlock()
+			if done {
+				o.finish()
+			}
+			return
+		}
+		b := o.cur
+		o.cur, o.spare = o.spare, batch{}
+		o.mu.Unlock()
+
+		err := o.write(&b)
+
+		o.mu.Lock()
+		o.queued -= len(b.arena)
+		for i := range b.items {
+			o.queued -= len(b.items[i].shared)
+			b.items[i].shared = nil
+		}
+		b.items, b.arena = b.items[:0], b.arena[:0]
+		if cap(b.arena) > 64<<10 { // do not keep a burst's buffer forever
+			b.arena = nil
+		}
+		o.spare = b
+		if err != nil {
+			o.closing = true
+			if o.closeErr == nil {
+				o.closeErr = err
+			}
+			o.cur.items, o.cur.arena = o.cur.items[:0], o.cur.arena[:0]
+			o.queued = 0
+		}
+		o.mu.Unlock()
+	}
+}
+
+func (o *Outbox) write(b *batch) error {
+	bufs := o.bufs[:0]
+	pubs := o.pubs[:0]
+	for i := range b.items {
+		it := &b.items[i]
+		bufs = append(bufs, b.arena[it.start:it.end])
+		if len(it.shared) > 0 {
+			bufs = append(bufs, it.shared)
+		}
+		if it.published != 0 {
+			pubs = append(pubs, it.published)
+		}
+	}
+	o.pubs = pubs
+	_ = o.conn.SetWriteDeadline(time.Now().Add(o.cfg.WriteTimeout))
+	// WriteTo consumes the slice it is given; keep our backing array.
+	w := bufs
+	_, err := w.WriteTo(o.conn)
+	clear(bufs)
+	o.bufs = bufs[:0]
+	o.lastWrite.Store(time.Now().UnixNano())
+	if err == nil && o.cfg.OnWrite != nil {
+		o.cfg.OnWrite(len(b.items), pubs)
+	}
+	return err
+}
+
+// finish closes the connection once and reports why.
+func (o *Outbox) finish() {
+	o.closeOnce.Do(func() {
+		o.mu.Lock()
+		o.closed = true
+		err := o.closeErr
+		o.mu.Unlock()
+		_ = o.conn.Close()
+		if o.cfg.OnClose != nil {
+			o.cfg.OnClose(err)
+		}
+	})
+}
+
+// Closing reports whether the outbox takes no more frames.
+func (o *Outbox) Closing() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closing
+}

@@ -1,0 +1,212 @@
+package router
+
+import (
+	"strconv"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/stompbus/stompbus/frame"
+)
+
+// Kind says which family of destination a message was sent to.
+type Kind uint8
+
+// The destination kinds.
+const (
+	Topic Kind = iota
+	Queue
+	User
+	numKinds
+)
+
+// String returns "topic", "queue" or "user", the metric label values.
+func (k Kind) String() string {
+	switch k {
+	case Topic:
+		return "topic"
+	case Queue:
+		return "queue"
+	default:
+		return "user"
+	}
+}
+
+// Message is one published message, encoded once and shared by every
+// subscriber it reaches. It is immutable after NewMessage returns.
+type Message struct {
+	Kind Kind
+	// Key is the internal destination the router matches subscriptions
+	// against: the SEND destination, except for user destinations where it
+	// is /user/<login>/<rest>.
+	Key string
+	// ID is the message-id; it aliases Shared.
+	ID []byte
+	// Binary is set when the body must travel as a binary WebSocket frame:
+	// its content-type is not textual or it is not valid UTF-8.
+	Binary bool
+	// Published is when the broker read the SEND (unix nanoseconds), for the
+	// delivery latency histogram.
+	Published int64
+
+	// shared is the escaped (1.1/1.2) encoding of everything after the
+	// per-subscription headers, ending with the body and the NUL.
+	shared []byte
+	// raw is the unescaped encoding for 1.0 subscribers; it is built only
+	// when a header needs escaping and a 1.0 subscriber exists.
+	needsEscape bool
+	rawOnce     sync.Once
+	raw         []byte
+	src         rawSource
+}
+
+// rawSource keeps what is needed to build the 1.0 encoding later.
+type rawSource struct {
+	dest    string
+	headers []frame.Header
+	body    []byte
+}
+
+// Shared returns the part of the MESSAGE frame shared by all subscribers,
+// encoded for a subscriber speaking version v.
+func (m *Message) Shared(v frame.Version) []byte {
+	if v != frame.V10 || !m.needsEscape {
+		return m.shared
+	}
+	m.rawOnce.Do(func() {
+		m.raw = encodeShared(nil, m.src.dest, m.ID, m.src.headers, m.src.body, false)
+	})
+	return m.raw
+}
+
+// skipped headers are never copied from SEND to MESSAGE: the broker writes
+// its own destination, message-id and content-length, and transaction and
+// receipt belong to the SEND.
+func skipped(key []byte) bool {
+	switch string(key) {
+	case "destination", "message-id", "content-length", "transaction", "receipt",
+		"subscription", "ack", "redelivered":
+		return true
+	}
+	return false
+}
+
+// NewMessage encodes a message sent to dest (the destination shown to
+// subscribers) with the sender's headers and body. It copies everything it
+// keeps: headers and body may alias a parser buffer.
+func NewMessage(kind Kind, key, dest string, id []byte, headers []frame.Header, body []byte, now int64) *Message {
+	m := &Message{Kind: kind, Key: key, Published: now}
+	esc := frame.NeedsEscape([]byte(dest))
+	var ctype []byte
+	size := len(dest) + len(id) + len(body) + 64
+	for i := range headers {
+		h := &headers[i]
+		if skipped(h.Key) {
+			continue
+		}
+		size += 2*(len(h.Key)+len(h.Value)) + 2
+		if ctype == nil && string(h.Key) == "content-type" {
+			ctype = h.Value
+		}
+		if !esc && (frame.NeedsEscape(h.Key) || frame.NeedsEscape(h.Value)) {
+			esc = true
+		}
+	}
+	m.Binary = !Textual(ctype) || !utf8.Valid(body)
+	m.shared = encodeShared(make([]byte, 0, size), dest, id, headers, body, true)
+	m.ID = m.shared[idOffset(dest, true) : idOffset(dest, true)+len(id)]
+	if esc {
+		m.needsEscape = true
+		m.src = rawSource{
+			dest:    dest,
+			headers: cloneHeaders(headers),
+			body:    m.shared[len(m.shared)-len(body)-1 : len(m.shared)-1],
+		}
+	}
+	return m
+}
+
+// FromShared rebuilds a message from the shared encoding another node made
+// (the cluster envelope). It keeps shared without copying.
+func FromShared(kind Kind, key string, idOff, idLen int, binary bool, shared []byte, published int64) *Message {
+	return &Message{Kind: kind, Key: key, ID: shared[idOff : idOff+idLen], Binary: binary, shared: shared, Published: published}
+}
+
+// Encoded returns the escaped shared encoding (what FromShared takes).
+func (m *Message) Encoded() []byte { return m.shared }
+
+const destPrefix, idPrefix = "destination:", "message-id:"
+
+// idOffset is where the message-id value starts in the shared encoding.
+func idOffset(dest string, escape bool) int {
+	n := len(dest)
+	if escape {
+		n = len(frame.AppendHeader(nil, "", dest, escapeMode(escape))) - 2
+	}
+	return len(destPrefix) + n + 1 + len(idPrefix)
+}
+
+func escapeMode(escape bool) frame.Escaping {
+	if escape {
+		return frame.Escape12
+	}
+	return frame.NoEscape
+}
+
+// encodeShared appends the shared part of a MESSAGE frame: destination,
+// message-id, the sender's headers, content-length, the blank line, the body
+// and the NUL.
+func encodeShared(dst []byte, dest string, id []byte, headers []frame.Header, body []byte, escape bool) []byte {
+	mode := escapeMode(escape)
+	dst = frame.AppendHeader(dst, "destination", dest, mode)
+	dst = append(dst, idPrefix...)
+	dst = append(dst, id...)
+	dst = append(dst, '\n')
+	for i := range headers {
+		h := &headers[i]
+		if skipped(h.Key) {
+			continue
+		}
+		dst = frame.AppendHeaderBytes(dst, h.Key, h.Value, mode)
+	}
+	dst = append(dst, "content-length:"...)
+	dst = strconv.AppendInt(dst, int64(len(body)), 10)
+	dst = append(dst, '\n', '\n')
+	dst = append(dst, body...)
+	return append(dst, 0)
+}
+
+func cloneHeaders(hs []frame.Header) []frame.Header {
+	out := make([]frame.Header, 0, len(hs))
+	for _, h := range hs {
+		if skipped(h.Key) {
+			continue
+		}
+		out = append(out, frame.Header{Key: append([]byte(nil), h.Key...), Value: append([]byte(nil), h.Value...)})
+	}
+	return out
+}
+
+// Textual reports whether a content-type names text that may travel in a
+// WebSocket text frame. No content-type counts as text (the body is then
+// checked for valid UTF-8 separately).
+func Textual(ctype []byte) bool {
+	if len(ctype) == 0 {
+		return true
+	}
+	t := ctype
+	if i := indexByte(t, ';'); i >= 0 {
+		t = t[:i]
+	}
+	t = trimSpace(t)
+	switch {
+	case hasPrefixFold(t, "text/"):
+		return true
+	case hasSuffixFold(t, "+json"), hasSuffixFold(t, "+xml"):
+		return true
+	}
+	switch lower(t) {
+	case "application/json", "application/xml", "application/javascript", "application/x-www-form-urlencoded":
+		return true
+	}
+	return false
+}

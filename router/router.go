@@ -1,0 +1,293 @@
+package router
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Config holds the router's limits.
+type Config struct {
+	// MaxQueueDepth bounds the waiting messages of one queue; a SEND to a
+	// full queue is refused with ErrQueueFull.
+	MaxQueueDepth int
+	// DefaultPrefetch bounds in-flight messages of a client-ack queue
+	// subscription that sent no prefetch-count.
+	DefaultPrefetch int
+	// MatchCacheSize bounds the wildcard match cache.
+	MatchCacheSize int
+}
+
+// Defaults for Config.
+const (
+	DefaultMaxQueueDepth   = 10000
+	DefaultPrefetch        = 1000
+	DefaultMatchCacheSize  = 4096
+	UserPrefix             = "/user/"
+	TopicPrefix            = "/topic/"
+	QueuePrefix            = "/queue/"
+	maxDestinationSegments = 64
+)
+
+// Bus carries topic and user messages to the other nodes of a cluster.
+// The router calls Listen when a key (or wildcard pattern) gets its first
+// local subscription and Unlisten after its last, and Publish once for each
+// locally published topic or user message; the bus must not echo a message
+// back to the node that published it, and hands what other nodes publish
+// to Router.DeliverRemote.
+type Bus interface {
+	Publish(m *Message) error
+	Listen(key string) error
+	Unlisten(key string) error
+}
+
+// Stats are the router's running counts.
+type Stats struct {
+	published [numKinds]atomic.Uint64
+	delivered [numKinds]atomic.Uint64
+}
+
+// Published returns how many messages of kind k were published here.
+func (s *Stats) Published(k Kind) uint64 { return s.published[k].Load() }
+
+// Delivered returns how many messages of kind k were handed to subscribers.
+func (s *Stats) Delivered(k Kind) uint64 { return s.delivered[k].Load() }
+
+// Router holds the destinations of one node.
+type Router struct {
+	cfg   Config
+	index *index
+	bus   Bus
+	stats Stats
+
+	qmu    sync.Mutex
+	queues map[string]*queue
+	nqsubs atomic.Int64
+}
+
+// New returns a router; bus may be nil for a single node.
+func New(cfg Config, bus Bus) *Router {
+	if cfg.MaxQueueDepth <= 0 {
+		cfg.MaxQueueDepth = DefaultMaxQueueDepth
+	}
+	if cfg.DefaultPrefetch <= 0 {
+		cfg.DefaultPrefetch = DefaultPrefetch
+	}
+	if cfg.MatchCacheSize <= 0 {
+		cfg.MatchCacheSize = DefaultMatchCacheSize
+	}
+	return &Router{cfg: cfg, index: newIndex(cfg.MatchCacheSize), bus: bus, queues: make(map[string]*queue)}
+}
+
+// Stats returns the router's counters.
+func (r *Router) Stats() *Stats { return &r.stats }
+
+// Subscriptions returns the number of live subscriptions.
+func (r *Router) Subscriptions() int { return r.index.count() + int(r.nqsubs.Load()) }
+
+// ErrBadDestination is wrapped by every destination error.
+var ErrBadDestination = errors.New("bad destination")
+
+// Resolve classifies a SEND destination: its kind, the internal key and the
+// destination shown to subscribers. user is the sender's user name (used
+// only for error text).
+func Resolve(dest string) (kind Kind, key, shown string, err error) {
+	if err := checkName(dest); err != nil {
+		return 0, "", "", err
+	}
+	switch {
+	case strings.HasPrefix(dest, TopicPrefix):
+		if IsPattern(dest) {
+			return 0, "", "", fmt.Errorf("%w: %q: cannot send to a wildcard pattern", ErrBadDestination, dest)
+		}
+		return Topic, dest, dest, nil
+	case strings.HasPrefix(dest, QueuePrefix):
+		if IsPattern(dest) {
+			return 0, "", "", fmt.Errorf("%w: %q: cannot send to a wildcard pattern", ErrBadDestination, dest)
+		}
+		return Queue, dest, dest, nil
+	case strings.HasPrefix(dest, UserPrefix):
+		rest := dest[len(UserPrefix):]
+		i := strings.IndexByte(rest, '/')
+		if i <= 0 || i == len(rest)-1 {
+			return 0, "", "", fmt.Errorf("%w: %q: user destinations are /user/<login>/<destination>", ErrBadDestination, dest)
+		}
+		if IsPattern(rest[i:]) {
+			return 0, "", "", fmt.Errorf("%w: %q: cannot send to a wildcard pattern", ErrBadDestination, dest)
+		}
+		return User, dest, "/user" + rest[i:], nil
+	}
+	return 0, "", "", fmt.Errorf("%w: %q: destinations start with /topic/, /queue/ or /user/", ErrBadDestination, dest)
+}
+
+// ResolveSubscribe classifies a SUBSCRIBE destination for user: /user/<rest>
+// becomes the user's own /user/<user>/<rest>.
+func ResolveSubscribe(dest, user string) (kind Kind, key string, err error) {
+	if err := checkName(dest); err != nil {
+		return 0, "", err
+	}
+	switch {
+	case strings.HasPrefix(dest, TopicPrefix):
+		return Topic, dest, nil
+	case strings.HasPrefix(dest, QueuePrefix):
+		if IsPattern(dest) {
+			return 0, "", fmt.Errorf("%w: %q: queues cannot be subscribed by pattern", ErrBadDestination, dest)
+		}
+		return Queue, dest, nil
+	case strings.HasPrefix(dest, UserPrefix) && len(dest) > len(UserPrefix):
+		return User, UserPrefix + user + dest[len(UserPrefix)-1:], nil
+	}
+	return 0, "", fmt.Errorf("%w: %q: destinations start with /topic/, /queue/ or /user/", ErrBadDestination, dest)
+}
+
+func checkName(dest string) error {
+	if len(dest) == 0 {
+		return fmt.Errorf("%w: empty destination", ErrBadDestination)
+	}
+	if strings.HasSuffix(dest, "/") && (dest == TopicPrefix || dest == QueuePrefix || dest == UserPrefix) {
+		return fmt.Errorf("%w: %q has no name after the prefix", ErrBadDestination, dest)
+	}
+	return nil
+}
+
+// Subscribe registers s for key (from ResolveSubscribe).
+func (r *Router) Subscribe(s *Subscription, kind Kind, key string) error {
+	s.key, s.kind = key, kind
+	if kind == Queue {
+		r.nqsubs.Add(1)
+		for !r.queue(key, true).addConsumer(r, s) {
+		}
+		return nil
+	}
+	s.wildcard = IsPattern(key)
+	if r.index.add(s) && r.bus != nil {
+		if err := r.bus.Listen(key); err != nil {
+			r.index.remove(s)
+			return fmt.Errorf("listen on the cluster bus for %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// Unsubscribe removes s. Unacknowledged queue messages of s are returned
+// to the queue and delivered again, marked redelivered.
+func (r *Router) Unsubscribe(s *Subscription) {
+	if s.kind == Queue {
+		r.nqsubs.Add(-1)
+		if q := s.q; q != nil && q.removeConsumer(r, s) {
+			r.dropIfIdle(q)
+		}
+		return
+	}
+	if r.index.remove(s) && r.bus != nil {
+		_ = r.bus.Unlisten(s.key)
+	}
+}
+
+func (r *Router) queue(key string, create bool) *queue {
+	r.qmu.Lock()
+	defer r.qmu.Unlock()
+	q := r.queues[key]
+	if q == nil && create {
+		q = &queue{name: key, max: r.cfg.MaxQueueDepth}
+		r.queues[key] = q
+	}
+	return q
+}
+
+// dropIfIdle forgets a queue with no consumer and no message, so that
+// destinations do not accumulate.
+func (r *Router) dropIfIdle(q *queue) {
+	r.qmu.Lock()
+	q.mu.Lock()
+	if len(q.consumers) == 0 && q.len() == 0 && r.queues[q.name] == q {
+		delete(r.queues, q.name)
+		q.dead = true
+	}
+	q.mu.Unlock()
+	r.qmu.Unlock()
+}
+
+// Publish delivers m: to every local subscriber (topic, user) and to the
+// bus, or into its queue. It returns the number of local deliveries.
+func (r *Router) Publish(m *Message) (int, error) {
+	r.stats.published[m.Kind].Add(1)
+	if m.Kind == Queue {
+		for {
+			q := r.queue(m.Key, true)
+			q.mu.Lock()
+			if q.dead {
+				q.mu.Unlock()
+				continue
+			}
+			err := q.push(&pending{m: m})
+			if err == nil {
+				q.dispatch(r)
+			}
+			q.mu.Unlock()
+			return 0, err
+		}
+	}
+	n := r.deliverLocal(m)
+	if r.bus != nil {
+		if err := r.bus.Publish(m); err != nil {
+			return n, fmt.Errorf("publish %s to the cluster bus: %w", m.Key, err)
+		}
+	}
+	return n, nil
+}
+
+// DeliverRemote delivers a topic or user message that another node
+// published to the local subscribers only.
+func (r *Router) DeliverRemote(m *Message) int { return r.deliverLocal(m) }
+
+func (r *Router) deliverLocal(m *Message) int {
+	n := 0
+	r.index.match(m.Key, func(s *Subscription) {
+		if s.Consumer.Deliver(s, m, false) {
+			n++
+		}
+	})
+	r.stats.delivered[m.Kind].Add(uint64(n))
+	return n
+}
+
+// Ack acknowledges (requeue false) or rejects (requeue true) the queue
+// message id delivered to s. Topic subscriptions accept any ack.
+func (r *Router) Ack(s *Subscription, id []byte, requeue bool) error {
+	if s.kind != Queue {
+		return nil
+	}
+	if s.q == nil {
+		return fmt.Errorf("%w: %q", ErrUnknownAck, id)
+	}
+	return s.q.ack(r, s, id, requeue)
+}
+
+// QueueDepth returns the number of messages waiting in queue key.
+func (r *Router) QueueDepth(key string) int {
+	q := r.queue(key, false)
+	if q == nil {
+		return 0
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.len()
+}
+
+// Holds reports whether queue subscription s has message id in flight.
+func (r *Router) Holds(s *Subscription, id []byte) bool {
+	if s.q == nil {
+		return false
+	}
+	s.q.mu.Lock()
+	defer s.q.mu.Unlock()
+	for _, p := range s.inflight {
+		if string(p.m.ID) == string(id) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,80 @@
+package router
+
+import "github.com/stompbus/stompbus/frame"
+
+// AckMode is a subscription's acknowledgement mode.
+type AckMode uint8
+
+// The STOMP ack modes.
+const (
+	AckAuto AckMode = iota
+	AckClient
+	AckClientIndividual
+)
+
+// ParseAckMode reads the SUBSCRIBE ack header; absent means auto.
+func ParseAckMode(v []byte) (AckMode, bool) {
+	switch string(v) {
+	case "", "auto":
+		return AckAuto, true
+	case "client":
+		return AckClient, true
+	case "client-individual":
+		return AckClientIndividual, true
+	}
+	return 0, false
+}
+
+// String returns the mode as spelled in the ack header.
+func (a AckMode) String() string {
+	switch a {
+	case AckClient:
+		return "client"
+	case AckClientIndividual:
+		return "client-individual"
+	}
+	return "auto"
+}
+
+// Consumer is the session side of a subscription.
+type Consumer interface {
+	// Deliver hands m to the subscriber's outgoing queue. It must not block
+	// and must not call into the Router. It returns false when the message
+	// could not be queued (the connection is closing or over its limit).
+	Deliver(s *Subscription, m *Message, redelivered bool) bool
+	// Version is the STOMP version the consumer speaks.
+	Version() frame.Version
+}
+
+// Subscription is one SUBSCRIBE of one session. The session creates it and
+// hands it to Router.Subscribe; its exported fields are not changed after.
+type Subscription struct {
+	// ID is the client's subscription id, echoed in MESSAGE frames.
+	ID string
+	// Destination is what the client subscribed to, as it wrote it.
+	Destination string
+	// Ack is the acknowledgement mode.
+	Ack AckMode
+	// Prefetch bounds the unacknowledged queue messages of a client-ack
+	// subscription (0: the router's default).
+	Prefetch int
+	// Consumer receives the messages.
+	Consumer Consumer
+	// Seq is a small number, unique within the session, that the session
+	// puts in 1.2 ack ids so an ACK finds its subscription.
+	Seq uint64
+
+	key      string
+	kind     Kind
+	wildcard bool
+	slot     int    // index in the literal list, for O(1) removal
+	q        *queue // for queue subscriptions
+	// queue consumer state, guarded by q.mu
+	inflight []*pending // client-ack messages delivered and not yet acked, oldest first
+}
+
+// Kind reports whether this is a topic, queue or user subscription.
+func (s *Subscription) Kind() Kind { return s.kind }
+
+// Key is the internal destination the subscription matches.
+func (s *Subscription) Key() string { return s.key }

@@ -1,0 +1,33 @@
+package session
+
+import (
+	"strconv"
+
+	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/router"
+)
+
+// Deliver queues m for subscription sub (router.Consumer). It builds only
+// the per-subscription head on the stack; the shared encoding is queued by
+// reference.
+func (s *Session) Deliver(sub *router.Subscription, m *router.Message, redelivered bool) bool {
+	var buf [192]byte
+	b := append(buf[:0], "MESSAGE\n"...)
+	mode := escaping(s.version, frame.MESSAGE)
+	b = frame.AppendHeader(b, "subscription", sub.ID, mode)
+	if sub.Ack != router.AckAuto && s.version == frame.V12 {
+		b = append(b, "ack:"...)
+		b = strconv.AppendUint(b, sub.Seq, 10)
+		b = append(b, '/')
+		b = append(b, m.ID...)
+		b = append(b, '\n')
+	}
+	if redelivered {
+		b = append(b, "redelivered:true\n"...)
+	}
+	if !s.out.Send(b, m.Shared(s.version), m.Binary, m.Published) {
+		return false
+	}
+	s.env.Counters.Sent[frame.MESSAGE].Add(1)
+	return true
+}

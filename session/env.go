@@ -1,0 +1,137 @@
+package session
+
+import (
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/router"
+)
+
+// Config holds the session limits and protocol settings of a node.
+type Config struct {
+	Limits frame.Limits
+	// HeartBeatSend is how often the server offers to send heart-beats,
+	// HeartBeatRecv how often it asks the client to (CONNECTED heart-beat).
+	HeartBeatSend, HeartBeatRecv time.Duration
+	// HeartBeatGrace multiplies the negotiated client interval before a
+	// silent client is dropped.
+	HeartBeatGrace float64
+	// ConnectTimeout bounds the wait for the first CONNECT frame.
+	ConnectTimeout time.Duration
+	// MaxSubscriptions bounds the subscriptions of one connection.
+	MaxSubscriptions int
+	// MaxTransactions bounds the open transactions of one connection, and
+	// MaxTxFrames the frames held in all of them.
+	MaxTransactions, MaxTxFrames int
+	// Server is the CONNECTED server header.
+	Server string
+}
+
+// Defaults for Config.
+const (
+	DefaultHeartBeat        = 10 * time.Second
+	DefaultHeartBeatGrace   = 2
+	DefaultConnectTimeout   = 10 * time.Second
+	DefaultMaxSubscriptions = 1000
+	DefaultMaxTransactions  = 16
+	DefaultMaxTxFrames      = 1000
+	minHeartBeat            = 100 * time.Millisecond
+)
+
+// WithDefaults returns c with zero fields set to the defaults.
+func (c Config) WithDefaults() Config {
+	c.Limits = c.Limits.WithDefaults()
+	if c.HeartBeatSend == 0 {
+		c.HeartBeatSend = DefaultHeartBeat
+	}
+	if c.HeartBeatRecv == 0 {
+		c.HeartBeatRecv = DefaultHeartBeat
+	}
+	if c.HeartBeatGrace < 1 {
+		c.HeartBeatGrace = DefaultHeartBeatGrace
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if c.MaxTransactions <= 0 {
+		c.MaxTransactions = DefaultMaxTransactions
+	}
+	if c.MaxTxFrames <= 0 {
+		c.MaxTxFrames = DefaultMaxTxFrames
+	}
+	if c.Server == "" {
+		c.Server = "stompbus/dev"
+	}
+	return c
+}
+
+// Credentials are what a client presents to authenticate.
+type Credentials struct {
+	Login, Passcode string
+	// Headers of the CONNECT frame, valid only during the call.
+	Connect *frame.Frame
+	// Transport and Remote describe the connection.
+	Transport, Remote string
+	// Token is a bearer token presented on the WebSocket upgrade, if any.
+	Token string
+}
+
+// Authenticator checks credentials and names the user. A nil Authenticator
+// accepts everyone: the login, when present, names the user.
+type Authenticator interface {
+	Authenticate(c Credentials) (user string, err error)
+}
+
+// Counters are the protocol counts of a node, read by the metrics package.
+type Counters struct {
+	Received          [frame.NumCommands]atomic.Uint64
+	Sent              [frame.NumCommands]atomic.Uint64
+	HeartBeatTimeouts atomic.Uint64
+	SlowConsumers     atomic.Uint64
+	AuthFailures      atomic.Uint64
+	ProtocolErrors    atomic.Uint64
+}
+
+// Env is what all sessions of a node share.
+type Env struct {
+	Router   *router.Router
+	Config   Config
+	Auth     Authenticator
+	Counters *Counters
+	Log      *slog.Logger
+	// Now returns the time; tests may replace it.
+	Now func() time.Time
+
+	idPrefix string
+	seq      atomic.Uint64
+}
+
+// NewEnv returns an Env for node; session and message ids start with the
+// node name and the process start time, so they are unique in a cluster and
+// across restarts.
+func NewEnv(node string, r *router.Router, cfg Config, auth Authenticator, log *slog.Logger) *Env {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	boot := strconv.FormatInt(time.Now().UnixNano()/int64(time.Millisecond), 36)
+	return &Env{
+		Router:   r,
+		Config:   cfg.WithDefaults(),
+		Auth:     auth,
+		Counters: &Counters{},
+		Log:      log,
+		Now:      time.Now,
+		idPrefix: fmt.Sprintf("%s-%s-", node, boot),
+	}
+}
+
+func (e *Env) nextID() string {
+	return e.idPrefix + strconv.FormatUint(e.seq.Add(1), 36)
+}

@@ -1,0 +1,392 @@
+package session
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/router"
+)
+
+// handle acts on one parsed frame. f is valid only during the call.
+func (s *Session) handle(f *frame.Frame) error {
+	s.env.Counters.Received[f.Command].Add(1)
+	err := s.dispatch(f)
+	if err == nil || errors.Is(err, errDisconnect) {
+		return err
+	}
+	e := asError(err)
+	if r, ok := f.Get("receipt"); ok && e.ReceiptID == "" {
+		e.ReceiptID = string(r)
+	}
+	return e
+}
+
+func (s *Session) dispatch(f *frame.Frame) error {
+	if !s.connected {
+		if f.Command == frame.CONNECT || f.Command == frame.STOMP {
+			return s.connect(f)
+		}
+		return errorf("not connected", "expected a CONNECT or STOMP frame first, got %s", f.Command)
+	}
+	switch f.Command {
+	case frame.SEND:
+		return s.send(f)
+	case frame.SUBSCRIBE:
+		return s.subscribe(f)
+	case frame.UNSUBSCRIBE:
+		return s.unsubscribe(f)
+	case frame.ACK, frame.NACK:
+		return s.ack(f)
+	case frame.BEGIN:
+		return s.begin(f)
+	case frame.COMMIT, frame.ABORT:
+		return s.endTx(f)
+	case frame.DISCONNECT:
+		s.receipt(f)
+		s.closed = true
+		s.out.Close(nil, 1000, nil)
+		return errDisconnect
+	case frame.CONNECT, frame.STOMP:
+		return errorf("already connected", "a second %s frame on a connected session", f.Command)
+	}
+	return errorf("unexpected frame", "%s is a server frame; clients send CONNECT, STOMP, SEND, SUBSCRIBE, UNSUBSCRIBE, ACK, NACK, BEGIN, COMMIT, ABORT or DISCONNECT", f.Command)
+}
+
+// receipt answers a frame's receipt header, if any.
+func (s *Session) receipt(f *frame.Frame) {
+	r, ok := f.Get("receipt")
+	if !ok {
+		return
+	}
+	b := append(s.scratch[:0], "RECEIPT\n"...)
+	b = frame.AppendHeaderBytes(b, []byte("receipt-id"), r, escaping(s.version, frame.RECEIPT))
+	b = append(b, '\n', 0)
+	s.scratch = b
+	s.env.Counters.Sent[frame.RECEIPT].Add(1)
+	s.out.Send(b, nil, false, 0)
+}
+
+func required(f *frame.Frame, key string) ([]byte, error) {
+	v, ok := f.Get(key)
+	if !ok || len(v) == 0 {
+		return nil, errorf("missing header", "%s requires a %s header", f.Command, key)
+	}
+	return v, nil
+}
+
+var supported = [...]frame.Version{frame.V12, frame.V11, frame.V10}
+
+func (s *Session) connect(f *frame.Frame) error {
+	s.connTimer.Stop()
+	v, err := s.negotiate(f)
+	if err != nil {
+		return err
+	}
+	s.version = v
+	s.ver.Store(uint32(v))
+	s.parser.SetVersion(v)
+
+	cx, cy, err := parseHeartBeat(f.Value("heart-beat"))
+	if err != nil {
+		return err
+	}
+	login, passcode := string(f.Value("login")), string(f.Value("passcode"))
+	user := login
+	if s.env.Auth != nil {
+		user, err = s.env.Auth.Authenticate(Credentials{
+			Login: login, Passcode: passcode, Connect: f,
+			Transport: s.info.Transport, Remote: s.info.Remote, Token: s.info.Token,
+		})
+		if err != nil {
+			s.env.Counters.AuthFailures.Add(1)
+			return &Error{Message: "authentication failed", Cause: err}
+		}
+	}
+	s.authed = user != ""
+	if user == "" {
+		user = s.id
+	}
+	s.user = user
+	s.connected = true
+
+	cfg := &s.env.Config
+	sx, sy := cfg.HeartBeatSend, cfg.HeartBeatRecv
+	if v == frame.V10 {
+		sx, sy = 0, 0
+	}
+	if sx > 0 && cy > 0 {
+		s.hbOut = max(sx, cy)
+	}
+	if sy > 0 && cx > 0 {
+		s.hbIn = max(sy, cx)
+	}
+
+	b := append(s.scratch[:0], "CONNECTED\n"...)
+	b = appendHeader(b, "version", v.String())
+	b = append(b, "heart-beat:"...)
+	b = strconv.AppendInt(b, sx.Milliseconds(), 10)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, sy.Milliseconds(), 10)
+	b = append(b, '\n')
+	b = appendHeader(b, "session", s.id)
+	b = appendHeader(b, "server", cfg.Server)
+	if s.authed {
+		b = appendHeader(b, "user-name", s.user)
+	}
+	b = appendLimits(b, cfg)
+	b = append(b, '\n', 0)
+	s.scratch = b
+	s.env.Counters.Sent[frame.CONNECTED].Add(1)
+	s.out.Send(b, nil, false, 0)
+	s.receipt(f)
+	s.startHeartBeats()
+	return nil
+}
+
+// appendHeader appends an unescaped header (CONNECTED is never escaped;
+// callers pass values that need no escaping).
+func appendHeader(b []byte, k, v string) []byte {
+	b = append(b, k...)
+	b = append(b, ':')
+	b = append(b, v...)
+	return append(b, '\n')
+}
+
+// appendLimits advertises the limits a client must respect.
+func appendLimits(b []byte, cfg *Config) []byte {
+	b = appendHeader(b, "max-frame-size", strconv.Itoa(cfg.Limits.MaxFrameSize))
+	b = appendHeader(b, "max-headers", strconv.Itoa(cfg.Limits.MaxHeaders))
+	b = appendHeader(b, "max-header-length", strconv.Itoa(cfg.Limits.MaxHeaderLine))
+	b = appendHeader(b, "max-subscriptions", strconv.Itoa(cfg.MaxSubscriptions))
+	return b
+}
+
+func (s *Session) negotiate(f *frame.Frame) (frame.Version, error) {
+	top := frame.V12
+	if s.info.HasMaxVersion {
+		top = s.info.MaxVersion
+	}
+	av, ok := f.Get("accept-version")
+	if !ok {
+		return frame.V10, nil
+	}
+	for _, v := range supported {
+		if v > top {
+			continue
+		}
+		for _, a := range bytes.Split(av, []byte{','}) {
+			if string(bytes.TrimSpace(a)) == v.String() {
+				return v, nil
+			}
+		}
+	}
+	return 0, &Error{
+		Message: "unsupported protocol version",
+		Detail:  "the client accepts " + string(av) + "; this server speaks 1.0, 1.1 and 1.2" + s.capNote(top),
+	}
+}
+
+func (s *Session) capNote(top frame.Version) string {
+	if !s.info.HasMaxVersion || top == frame.V12 {
+		return ""
+	}
+	return " (at most " + top.String() + " on this WebSocket subprotocol)"
+}
+
+// parseHeartBeat reads "cx,cy" in milliseconds.
+func parseHeartBeat(v []byte) (cx, cy time.Duration, err error) {
+	if len(v) == 0 {
+		return 0, 0, nil
+	}
+	a, b, ok := bytes.Cut(v, []byte{','})
+	x, err1 := strconv.ParseUint(string(bytes.TrimSpace(a)), 10, 31)
+	y, err2 := strconv.ParseUint(string(bytes.TrimSpace(b)), 10, 31)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, 0, errorf("invalid heart-beat", "heart-beat must be two non-negative integers \"cx,cy\", got %q", v)
+	}
+	cx, cy = time.Duration(x)*time.Millisecond, time.Duration(y)*time.Millisecond
+	if cx > 0 && cx < minHeartBeat {
+		cx = minHeartBeat
+	}
+	if cy > 0 && cy < minHeartBeat {
+		cy = minHeartBeat
+	}
+	return cx, cy, nil
+}
+
+func (s *Session) send(f *frame.Frame) error {
+	dest, err := required(f, "destination")
+	if err != nil {
+		return err
+	}
+	kind, key, shown, err := router.Resolve(string(dest))
+	if err != nil {
+		return &Error{Message: "invalid destination", Detail: err.Error(), Cause: err}
+	}
+	s.idBuf = append(append(s.idBuf[:0], s.id...), '-')
+	s.msgN++
+	s.idBuf = strconv.AppendUint(s.idBuf, s.msgN, 10)
+	m := router.NewMessage(kind, key, shown, s.idBuf, f.Headers, f.Body, s.env.Now().UnixNano())
+	if txID, ok := f.Get("transaction"); ok {
+		t, err := s.tx(txID)
+		if err != nil {
+			return err
+		}
+		t.ops = append(t.ops, op{msg: m})
+		s.txN++
+		s.receipt(f)
+		return nil
+	}
+	if _, err := s.env.Router.Publish(m); err != nil {
+		if errors.Is(err, router.ErrQueueFull) {
+			return &Error{Message: "queue full", Detail: err.Error(), Cause: err}
+		}
+		s.env.Log.Warn("publish", "session", s.id, "destination", key, "err", err)
+	}
+	s.receipt(f)
+	return nil
+}
+
+func (s *Session) subscribe(f *frame.Frame) error {
+	dest, err := required(f, "destination")
+	if err != nil {
+		return err
+	}
+	id, ok := f.Get("id")
+	if !ok || len(id) == 0 {
+		if s.version != frame.V10 {
+			return errorf("missing header", "SUBSCRIBE requires an id header")
+		}
+		id = dest // STOMP 1.0 made id optional; the destination names it
+	}
+	if _, dup := s.subs[string(id)]; dup {
+		return errorf("duplicate subscription", "subscription id %q is already in use on this connection", id)
+	}
+	if len(s.subs) >= s.env.Config.MaxSubscriptions {
+		return errorf("too many subscriptions", "this connection already holds %d subscriptions, the limit", len(s.subs))
+	}
+	mode, ok := router.ParseAckMode(f.Value("ack"))
+	if !ok {
+		return errorf("invalid ack mode", "ack must be auto, client or client-individual, got %q", f.Value("ack"))
+	}
+	prefetch := 0
+	if p, ok := f.Get("prefetch-count"); ok {
+		n, err := strconv.Atoi(string(p))
+		if err != nil || n < 0 {
+			return errorf("invalid prefetch-count", "prefetch-count must be a non-negative integer, got %q", p)
+		}
+		prefetch = n
+	}
+	kind, key, err := router.ResolveSubscribe(string(dest), s.user)
+	if err != nil {
+		return &Error{Message: "invalid destination", Detail: err.Error(), Cause: err}
+	}
+	s.subSeq++
+	sub := &router.Subscription{
+		ID: string(id), Destination: string(dest), Ack: mode, Prefetch: prefetch,
+		Consumer: s, Seq: s.subSeq,
+	}
+	if s.subs == nil {
+		s.subs = make(map[string]*router.Subscription)
+		s.bySeq = make(map[uint64]*router.Subscription)
+	}
+	s.subs[sub.ID] = sub
+	s.bySeq[sub.Seq] = sub
+	// Receipt first: a queue subscription may be handed messages at once.
+	s.receipt(f)
+	if err := s.env.Router.Subscribe(sub, kind, key); err != nil {
+		delete(s.subs, sub.ID)
+		delete(s.bySeq, sub.Seq)
+		return &Error{Message: "subscribe failed", Detail: err.Error(), Cause: err}
+	}
+	return nil
+}
+
+func (s *Session) unsubscribe(f *frame.Frame) error {
+	id, ok := f.Get("id")
+	if !ok && s.version == frame.V10 {
+		id, ok = f.Get("destination")
+	}
+	if !ok || len(id) == 0 {
+		return errorf("missing header", "UNSUBSCRIBE requires an id header")
+	}
+	sub := s.subs[string(id)]
+	if sub == nil {
+		return errorf("unknown subscription", "no subscription with id %q on this connection", id)
+	}
+	delete(s.subs, sub.ID)
+	delete(s.bySeq, sub.Seq)
+	s.env.Router.Unsubscribe(sub)
+	s.receipt(f)
+	return nil
+}
+
+// ackTarget finds the subscription and message id an ACK or NACK names:
+// the id header in 1.2 (our ack ids are "<seq>/<message-id>"), message-id
+// and subscription in 1.1, message-id alone in 1.0.
+func (s *Session) ackTarget(f *frame.Frame) (*router.Subscription, []byte, error) {
+	if s.version == frame.V12 {
+		id, err := required(f, "id")
+		if err != nil {
+			return nil, nil, err
+		}
+		seq, msg, ok := strings.Cut(string(id), "/")
+		n, perr := strconv.ParseUint(seq, 10, 64)
+		sub := s.bySeq[n]
+		if !ok || perr != nil || sub == nil {
+			return nil, nil, errorf("unknown ack id", "%s id %q names no message delivered on this connection", f.Command, id)
+		}
+		return sub, []byte(msg), nil
+	}
+	mid, err := required(f, "message-id")
+	if err != nil {
+		return nil, nil, err
+	}
+	if sid, ok := f.Get("subscription"); ok {
+		sub := s.subs[string(sid)]
+		if sub == nil {
+			return nil, nil, errorf("unknown subscription", "%s names subscription %q, which does not exist", f.Command, sid)
+		}
+		return sub, mid, nil
+	}
+	if s.version == frame.V11 {
+		return nil, nil, errorf("missing header", "%s requires a subscription header in STOMP 1.1", f.Command)
+	}
+	for _, sub := range s.subs { // 1.0: find the queue subscription holding it
+		if sub.Kind() == router.Queue && sub.Ack != router.AckAuto {
+			if s.env.Router.Holds(sub, mid) {
+				return sub, mid, nil
+			}
+		}
+	}
+	return nil, nil, errorf("unknown ack id", "%s message-id %q names no unacknowledged message", f.Command, mid)
+}
+
+func (s *Session) ack(f *frame.Frame) error {
+	sub, id, err := s.ackTarget(f)
+	if err != nil {
+		return err
+	}
+	if sub.Ack == router.AckAuto {
+		return errorf("ack on auto subscription", "subscription %q uses ack:auto; there is nothing to %s", sub.ID, f.Command)
+	}
+	if txID, ok := f.Get("transaction"); ok {
+		t, err := s.tx(txID)
+		if err != nil {
+			return err
+		}
+		t.ops = append(t.ops, op{sub: sub, id: append([]byte(nil), id...), nack: f.Command == frame.NACK})
+		s.txN++
+		s.receipt(f)
+		return nil
+	}
+	if err := s.env.Router.Ack(sub, id, f.Command == frame.NACK); err != nil {
+		return &Error{Message: "unknown ack id", Detail: err.Error(), Cause: err}
+	}
+	s.receipt(f)
+	return nil
+}

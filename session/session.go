@@ -1,0 +1,210 @@
+package session
+
+import (
+	"errors"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/outbox"
+	"github.com/stompbus/stompbus/router"
+)
+
+// Info describes the connection a session runs on.
+type Info struct {
+	// Transport is "ws" or "tcp".
+	Transport string
+	// Remote is the peer address.
+	Remote string
+	// MaxVersion caps the negotiated version (the WebSocket subprotocol the
+	// handshake chose); HasMaxVersion says whether it applies.
+	MaxVersion    frame.Version
+	HasMaxVersion bool
+	// Token is a bearer token presented on the WebSocket upgrade.
+	Token string
+}
+
+// Session is the STOMP state of one connection.
+type Session struct {
+	env    *Env
+	out    *outbox.Outbox
+	info   Info
+	id     string
+	parser *frame.Parser
+
+	connected bool
+	closed    bool
+	// version and user are set once, at CONNECT, before any subscription
+	// exists, and only read after: Deliver may read them without a lock.
+	version frame.Version
+	ver     atomic.Uint32 // version, for timer and shutdown goroutines
+	user    string
+	authed  bool
+	msgN    uint64
+
+	subs   map[string]*router.Subscription
+	bySeq  map[uint64]*router.Subscription
+	subSeq uint64
+	txs    map[string]*tx
+	txN    int
+
+	idBuf   []byte
+	scratch []byte
+
+	lastRead    atomic.Int64
+	hbIn, hbOut time.Duration
+	inTimer     *time.Timer
+	outTimer    *time.Timer
+	connTimer   *time.Timer
+	stopped     atomic.Bool
+	closeReason error
+}
+
+// New starts a session on a connection whose frames go to out.
+func New(env *Env, out *outbox.Outbox, info Info) *Session {
+	s := &Session{
+		env:    env,
+		out:    out,
+		info:   info,
+		id:     env.nextID(),
+		parser: frame.NewParser(env.Config.Limits),
+	}
+	s.lastRead.Store(env.Now().UnixNano())
+	s.connTimer = time.AfterFunc(env.Config.ConnectTimeout, s.connectTimeout)
+	return s
+}
+
+// ID returns the session id sent in CONNECTED.
+func (s *Session) ID() string { return s.id }
+
+// User returns the user name, once connected.
+func (s *Session) User() string { return s.user }
+
+// Version is the negotiated STOMP version (router.Consumer).
+func (s *Session) Version() frame.Version { return s.version }
+
+// Feed hands the session bytes read from the connection. It returns an
+// error when the connection must end: the session has then queued an ERROR
+// frame (for protocol errors) and asked the outbox to close; the transport
+// should stop reading.
+func (s *Session) Feed(data []byte) error {
+	if s.closed {
+		return errClosed
+	}
+	s.lastRead.Store(s.env.Now().UnixNano())
+	err := s.parser.Parse(data, s.handle)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, errDisconnect) {
+		s.closed = true
+		return err
+	}
+	s.fail(asError(err))
+	return err
+}
+
+var (
+	errClosed     = errors.New("session closed")
+	errDisconnect = errors.New("client disconnected")
+)
+
+// fail sends an ERROR frame and closes the connection after it.
+func (s *Session) fail(e *Error) {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	s.env.Counters.ProtocolErrors.Add(1)
+	s.env.Counters.Sent[frame.ERROR].Add(1)
+	s.out.Close(EncodeError(nil, s.version, e), ws.StatusProtocolError, e)
+}
+
+// Close ends the session after its connection is gone (or was closed):
+// subscriptions are removed, unacknowledged queue messages are returned to
+// their queues, open transactions are dropped. The transport calls it once.
+func (s *Session) Close() {
+	s.closed = true
+	if s.stopped.Swap(true) {
+		return
+	}
+	s.connTimer.Stop()
+	if s.inTimer != nil {
+		s.inTimer.Stop()
+	}
+	if s.outTimer != nil {
+		s.outTimer.Stop()
+	}
+	for _, sub := range s.subs {
+		s.env.Router.Unsubscribe(sub)
+	}
+	s.subs, s.bySeq, s.txs = nil, nil, nil
+}
+
+// Shutdown tells the client the node is going down: an ERROR frame with
+// message, a retry-after hint in seconds, then a close (WebSocket code
+// 1012, service restart).
+func (s *Session) Shutdown(message string, retryAfter int) {
+	e := &Error{Message: message, Detail: "reconnect to another node or retry later"}
+	b := EncodeError(nil, frame.Version(s.ver.Load()), e, "retry-after", strconv.Itoa(retryAfter))
+	s.env.Counters.Sent[frame.ERROR].Add(1)
+	s.out.Close(b, statusServiceRestart, errors.New(message))
+}
+
+// statusServiceRestart is the WebSocket close code 1012 (RFC 6455 registry):
+// the server is restarting, the client should reconnect.
+const statusServiceRestart ws.StatusCode = 1012
+
+// connectTimeout drops a connection that sent no CONNECT in time.
+func (s *Session) connectTimeout() {
+	if s.stopped.Load() {
+		return
+	}
+	e := errorf("connect timeout", "no CONNECT frame within %s", s.env.Config.ConnectTimeout)
+	s.out.Close(EncodeError(nil, frame.V12, e), ws.StatusPolicyViolation, e)
+}
+
+// startHeartBeats arms the timers negotiated at CONNECT.
+func (s *Session) startHeartBeats() {
+	if s.hbOut > 0 {
+		s.outTimer = time.AfterFunc(s.hbOut, s.beat)
+	}
+	if s.hbIn > 0 {
+		s.inTimer = time.AfterFunc(s.hbIn, s.checkIn)
+	}
+}
+
+var eol = []byte{'\n'}
+
+// beat sends an EOL when nothing was written for the interval.
+func (s *Session) beat() {
+	if s.stopped.Load() {
+		return
+	}
+	idle := time.Duration(s.env.Now().UnixNano() - s.out.LastWrite())
+	next := s.hbOut - idle
+	if next <= s.hbOut/10 {
+		s.out.Send(eol, nil, false, 0)
+		next = s.hbOut
+	}
+	s.outTimer.Reset(next)
+}
+
+// checkIn drops a client that has been silent past the grace period.
+func (s *Session) checkIn() {
+	if s.stopped.Load() {
+		return
+	}
+	limit := time.Duration(float64(s.hbIn) * s.env.Config.HeartBeatGrace)
+	silent := time.Duration(s.env.Now().UnixNano() - s.lastRead.Load())
+	if silent >= limit {
+		s.env.Counters.HeartBeatTimeouts.Add(1)
+		e := errorf("heart-beat timeout", "nothing received for %s (negotiated client heart-beat every %s)", silent.Round(time.Millisecond), s.hbIn)
+		s.out.Close(EncodeError(nil, frame.Version(s.ver.Load()), e), ws.StatusPolicyViolation, e)
+		return
+	}
+	s.inTimer.Reset(limit - silent + time.Millisecond)
+}
