@@ -224,6 +224,23 @@ class Listener(stomp.ConnectionListener):
         return [m.body for m in self.messages.snapshot()]
 
 
+def bounded_disconnect(conn, receipt=None, timeout=TIMEOUT):
+    """conn.disconnect(receipt) waits without bound for the receipt in stomp.py;
+    run it in a thread and drop the socket if it takes longer than timeout.
+    Returns True when the disconnect finished in time."""
+    t = threading.Thread(target=conn.disconnect, kwargs={"receipt": receipt}, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        try:
+            conn.transport.disconnect_socket()
+        except Exception:
+            pass
+        t.join(5)
+        return False
+    return True
+
+
 class Scope:
     """Tracks the clients a test opens and closes them at the end."""
 
@@ -267,7 +284,7 @@ class Scope:
         for conn, _ in self.conns:
             try:
                 if conn.is_connected():
-                    conn.disconnect(receipt=uid("bye"))
+                    bounded_disconnect(conn, uid("bye"), 5)
             except Exception:
                 pass
         for r in self.raws:

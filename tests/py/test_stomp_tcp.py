@@ -1,7 +1,7 @@
 """stomp.py over the plain TCP STOMP listener."""
 import pytest
 
-from conftest import uid
+from conftest import bounded_disconnect, uid
 
 
 def test_connect_12_connected_headers(scope):
@@ -57,7 +57,7 @@ def test_receipts(scope):
     assert [(m.headers["subscription"], m.body) for m in got] == [("s1", "hello"), ("s2", "after")]
     # DISCONNECT with receipt
     r6 = uid("disc")
-    c.disconnect(receipt=r6)
+    assert bounded_disconnect(c, r6), "DISCONNECT receipt within the timeout"
     c.listener.wait_receipt(r6)
 
 
@@ -114,7 +114,7 @@ def test_client_ack_cumulative(scope):
     c.listener.wait_receipt(ra)
     # drop the connection without acking c: only c comes back to a new consumer
     rd = uid("disc")
-    c.disconnect(receipt=rd)
+    assert bounded_disconnect(c, rd), "DISCONNECT receipt within the timeout"
     c2 = scope.stomp(name="consumer2")
     r2 = uid("sub2")
     c2.subscribe(dest, id="s2", ack="client-individual", receipt=r2)
