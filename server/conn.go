@@ -1,0 +1,138 @@
+package server
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/outbox"
+	"github.com/stompbus/stompbus/session"
+)
+
+// conn is one live client connection.
+type conn struct {
+	transport string
+	remote    string
+	opened    time.Time
+	out       *outbox.Outbox
+	sess      *session.Session
+}
+
+// open registers a connection and builds its outbox and session.
+func (s *Server) open(nc net.Conn, transport string, info session.Info) *conn {
+	c := &conn{transport: transport, remote: nc.RemoteAddr().String(), opened: time.Now()}
+	ocfg := s.cfg.Outbox
+	ocfg.WebSocket = transport == "ws"
+	ocfg.OnSlow = func() []byte {
+		s.env.Counters.SlowConsumers.Add(1)
+		e := &session.Error{Message: "slow consumer", Detail: "the connection fell too far behind reading its messages; its outgoing queue limit was reached"}
+		return session.EncodeError(nil, c.sess.Version(), e)
+	}
+	c.out = outbox.New(nc, ocfg)
+	info.Transport, info.Remote = transport, c.remote
+	c.sess = session.New(s.env, c.out, info)
+	s.wg.Add(1)
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	if transport == "ws" {
+		s.nWS.Add(1)
+	} else {
+		s.nTCP.Add(1)
+	}
+	s.log.Debug("connection opened", "session", c.sess.ID(), "transport", transport, "remote", c.remote)
+	return c
+}
+
+// done unregisters a connection after its read loop ended with err.
+func (s *Server) done(c *conn, err error) {
+	c.sess.Close()
+	if err != nil && !c.out.Closing() {
+		c.out.Abort(err)
+	}
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	if c.transport == "ws" {
+		s.nWS.Add(-1)
+	} else {
+		s.nTCP.Add(-1)
+	}
+	s.wg.Done()
+	reason := "closed"
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		reason = err.Error()
+	}
+	s.log.Info("connection closed", "session", c.sess.ID(), "user", c.sess.User(), "transport", c.transport,
+		"remote", c.remote, "duration", time.Since(c.opened).Round(time.Millisecond), "reason", reason)
+}
+
+func (s *Server) acceptTCP(ln net.Listener) {
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			s.log.Error("accept stomp", "err", err)
+			return
+		}
+		if s.draining.Load() {
+			_ = nc.Close()
+			continue
+		}
+		go s.serveTCP(nc)
+	}
+}
+
+// serveTCP is a plain STOMP connection's read loop.
+func (s *Server) serveTCP(nc net.Conn) {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	c := s.open(nc, "tcp", session.Info{})
+	buf := make([]byte, s.cfg.ReadBufferSize)
+	var err error
+	for {
+		var n int
+		n, err = nc.Read(buf)
+		if n > 0 {
+			if ferr := c.sess.Feed(buf[:n]); ferr != nil {
+				err = nil
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	s.done(c, err)
+}
+
+// readPayload returns the next n payload bytes of a WebSocket frame: a slice
+// of the read buffer when it fits (the caller discards it after use), or of
+// big, grown as needed.
+func readPayload(br *bufio.Reader, n int, big *[]byte) (p []byte, peeked bool, err error) {
+	if n <= br.Size() {
+		p, err = br.Peek(n)
+		return p, true, err
+	}
+	if cap(*big) < n {
+		*big = make([]byte, n)
+	}
+	p = (*big)[:n]
+	_, err = io.ReadFull(br, p)
+	return p, false, err
+}
+
+// maxWSPayload bounds one WebSocket frame: a STOMP frame at its limit plus
+// room for heart-beat EOLs and a neighbouring small frame.
+func maxWSPayload(l frame.Limits) int64 { return int64(l.MaxFrameSize) + 4096 }

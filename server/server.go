@@ -1,0 +1,193 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stompbus/stompbus/outbox"
+	"github.com/stompbus/stompbus/router"
+	"github.com/stompbus/stompbus/session"
+)
+
+// Config is what a node's listeners need.
+type Config struct {
+	// HTTPAddr and StompAddr are the listen addresses; StompAddr "off" or
+	// empty disables plain STOMP.
+	HTTPAddr, StompAddr string
+	// AllowedOrigins lists the Origin values accepted on the WebSocket
+	// upgrade; empty means the request's own host, "*" any.
+	AllowedOrigins []string
+	// TLS, when set, serves https/wss and STOMP over TLS.
+	TLS *tls.Config
+	// Outbox limits each connection's outgoing queue.
+	Outbox outbox.Config
+	// UpgradeTimeout bounds the WebSocket handshake.
+	UpgradeTimeout time.Duration
+	// DrainRetryWindow is the window over which the retry-after hint sent
+	// to clients at shutdown is spread.
+	DrainRetryWindow time.Duration
+	// ReadBufferSize is each connection's read buffer.
+	ReadBufferSize int
+}
+
+// Server is one node's listeners and live connections.
+type Server struct {
+	cfg  Config
+	env  *session.Env
+	log  *slog.Logger
+	mux  *http.ServeMux
+	http *http.Server
+
+	httpLn, stompLn net.Listener
+
+	ready    atomic.Bool
+	draining atomic.Bool
+	// Ready reports whether the node can deliver cluster-wide; nil means
+	// always (a single node).
+	Ready func() bool
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+	wg    sync.WaitGroup
+	// counts by transport, for the connections gauge
+	nWS, nTCP atomic.Int64
+}
+
+// New returns a server for env; call Start.
+func New(cfg Config, env *session.Env, log *slog.Logger) *Server {
+	if cfg.UpgradeTimeout <= 0 {
+		cfg.UpgradeTimeout = 10 * time.Second
+	}
+	if cfg.DrainRetryWindow <= 0 {
+		cfg.DrainRetryWindow = 30 * time.Second
+	}
+	if cfg.ReadBufferSize <= 0 {
+		cfg.ReadBufferSize = 4096
+	}
+	s := &Server{cfg: cfg, env: env, log: log, mux: http.NewServeMux(), conns: make(map[*conn]struct{})}
+	s.mux.HandleFunc("GET /ws", s.serveWS)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s.mux.HandleFunc("GET /readyz", s.serveReady)
+	return s
+}
+
+// Handle mounts an extra HTTP handler (pages, metrics, APIs).
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Env returns the sessions' shared environment.
+func (s *Server) Env() *session.Env { return s.env }
+
+// Router returns the node's router.
+func (s *Server) Router() *router.Router { return s.env.Router }
+
+// Connections returns the number of live connections by transport.
+func (s *Server) Connections() (ws, tcp int) { return int(s.nWS.Load()), int(s.nTCP.Load()) }
+
+func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	switch {
+	case s.draining.Load():
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("draining\n"))
+	case !s.ready.Load() || (s.Ready != nil && !s.Ready()):
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("not ready\n"))
+	default:
+		_, _ = w.Write([]byte("ready\n"))
+	}
+}
+
+// Start opens the listeners and serves until Shutdown.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen http on %s: %w", s.cfg.HTTPAddr, err)
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
+	s.httpLn = ln
+	s.http = &http.Server{Handler: s.mux, ReadHeaderTimeout: s.cfg.UpgradeTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	s.log.Info("listening", "transport", "http", "addr", ln.Addr().String(), "tls", s.cfg.TLS != nil)
+	go func() {
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server stopped", "err", err)
+		}
+	}()
+	if s.cfg.StompAddr != "" && s.cfg.StompAddr != "off" {
+		sl, err := net.Listen("tcp", s.cfg.StompAddr)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen stomp on %s: %w", s.cfg.StompAddr, err)
+		}
+		if s.cfg.TLS != nil {
+			sl = tls.NewListener(sl, s.cfg.TLS)
+		}
+		s.stompLn = sl
+		s.log.Info("listening", "transport", "stomp", "addr", sl.Addr().String(), "tls", s.cfg.TLS != nil)
+		go s.acceptTCP(sl)
+	}
+	s.ready.Store(true)
+	return nil
+}
+
+// HTTPAddr returns the HTTP listener's address.
+func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// StompAddr returns the STOMP listener's address, or "" when disabled.
+func (s *Server) StompAddr() string {
+	if s.stompLn == nil {
+		return ""
+	}
+	return s.stompLn.Addr().String()
+}
+
+// Shutdown drains the node: readiness turns 503, listeners close, every
+// client gets an ERROR saying the node is going down (with a retry-after
+// hint spread over the drain window) after what was already queued for it,
+// and Shutdown waits until all connections are closed or ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	if s.stompLn != nil {
+		_ = s.stompLn.Close()
+	}
+	hctx, cancel := context.WithTimeout(ctx, time.Second)
+	_ = s.http.Shutdown(hctx)
+	cancel()
+
+	s.mu.Lock()
+	live := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		live = append(live, c)
+	}
+	s.mu.Unlock()
+	window := int(s.cfg.DrainRetryWindow / time.Second)
+	for _, c := range live {
+		c.sess.Shutdown("node is shutting down", 1+rand.IntN(max(window, 1)))
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.out.Abort(errors.New("shutdown deadline"))
+		}
+		s.mu.Unlock()
+		return fmt.Errorf("drain: %d connections still open: %w", len(s.conns), ctx.Err())
+	}
+}

@@ -1,0 +1,150 @@
+package server
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/session"
+)
+
+// subprotocols in order of preference, with the STOMP version each caps.
+var subprotocols = [...]struct {
+	name string
+	v    frame.Version
+}{{"v12.stomp", frame.V12}, {"v11.stomp", frame.V11}, {"v10.stomp", frame.V10}}
+
+// pickProtocol returns the highest STOMP subprotocol the client offered.
+func pickProtocol(offered []string) (string, frame.Version, bool) {
+	for _, p := range subprotocols {
+		for _, line := range offered {
+			for _, o := range strings.Split(line, ",") {
+				if strings.TrimSpace(o) == p.name {
+					return p.name, p.v, true
+				}
+			}
+		}
+	}
+	return "", 0, false
+}
+
+// originAllowed applies the allow-list to a handshake's Origin header; a
+// handshake without one (non-browser clients) is accepted.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if len(s.cfg.AllowedOrigins) == 0 {
+		u, err := url.Parse(origin)
+		return err == nil && strings.EqualFold(u.Host, r.Host)
+	}
+	for _, a := range s.cfg.AllowedOrigins {
+		if a == "*" || strings.EqualFold(a, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		http.Error(w, "node is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if !s.originAllowed(r) {
+		s.log.Info("websocket refused", "reason", "origin not allowed", "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
+		http.Error(w, fmt.Sprintf("origin %q is not allowed", r.Header.Get("Origin")), http.StatusForbidden)
+		return
+	}
+	proto, ver, hasProto := pickProtocol(r.Header.Values("Sec-WebSocket-Protocol"))
+	up := ws.HTTPUpgrader{
+		Timeout:  s.cfg.UpgradeTimeout,
+		Protocol: func(p string) bool { return hasProto && p == proto },
+	}
+	nc, rw, _, err := up.Upgrade(r, w)
+	if err != nil {
+		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	_ = nc.SetDeadline(time.Time{})
+	info := session.Info{MaxVersion: ver, HasMaxVersion: hasProto, Token: bearerToken(r)}
+	c := s.open(nc, "ws", info)
+	err = s.readWS(c, rw.Reader)
+	s.done(c, err)
+}
+
+// bearerToken takes a token from the upgrade's Authorization header or its
+// access_token query parameter (browsers cannot set headers on WebSocket).
+func bearerToken(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return r.URL.Query().Get("access_token")
+}
+
+var errProtocol = errors.New("websocket protocol error")
+
+// readWS is a WebSocket connection's read loop. It returns nil when the
+// session ended the connection itself (after an ERROR or DISCONNECT).
+func (s *Server) readWS(c *conn, br *bufio.Reader) error {
+	var big []byte
+	limit := maxWSPayload(s.env.Config.Limits)
+	for {
+		h, err := ws.ReadHeader(br)
+		if err != nil {
+			return err
+		}
+		if !h.Masked {
+			return s.wsFail(c, ws.StatusProtocolError, "client frames must be masked")
+		}
+		if h.OpCode.IsControl() && (h.Length > 125 || !h.Fin) {
+			return s.wsFail(c, ws.StatusProtocolError, "control frames must be final and at most 125 bytes")
+		}
+		if h.Length > limit {
+			return s.wsFail(c, ws.StatusMessageTooBig, fmt.Sprintf("websocket frame of %d bytes exceeds the %d-byte limit", h.Length, limit))
+		}
+		p, peeked, err := readPayload(br, int(h.Length), &big)
+		if err != nil {
+			return err
+		}
+		ws.Cipher(p, h.Mask, 0)
+		var ferr error
+		switch h.OpCode {
+		case ws.OpClose:
+			code, _ := ws.ParseCloseFrameData(p)
+			if code == 0 {
+				code = ws.StatusNormalClosure
+			}
+			c.out.Close(nil, code, nil)
+			return nil
+		case ws.OpPing:
+			c.out.Control(ws.OpPong, p)
+		case ws.OpPong:
+		case ws.OpText, ws.OpBinary, ws.OpContinuation:
+			ferr = c.sess.Feed(p)
+		default:
+			return s.wsFail(c, ws.StatusProtocolError, fmt.Sprintf("unknown websocket opcode %d", h.OpCode))
+		}
+		if peeked {
+			_, _ = br.Discard(len(p))
+		}
+		if ferr != nil {
+			return nil
+		}
+	}
+}
+
+// wsFail answers a WebSocket-level violation with a STOMP ERROR and a close.
+func (s *Server) wsFail(c *conn, code ws.StatusCode, msg string) error {
+	e := &session.Error{Message: "websocket protocol error", Detail: msg}
+	c.out.Close(session.EncodeError(nil, c.sess.Version(), e), code, e)
+	return nil
+}
