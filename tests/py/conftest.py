@@ -254,8 +254,15 @@ class Scope:
         name = name or f"tcp{len(self.conns) + 1}"
         hp = [self.broker.stomp_host_port]
         if version == "1.2":
-            conn = stomp.Connection(hp, heartbeats=heartbeats, auto_decode=auto_decode,
-                                    reconnect_attempts_max=1, timeout=TIMEOUT)
+            # stomp.Connection is StompConnection11 in stomp.py 9; 1.2 is Connection12
+            conn = stomp.Connection12(hp, heartbeats=heartbeats, auto_decode=auto_decode,
+                                      reconnect_attempts_max=1, timeout=TIMEOUT)
+        elif version == "ws":
+            # stomp.py's own WebSocket transport (STOMP 1.2, offers no subprotocol)
+            host, _, port = self.broker.http_addr.rpartition(":")
+            conn = stomp.WSConnection([(host, int(port))], ws_path="/ws", heartbeats=heartbeats,
+                                      auto_decode=auto_decode, reconnect_attempts_max=1,
+                                      timeout=TIMEOUT)
         elif version == "1.1":
             conn = stomp.Connection11(hp, heartbeats=heartbeats, auto_decode=auto_decode,
                                       reconnect_attempts_max=1, timeout=TIMEOUT)

@@ -72,3 +72,42 @@ def test_ws_user_destination_to_tcp(scope):
     (m,) = alice.listener.messages.count(1)
     assert m.body == "hi alice"
     assert m.headers["destination"] == "/user/queue/inbox"
+
+
+def test_stomppy_ws_connection_to_tcp_and_back(scope):
+    """stomp.py's own WebSocket client (stomp.WSConnection, no subprotocol offered)
+    and its TCP client exchange messages both ways."""
+    ws = scope.stomp("ws", name="stomppy-ws")
+    (cf,) = ws.listener.connected.snapshot()
+    assert cf.headers.get("version") == "1.2", cf.headers
+    assert cf.headers.get("server", "").startswith("stompbus/"), cf.headers
+    tcp = scope.stomp("1.2", name="stomppy-tcp")
+    for c, sid in ((ws, "ws-sub"), (tcp, "tcp-sub")):
+        r = uid("sub")
+        c.subscribe("/topic/cross-stomppy", id=sid, receipt=r)
+        c.listener.wait_receipt(r)
+    r1 = uid("send")
+    ws.send("/topic/cross-stomppy", "from ws", receipt=r1)
+    ws.listener.wait_receipt(r1)
+    r2 = uid("send")
+    tcp.send("/topic/cross-stomppy", "from tcp", receipt=r2)
+    tcp.listener.wait_receipt(r2)
+    assert [m.body for m in tcp.listener.messages.count(2)] == ["from ws", "from tcp"]
+    assert [m.body for m in ws.listener.messages.count(2)] == ["from ws", "from tcp"]
+
+
+def test_ws_queue_consumer_gets_tcp_sends_with_client_individual_ack(scope):
+    dest = "/queue/cross-ack"
+    ws = scope.stomp("ws", name="ws-consumer")
+    r = uid("sub")
+    ws.subscribe(dest, id="s1", ack="client-individual", receipt=r)
+    ws.listener.wait_receipt(r)
+    tcp = scope.stomp("1.2", name="tcp-pub")
+    for i in range(5):
+        tcp.send(dest, f"job {i}")
+    got = ws.listener.messages.count(5)
+    assert [m.body for m in got] == [f"job {i}" for i in range(5)]
+    for m in got:
+        ra = uid("ack")
+        ws.ack(m.headers["ack"], receipt=ra)
+        ws.listener.wait_receipt(ra)

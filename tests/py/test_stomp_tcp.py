@@ -234,3 +234,24 @@ def test_older_versions_queue_client_ack(scope, version):
     else:
         c.ack(m.headers["message-id"], m.headers["subscription"], receipt=ra)
     c.listener.wait_receipt(ra)
+
+
+def test_default_stomp_connection(scope, broker):
+    """stomp.Connection as most users write it (StompConnection11 in stomp.py 9)."""
+    import stomp
+    from conftest import Listener
+    conn = stomp.Connection([broker.stomp_host_port], reconnect_attempts_max=1, timeout=10)
+    listener = Listener("default")
+    conn.set_listener("test", listener)
+    conn.connect(wait=False)
+    try:
+        (cf,) = listener.connected.count(1)
+        assert cf.headers.get("version") == "1.1", cf.headers
+        r = uid("sub")
+        conn.subscribe("/topic/py-default", id="1", receipt=r)
+        listener.wait_receipt(r)
+        conn.send("/topic/py-default", "plain")
+        (m,) = listener.messages.count(1)
+        assert m.body == "plain"
+    finally:
+        bounded_disconnect(conn, uid("bye"), 5)
