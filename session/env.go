@@ -83,10 +83,48 @@ type Credentials struct {
 	Token string
 }
 
+// Principal is who a session acts for.
+type Principal struct {
+	// Name is the user name ("" for an anonymous session, which then goes
+	// by its session id).
+	Name string
+	// Roles select permission rules.
+	Roles []string
+	// Expires, when not zero, is when the credentials (a token) expire; the
+	// session is closed then.
+	Expires time.Time
+}
+
 // Authenticator checks credentials and names the user. A nil Authenticator
-// accepts everyone: the login, when present, names the user.
+// accepts everyone: the login, when present, names the user. Errors are
+// logged, never shown to the client, which only reads "authentication
+// failed".
 type Authenticator interface {
-	Authenticate(c Credentials) (user string, err error)
+	Authenticate(c Credentials) (Principal, error)
+}
+
+// Action is what a permission rule allows.
+type Action uint8
+
+// The actions checked against permissions.
+const (
+	Subscribe Action = iota
+	Send
+)
+
+// String returns "subscribe" or "send".
+func (a Action) String() string {
+	if a == Send {
+		return "send"
+	}
+	return "subscribe"
+}
+
+// Authorizer decides whether p may act on dest (as the client wrote it). A
+// nil Authorizer allows everything (user destinations stay isolated: a
+// SUBSCRIBE to /user/... always means the subscriber's own).
+type Authorizer interface {
+	Allow(p *Principal, a Action, dest string) error
 }
 
 // Counters are the protocol counts of a node, read by the metrics package.
@@ -104,6 +142,7 @@ type Env struct {
 	Router   *router.Router
 	Config   Config
 	Auth     Authenticator
+	Authz    Authorizer
 	Counters *Counters
 	Log      *slog.Logger
 	// Now returns the time; tests may replace it.

@@ -95,22 +95,23 @@ func (s *Session) connect(f *frame.Frame) error {
 		return err
 	}
 	login, passcode := string(f.Value("login")), string(f.Value("passcode"))
-	user := login
+	s.principal = Principal{Name: login}
 	if s.env.Auth != nil {
-		user, err = s.env.Auth.Authenticate(Credentials{
+		s.principal, err = s.env.Auth.Authenticate(Credentials{
 			Login: login, Passcode: passcode, Connect: f,
 			Transport: s.info.Transport, Remote: s.info.Remote, Token: s.info.Token,
 		})
 		if err != nil {
 			s.env.Counters.AuthFailures.Add(1)
+			s.env.Log.Info("authentication failed", "remote", s.info.Remote, "transport", s.info.Transport, "login", login, "err", err)
 			return &Error{Message: "authentication failed", Cause: err}
 		}
 	}
-	s.authed = user != ""
-	if user == "" {
-		user = s.id
+	s.authed = s.principal.Name != ""
+	s.user = s.principal.Name
+	if s.user == "" {
+		s.user = s.id
 	}
-	s.user = user
 	s.connected = true
 
 	cfg := &s.env.Config
@@ -227,6 +228,9 @@ func (s *Session) send(f *frame.Frame) error {
 	if err != nil {
 		return &Error{Message: "invalid destination", Detail: err.Error(), Cause: err}
 	}
+	if err := s.allow(Send, dest); err != nil {
+		return err
+	}
 	s.idBuf = append(append(s.idBuf[:0], s.id...), '-')
 	s.msgN++
 	s.idBuf = strconv.AppendUint(s.idBuf, s.msgN, 10)
@@ -284,6 +288,9 @@ func (s *Session) subscribe(f *frame.Frame) error {
 	kind, key, err := router.ResolveSubscribe(string(dest), s.user)
 	if err != nil {
 		return &Error{Message: "invalid destination", Detail: err.Error(), Cause: err}
+	}
+	if err := s.allow(Subscribe, dest); err != nil {
+		return err
 	}
 	s.subSeq++
 	sub := &router.Subscription{
@@ -388,5 +395,16 @@ func (s *Session) ack(f *frame.Frame) error {
 		return &Error{Message: "unknown ack id", Detail: err.Error(), Cause: err}
 	}
 	s.receipt(f)
+	return nil
+}
+
+// allow applies the node's permissions to an action on dest.
+func (s *Session) allow(a Action, dest []byte) error {
+	if s.env.Authz == nil {
+		return nil
+	}
+	if err := s.env.Authz.Allow(&s.principal, a, string(dest)); err != nil {
+		return &Error{Message: "permission denied", Detail: "user " + strconv.Quote(s.user) + " may not " + a.String() + " " + strconv.Quote(string(dest)), Cause: err}
+	}
 	return nil
 }

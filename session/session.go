@@ -39,11 +39,12 @@ type Session struct {
 	closed    bool
 	// version and user are set once, at CONNECT, before any subscription
 	// exists, and only read after: Deliver may read them without a lock.
-	version frame.Version
-	ver     atomic.Uint32 // version, for timer and shutdown goroutines
-	user    string
-	authed  bool
-	msgN    uint64
+	version   frame.Version
+	ver       atomic.Uint32 // version, for timer and shutdown goroutines
+	user      string
+	principal Principal
+	authed    bool
+	msgN      uint64
 
 	subs   map[string]*router.Subscription
 	bySeq  map[uint64]*router.Subscription
@@ -82,6 +83,9 @@ func (s *Session) ID() string { return s.id }
 
 // User returns the user name, once connected.
 func (s *Session) User() string { return s.user }
+
+// Principal returns who the session acts for, once connected.
+func (s *Session) Principal() Principal { return s.principal }
 
 // Version is the negotiated STOMP version (router.Consumer).
 func (s *Session) Version() frame.Version { return s.version }

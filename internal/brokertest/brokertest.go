@@ -1,0 +1,168 @@
+// Package brokertest starts real stompbus nodes on loopback for tests and
+// connects real clients to them: go-stomp over TCP, and over WebSocket
+// through an io.ReadWriteCloser adapter.
+//
+// Concurrency: the helpers are safe to call from parallel tests; each node
+// and client belongs to the test that made it.
+package brokertest
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/go-stomp/stomp/v3"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"github.com/stompbus/stompbus/router"
+	"github.com/stompbus/stompbus/server"
+	"github.com/stompbus/stompbus/session"
+)
+
+// Options tune a test node.
+type Options struct {
+	Node    string
+	Session session.Config
+	Router  router.Config
+	Server  server.Config
+	Bus     router.Bus
+}
+
+// Start runs a node on 127.0.0.1 random ports until the test ends.
+func Start(t testing.TB, o Options) *server.Server {
+	t.Helper()
+	if o.Node == "" {
+		o.Node = "test"
+	}
+	level := slog.LevelWarn
+	if os.Getenv("STOMPBUS_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	r := router.New(o.Router, o.Bus)
+	e := session.NewEnv(o.Node, r, o.Session, nil, log)
+	o.Server.HTTPAddr = "127.0.0.1:0"
+	if o.Server.StompAddr != "off" {
+		o.Server.StompAddr = "127.0.0.1:0"
+	}
+	srv := server.New(o.Server, e, log)
+	if err := srv.Start(); err != nil {
+		t.Fatalf("start broker: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return srv
+}
+
+// DialTCP connects go-stomp over plain TCP.
+func DialTCP(t testing.TB, srv *server.Server, opts ...func(*stomp.Conn) error) *stomp.Conn {
+	t.Helper()
+	c, err := stomp.Dial("tcp", srv.StompAddr(), opts...)
+	if err != nil {
+		t.Fatalf("stomp dial tcp: %v", err)
+	}
+	t.Cleanup(func() { _ = c.MustDisconnect() })
+	return c
+}
+
+// DialWS connects go-stomp over WebSocket (subprotocol v12.stomp).
+func DialWS(t testing.TB, srv *server.Server, opts ...func(*stomp.Conn) error) *stomp.Conn {
+	t.Helper()
+	rwc, err := DialWSRaw("ws://"+srv.HTTPAddr()+"/ws", nil, "v12.stomp")
+	if err != nil {
+		t.Fatalf("websocket dial: %v", err)
+	}
+	c, err := stomp.Connect(rwc, opts...)
+	if err != nil {
+		t.Fatalf("stomp connect over websocket: %v", err)
+	}
+	t.Cleanup(func() { _ = c.MustDisconnect() })
+	return c
+}
+
+// WSConn adapts a client WebSocket to io.ReadWriteCloser: each Write is one
+// text message; Read returns message payloads as a byte stream.
+type WSConn struct {
+	Conn     net.Conn
+	Protocol string
+	r        *wsutil.Reader
+	br       *bufio.Reader
+	cur      io.Reader
+}
+
+// DialWSRaw opens a WebSocket to url offering protocols, with extra
+// handshake headers.
+func DialWSRaw(url string, header http.Header, protocols ...string) (*WSConn, error) {
+	d := ws.Dialer{Protocols: protocols, Timeout: 5 * time.Second}
+	if header != nil {
+		d.Header = ws.HandshakeHeaderHTTP(header)
+	}
+	nc, br, hs, err := d.Dial(context.Background(), url)
+	if err != nil {
+		return nil, err
+	}
+	var src io.Reader = nc
+	if br != nil {
+		src = io.MultiReader(br, nc)
+	}
+	w := &WSConn{Conn: nc, Protocol: hs.Protocol}
+	w.r = &wsutil.Reader{Source: src, State: ws.StateClientSide, CheckUTF8: false,
+		OnIntermediate: wsutil.ControlFrameHandler(nc, ws.StateClientSide)}
+	return w, nil
+}
+
+func (w *WSConn) Read(p []byte) (int, error) {
+	for {
+		if w.cur != nil {
+			n, err := w.cur.Read(p)
+			if err == io.EOF {
+				w.cur = nil
+				if n > 0 {
+					return n, nil
+				}
+				continue
+			}
+			return n, err
+		}
+		h, err := w.r.NextFrame()
+		if err != nil {
+			return 0, err
+		}
+		if h.OpCode.IsControl() {
+			if err := wsutil.ControlFrameHandler(w.Conn, ws.StateClientSide)(h, w.r); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		w.cur = w.r
+	}
+}
+
+func (w *WSConn) Write(p []byte) (int, error) {
+	if err := wsutil.WriteClientMessage(w.Conn, ws.OpText, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// WriteBinary sends p as one binary message.
+func (w *WSConn) WriteBinary(p []byte) error {
+	return wsutil.WriteClientMessage(w.Conn, ws.OpBinary, p)
+}
+
+// ReadMessage returns the next data message's payload and opcode.
+func (w *WSConn) ReadMessage() ([]byte, ws.OpCode, error) {
+	return wsutil.ReadServerData(w.Conn)
+}
+
+func (w *WSConn) Close() error { return w.Conn.Close() }
