@@ -147,6 +147,10 @@ type Env struct {
 	Log      *slog.Logger
 	// Now returns the time; tests may replace it.
 	Now func() time.Time
+	// OnConnect is called (on the session's reader goroutine) after a
+	// session's CONNECT succeeded, and OnClose after a connected session
+	// ended; presence tracking hangs here. Either may be nil.
+	OnConnect, OnClose func(s *Session)
 
 	idPrefix string
 	seq      atomic.Uint64

@@ -145,6 +145,9 @@ func (s *Session) connect(f *frame.Frame) error {
 	s.out.Send(b, nil, false, 0)
 	s.receipt(f)
 	s.startHeartBeats()
+	if s.env.OnConnect != nil {
+		s.env.OnConnect(s)
+	}
 	return nil
 }
 

@@ -84,6 +84,15 @@ func (s *Session) ID() string { return s.id }
 // User returns the user name, once connected.
 func (s *Session) User() string { return s.user }
 
+// Transport returns "ws" or "tcp"; Remote the peer address.
+func (s *Session) Transport() string { return s.info.Transport }
+
+// Remote returns the peer address.
+func (s *Session) Remote() string { return s.info.Remote }
+
+// Authenticated reports whether the session presented a user name.
+func (s *Session) Authenticated() bool { return s.authed }
+
 // Principal returns who the session acts for, once connected.
 func (s *Session) Principal() Principal { return s.principal }
 
@@ -146,6 +155,9 @@ func (s *Session) Close() {
 		s.env.Router.Unsubscribe(sub)
 	}
 	s.subs, s.bySeq, s.txs = nil, nil, nil
+	if s.connected && s.env.OnClose != nil {
+		s.env.OnClose(s)
+	}
 }
 
 // Shutdown tells the client the node is going down: an ERROR frame with
