@@ -57,7 +57,7 @@ func (p *Parser) Limits() Limits { return p.lim }
 // Reset drops any partial frame and a previous error, keeping the buffers
 // for reuse (for instance by the next connection). The version is kept.
 func (p *Parser) Reset() {
-	p.pending = p.pending[:0]
+	p.releasePending()
 	p.st = scanState{}
 	p.hpos = p.hpos[:0]
 	p.err = nil
@@ -88,7 +88,7 @@ func (p *Parser) Parse(data []byte, fn func(f *Frame) error) error {
 		// data and is parsed again in place below.
 		data = data[used-(len(p.pending)-n):]
 		err := p.emit(p.pending[:n], fn)
-		p.pending = p.pending[:0]
+		p.releasePending()
 		if err != nil {
 			return err
 		}
@@ -169,6 +169,20 @@ func (p *Parser) feed(data []byte) (used, n int, err *Error) {
 		}
 	}
 	return used, 0, nil
+}
+
+// keepPending is the largest pending buffer kept between frames. A broker
+// holds a parser per connection: keeping the 1 MiB buffer one large frame
+// needed would cost 1 MiB per connection forever. Typical frames that
+// straddle chunks stay far below this, so they still reuse the buffer.
+const keepPending = 64 << 10
+
+func (p *Parser) releasePending() {
+	if cap(p.pending) > keepPending {
+		p.pending = nil
+		return
+	}
+	p.pending = p.pending[:0]
 }
 
 // grow makes room for n more pending bytes, doubling but never past the

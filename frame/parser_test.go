@@ -271,3 +271,19 @@ func TestLimitsBeforeBuffering(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestLargePendingReleased(t *testing.T) {
+	p := NewParser(Limits{})
+	in := append([]byte("SEND\n\n"), bytes.Repeat([]byte("x"), 200<<10)...)
+	in = append(in, 0)
+	nop := func(*Frame) error { return nil }
+	if err := p.Parse(in[:10], nop); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Parse(in[10:], nop); err != nil {
+		t.Fatal(err)
+	}
+	if c := cap(p.pending); c > keepPending {
+		t.Fatalf("kept a %d-byte pending buffer", c)
+	}
+}
