@@ -80,11 +80,11 @@ func TestTopicFanOutInOrder(t *testing.T) {
 	}
 }
 
-// waitSubscribed waits until the router holds n subscriptions.
+// waitSubscribed polls until the router holds exactly n subscriptions.
 func waitSubscribed(t *testing.T, srv *server.Server, n int) {
 	t.Helper()
 	deadline := time.Now().Add(wait)
-	for srv.Router().Subscriptions() < n {
+	for srv.Router().Subscriptions() != n {
 		if time.Now().After(deadline) {
 			t.Fatalf("router holds %d subscriptions, want %d", srv.Router().Subscriptions(), n)
 		}

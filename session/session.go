@@ -57,8 +57,8 @@ type Session struct {
 
 	lastRead    atomic.Int64
 	hbIn, hbOut time.Duration
-	inTimer     *time.Timer
-	outTimer    *time.Timer
+	inTimer     atomic.Pointer[time.Timer]
+	outTimer    atomic.Pointer[time.Timer]
 	connTimer   *time.Timer
 	stopped     atomic.Bool
 	closeReason error
@@ -145,11 +145,11 @@ func (s *Session) Close() {
 		return
 	}
 	s.connTimer.Stop()
-	if s.inTimer != nil {
-		s.inTimer.Stop()
+	if t := s.inTimer.Load(); t != nil {
+		t.Stop()
 	}
-	if s.outTimer != nil {
-		s.outTimer.Stop()
+	if t := s.outTimer.Load(); t != nil {
+		t.Stop()
 	}
 	for _, sub := range s.subs {
 		s.env.Router.Unsubscribe(sub)
@@ -185,11 +185,17 @@ func (s *Session) connectTimeout() {
 
 // startHeartBeats arms the timers negotiated at CONNECT.
 func (s *Session) startHeartBeats() {
+	// The timers are stored before they can fire: the callbacks re-arm
+	// themselves through these pointers.
 	if s.hbOut > 0 {
-		s.outTimer = time.AfterFunc(s.hbOut, s.beat)
+		t := time.AfterFunc(time.Hour, s.beat)
+		s.outTimer.Store(t)
+		t.Reset(s.hbOut)
 	}
 	if s.hbIn > 0 {
-		s.inTimer = time.AfterFunc(s.hbIn, s.checkIn)
+		t := time.AfterFunc(time.Hour, s.checkIn)
+		s.inTimer.Store(t)
+		t.Reset(s.hbIn)
 	}
 }
 
@@ -206,7 +212,7 @@ func (s *Session) beat() {
 		s.out.Send(eol, nil, false, 0)
 		next = s.hbOut
 	}
-	s.outTimer.Reset(next)
+	s.outTimer.Load().Reset(next)
 }
 
 // checkIn drops a client that has been silent past the grace period.
@@ -222,5 +228,5 @@ func (s *Session) checkIn() {
 		s.out.Close(EncodeError(nil, frame.Version(s.ver.Load()), e), ws.StatusPolicyViolation, e)
 		return
 	}
-	s.inTimer.Reset(limit - silent + time.Millisecond)
+	s.inTimer.Load().Reset(limit - silent + time.Millisecond)
 }
