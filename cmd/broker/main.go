@@ -1,18 +1,27 @@
 // Command broker runs one stompbus node: STOMP over WebSocket on /ws and
-// over plain TCP, the demo page, health and metrics.
+// over plain TCP, the demo page, health, metrics and the HTTP API.
+//
+// Settings come from flags, STOMPBUS_* environment variables and a YAML
+// file (package config); -print-config shows the result, -version the
+// version. SIGTERM or SIGINT drains the node: /readyz answers 503 first,
+// then the listeners close, every client gets an ERROR frame with a
+// retry-after hint after what was already queued for it, and the process
+// exits 0.
 package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/stompbus/stompbus/config"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
@@ -22,81 +31,109 @@ import (
 var version = "0.1.0-dev"
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "broker:", err)
 		os.Exit(1)
 	}
 }
 
-// env returns the value of STOMPBUS_<name> or def.
-func env(name, def string) string {
-	if v, ok := os.LookupEnv("STOMPBUS_" + name); ok {
-		return v
-	}
-	return def
-}
-
-func run(args []string) error {
-	host, _ := os.Hostname()
-	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
-	httpAddr := fs.String("http", env("HTTP", ":8080"), "HTTP listener: /ws, /, /metrics, /healthz, /readyz, /api/v1/...")
-	stompAddr := fs.String("stomp", env("STOMP", ":61613"), "plain TCP STOMP listener; off disables it")
-	node := fs.String("node", env("NODE", host), "this node's name in a cluster")
-	_ = fs.String("data", env("DATA", "./data"), "where the node keeps what must survive a restart")
-	origins := fs.String("allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated Origin values accepted on the WebSocket upgrade; * accepts any (default: same host)")
-	logLevel := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn, error")
-	logFormat := fs.String("log-format", env("LOG_FORMAT", "text"), "text or json")
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *showVersion {
-		fmt.Println("stompbus", version)
+func run(args []string, stdout, stderr io.Writer) error {
+	res, err := config.Load(args, os.LookupEnv, os.Environ(), stderr)
+	if errors.Is(err, config.ErrHelp) {
 		return nil
 	}
-	log, err := newLogger(*logLevel, *logFormat)
 	if err != nil {
 		return err
 	}
-	r := router.New(router.Config{}, nil)
-	scfg := session.Config{Server: "stompbus/" + version}
-	e := session.NewEnv(*node, r, scfg, nil, log)
-	var allowed []string
-	if *origins != "" {
-		for _, o := range strings.Split(*origins, ",") {
-			allowed = append(allowed, strings.TrimSpace(o))
-		}
+	if res.Version {
+		fmt.Fprintln(stdout, "stompbus", version)
+		return nil
 	}
-	srv := server.New(server.Config{HTTPAddr: *httpAddr, StompAddr: *stompAddr, AllowedOrigins: allowed}, e, log)
-	if err := srv.Start(); err != nil {
+	cfg := &res.Config
+	if res.PrintConfig {
+		_, err := stdout.Write(cfg.YAML())
 		return err
 	}
-	log.Info("stompbus started", "version", version, "node", *node)
+	log, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	for _, w := range res.Warnings {
+		log.Warn(w)
+	}
+	n, err := start(cfg, log)
+	if err != nil {
+		return err
+	}
+	log.Info("stompbus started", "version", version, "node", cfg.Node, "config", res.File)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	<-ctx.Done()
-	log.Info("draining", "reason", "signal")
-	dctx, cancel := context.WithTimeout(context.Background(), 9*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(dctx); err != nil {
+	stop() // a second signal kills the process
+	log.Info("draining", "reason", "signal", "ready_delay", cfg.DrainReadyDelay, "timeout", cfg.DrainTimeout)
+	if err := n.drain(); err != nil {
 		log.Warn("drain incomplete", "err", err)
 	}
 	log.Info("stopped")
 	return nil
 }
 
-func newLogger(level, format string) (*slog.Logger, error) {
+// node is one running broker: its server and what is wired around it.
+type node struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	srv      *server.Server
+	draining atomic.Bool
+}
+
+// start builds and starts a node.
+func start(cfg *config.Config, log *slog.Logger) (*node, error) {
+	n := &node{cfg: cfg, log: log}
+	r := router.New(cfg.Router(), nil)
+	e := session.NewEnv(cfg.Node, r, cfg.Session("stompbus/"+version), nil, log)
+	scfg, err := cfg.Server()
+	if err != nil {
+		return nil, err
+	}
+	n.srv = server.New(scfg, e, log)
+	n.srv.Ready = n.ready
+	if err := n.srv.Start(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// ready is the readiness hook: not while draining.
+func (n *node) ready() bool { return !n.draining.Load() }
+
+// drain turns readiness off, waits drain-ready-delay so that load
+// balancers notice, then shuts the server down within drain-timeout.
+func (n *node) drain() error {
+	n.draining.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.DrainTimeout)
+	defer cancel()
+	if d := n.cfg.DrainReadyDelay; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+	return n.srv.Shutdown(ctx)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
+		return nil, fmt.Errorf("log-level %q: want debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, fmt.Errorf("-log-format %q: want text or json", format)
+	return nil, fmt.Errorf("log-format %q: want text or json", format)
 }

@@ -1,0 +1,134 @@
+package config
+
+import (
+	"os"
+	"time"
+
+	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/outbox"
+	"github.com/stompbus/stompbus/router"
+	"github.com/stompbus/stompbus/session"
+)
+
+// Config is a node's effective configuration. Field comments name the key
+// (file key, -flag, STOMPBUS_ variable) that sets each field.
+type Config struct {
+	HTTP  string // http: HTTP listener (/ws, /, /metrics, /healthz, /readyz, /api/v1)
+	Stomp string // stomp: plain TCP STOMP listener, "off" disables it
+	Node  string // node: this node's name in a cluster
+	Data  string // data: directory for what must survive a restart
+
+	NATS          []string // nats: URLs of an external NATS cluster
+	ClusterListen string   // cluster-listen: embedded NATS route listener
+	ClusterRoutes []string // cluster-routes: nats-route:// URLs of the other nodes
+
+	Users          string   // users: users file (login:bcrypt[:roles])
+	JWTSecret      string   // jwt-secret: HMAC key for bearer tokens (secret)
+	AllowedOrigins []string // allowed-origins: Origin allow-list for /ws
+	TLSCert        string   // tls-cert: certificate file (PEM)
+	TLSKey         string   // tls-key: private key file (PEM)
+
+	LogLevel  string // log-level: debug, info, warn, error
+	LogFormat string // log-format: text or json
+
+	// Limits.
+	MaxFrameSize     int           // max-frame-size: bytes of one frame
+	MaxHeaders       int           // max-headers: header lines of one frame
+	MaxHeaderLength  int           // max-header-length: bytes of one header line
+	MaxSubscriptions int           // max-subscriptions: per connection
+	MaxTransactions  int           // max-transactions: open per connection
+	MaxTxFrames      int           // max-tx-frames: frames held in a connection's transactions
+	HeartBeat        time.Duration // heart-beat: server heart-beat offer, both directions
+	HeartBeatGrace   float64       // heart-beat-grace: multiple of the client interval before a drop
+	ConnectTimeout   time.Duration // connect-timeout: wait for CONNECT
+	OutboxMaxBytes   int           // outbox-max-bytes: queued outgoing bytes before slow-consumer close
+	WriteTimeout     time.Duration // write-timeout: one write to a client
+	MaxQueueDepth    int           // max-queue-depth: waiting messages of one /queue/
+	DefaultPrefetch  int           // default-prefetch: in-flight messages of a client-ack queue subscription
+	ReadBufferSize   int           // read-buffer-size: per connection
+	UpgradeTimeout   time.Duration // upgrade-timeout: WebSocket handshake and HTTP request headers
+
+	// Drain on SIGTERM/SIGINT.
+	DrainReadyDelay  time.Duration // drain-ready-delay: /readyz answers 503 this long before listeners close
+	DrainTimeout     time.Duration // drain-timeout: bound on the whole drain
+	DrainRetryWindow time.Duration // drain-retry-window: retry-after hints are spread over this window
+
+	// Permissions are the rules of the permissions section (file only).
+	Permissions []Permission
+}
+
+// Permission is one rule of the permissions section: the destinations
+// (patterns as in SUBSCRIBE, "/topic/>" etc.) that principals matching
+// User or Role may send to and subscribe to.
+type Permission struct {
+	User      string   `yaml:"user,omitempty"`
+	Role      string   `yaml:"role,omitempty"`
+	Send      []string `yaml:"send,omitempty"`
+	Subscribe []string `yaml:"subscribe,omitempty"`
+}
+
+// Default returns the built-in defaults.
+func Default() Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "stompbus"
+	}
+	return Config{
+		HTTP:      ":8080",
+		Stomp:     ":61613",
+		Node:      host,
+		Data:      "./data",
+		LogLevel:  "info",
+		LogFormat: "text",
+
+		MaxFrameSize:     frame.DefaultMaxFrameSize,
+		MaxHeaders:       frame.DefaultMaxHeaders,
+		MaxHeaderLength:  frame.DefaultMaxHeaderLine,
+		MaxSubscriptions: session.DefaultMaxSubscriptions,
+		MaxTransactions:  session.DefaultMaxTransactions,
+		MaxTxFrames:      session.DefaultMaxTxFrames,
+		HeartBeat:        session.DefaultHeartBeat,
+		HeartBeatGrace:   session.DefaultHeartBeatGrace,
+		ConnectTimeout:   session.DefaultConnectTimeout,
+		OutboxMaxBytes:   outbox.DefaultMaxBytes,
+		WriteTimeout:     outbox.DefaultWriteTimeout,
+		MaxQueueDepth:    router.DefaultMaxQueueDepth,
+		DefaultPrefetch:  router.DefaultPrefetch,
+		ReadBufferSize:   4096,
+		UpgradeTimeout:   10 * time.Second,
+
+		DrainReadyDelay:  time.Second,
+		DrainTimeout:     9 * time.Second,
+		DrainRetryWindow: 30 * time.Second,
+	}
+}
+
+// Session returns the session settings; serverHeader is the CONNECTED
+// server header ("stompbus/<version>").
+func (c *Config) Session(serverHeader string) session.Config {
+	return session.Config{
+		Limits: frame.Limits{
+			MaxFrameSize:  c.MaxFrameSize,
+			MaxHeaders:    c.MaxHeaders,
+			MaxHeaderLine: c.MaxHeaderLength,
+		},
+		HeartBeatSend:    c.HeartBeat,
+		HeartBeatRecv:    c.HeartBeat,
+		HeartBeatGrace:   c.HeartBeatGrace,
+		ConnectTimeout:   c.ConnectTimeout,
+		MaxSubscriptions: c.MaxSubscriptions,
+		MaxTransactions:  c.MaxTransactions,
+		MaxTxFrames:      c.MaxTxFrames,
+		Server:           serverHeader,
+	}
+}
+
+// Router returns the router settings.
+func (c *Config) Router() router.Config {
+	return router.Config{MaxQueueDepth: c.MaxQueueDepth, DefaultPrefetch: c.DefaultPrefetch}
+}
+
+// Outbox returns the per-connection outgoing queue settings.
+func (c *Config) Outbox() outbox.Config {
+	return outbox.Config{MaxBytes: c.OutboxMaxBytes, WriteTimeout: c.WriteTimeout}
+}

@@ -1,0 +1,251 @@
+package config
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// env is a fake environment.
+type env map[string]string
+
+func (e env) get(k string) (string, bool) { v, ok := e[k]; return v, ok }
+
+func (e env) list() []string {
+	var out []string
+	for k, v := range e {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "stompbus.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func load(t *testing.T, args []string, e env) (*Result, error) {
+	t.Helper()
+	return Load(args, e.get, e.list(), io.Discard)
+}
+
+func TestDefaults(t *testing.T) {
+	res, err := load(t, nil, env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Config
+	if c.HTTP != ":8080" || c.Stomp != ":61613" || c.Data != "./data" || c.LogLevel != "info" || c.LogFormat != "text" {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if host, _ := os.Hostname(); host != "" && c.Node != host {
+		t.Fatalf("node default %q, want host name %q", c.Node, host)
+	}
+	if c.MaxFrameSize != 1<<20 || c.OutboxMaxBytes != 4<<20 || c.HeartBeat != 10*time.Second {
+		t.Fatalf("limit defaults: %+v", c)
+	}
+}
+
+// TestPrecedence sets one key in each source combination: flags beat the
+// environment, which beats the file, which beats the defaults.
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, `
+http: 127.0.0.1:1001
+stomp: 127.0.0.1:2001
+node: from-file
+max-frame-size: 64KiB
+heart-beat: 3s
+allowed-origins: [https://a.example, https://b.example]
+`)
+	e := env{
+		"STOMPBUS_CONFIG":         file,
+		"STOMPBUS_STOMP":          "127.0.0.1:2002",
+		"STOMPBUS_NODE":           "from-env",
+		"STOMPBUS_MAX_FRAME_SIZE": "128KiB",
+	}
+	res, err := load(t, []string{"-node", "from-flag", "-log-level", "debug"}, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Config
+	checks := []struct {
+		key       string
+		got, want any
+	}{
+		{"http (file only)", c.HTTP, "127.0.0.1:1001"},
+		{"stomp (file, env)", c.Stomp, "127.0.0.1:2002"},
+		{"node (file, env, flag)", c.Node, "from-flag"},
+		{"max-frame-size (file, env)", c.MaxFrameSize, 128 << 10},
+		{"heart-beat (file)", c.HeartBeat, 3 * time.Second},
+		{"log-level (flag)", c.LogLevel, "debug"},
+		{"log-format (default)", c.LogFormat, "text"},
+		{"allowed-origins (file list)", c.AllowedOrigins, []string{"https://a.example", "https://b.example"}},
+	}
+	for _, ch := range checks {
+		if !reflect.DeepEqual(ch.got, ch.want) {
+			t.Errorf("%s = %v, want %v", ch.key, ch.got, ch.want)
+		}
+	}
+	if res.File != file {
+		t.Errorf("File = %q", res.File)
+	}
+	// -config beats STOMPBUS_CONFIG.
+	other := writeFile(t, "node: other-file\n")
+	res, err = load(t, []string{"-config", other}, env{"STOMPBUS_CONFIG": file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Config.Node != "other-file" || res.Config.HTTP != ":8080" {
+		t.Errorf("-config over STOMPBUS_CONFIG: node %q http %q", res.Config.Node, res.Config.HTTP)
+	}
+}
+
+func TestListsFromEnvAndFlags(t *testing.T) {
+	res, err := load(t, []string{"-cluster-routes", "nats-route://b:6222, nats-route://c:6222"},
+		env{"STOMPBUS_ALLOWED_ORIGINS": "*", "STOMPBUS_CLUSTER_LISTEN": "0.0.0.0:6222"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(res.Config.ClusterRoutes, []string{"nats-route://b:6222", "nats-route://c:6222"}) {
+		t.Errorf("cluster-routes %q", res.Config.ClusterRoutes)
+	}
+	if !reflect.DeepEqual(res.Config.AllowedOrigins, []string{"*"}) {
+		t.Errorf("allowed-origins %q", res.Config.AllowedOrigins)
+	}
+}
+
+// TestRefused: every refusal names the key (and where it came from).
+func TestRefused(t *testing.T) {
+	cases := []struct {
+		name string
+		file string
+		env  env
+		args []string
+		want []string
+	}{
+		{name: "unknown file key", file: "http: :1\nmax-frame-sise: 1MiB\n", want: []string{"line 2", `unknown key "max-frame-sise"`}},
+		{name: "unknown key, near miss", file: "log_level: debug\n", want: []string{`unknown key "log_level"`, `did you mean "log-level"`}},
+		{name: "bad size in file", file: "max-frame-size: lots\n", want: []string{`key "max-frame-size"`, `"lots" is not a size`}},
+		{name: "bad duration in file", file: "\nheart-beat: 10\n", want: []string{"line 2", `key "heart-beat"`, "not a duration"}},
+		{name: "too small in file", file: "max-subscriptions: 0\n", want: []string{`key "max-subscriptions"`, "minimum 1"}},
+		{name: "bad choice in file", file: "log-format: xml\n", want: []string{`key "log-format"`, `"xml" is not one of text, json`}},
+		{name: "map for scalar", file: "http:\n  a: b\n", want: []string{`key "http"`, "want a single value"}},
+		{name: "duplicate key", file: "node: a\nnode: b\n", want: []string{`"node"`}},
+		{name: "not a mapping", file: "- a\n- b\n", want: []string{"want a mapping"}},
+		{name: "bad yaml", file: "http: [\n", want: []string{"config file"}},
+		{name: "unknown permission field", file: "permissions:\n  - role: admin\n    publish: [/topic/>]\n", want: []string{`key "permissions"`, "publish"}},
+		{name: "permission without subject", file: "permissions:\n  - send: [/topic/>]\n", want: []string{`key "permissions"`, "exactly one of user or role"}},
+		{name: "bad env", env: env{"STOMPBUS_HEART_BEAT_GRACE": "lots"}, want: []string{"STOMPBUS_HEART_BEAT_GRACE", "not a number"}},
+		{name: "bad flag", args: []string{"-max-headers", "-3"}, want: []string{"-max-headers", "minimum 1"}},
+		{name: "unknown flag", args: []string{"-max-headerz", "3"}, want: []string{"max-headerz"}},
+		{name: "tls half", args: []string{"-tls-cert", "c.pem"}, want: []string{"tls-cert and tls-key"}},
+		{name: "nats and embedded", args: []string{"-nats", "nats://x:4222", "-cluster-listen", ":6222"}, want: []string{"nats and cluster-listen"}},
+		{name: "missing file", args: []string{"-config", "/nonexistent/stompbus.yaml"}, want: []string{"config file", "nonexistent"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := tc.env
+			if e == nil {
+				e = env{}
+			}
+			if tc.file != "" {
+				e["STOMPBUS_CONFIG"] = writeFile(t, tc.file)
+			}
+			_, err := load(t, tc.args, e)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestPermissionsSection(t *testing.T) {
+	file := writeFile(t, `
+permissions:
+  - role: admin
+    send: ["/topic/>", "/queue/>"]
+    subscribe: ["/topic/>"]
+  - user: alice
+    subscribe: [/queue/alice]
+`)
+	res, err := load(t, []string{"-config", file}, env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Permission{
+		{Role: "admin", Send: []string{"/topic/>", "/queue/>"}, Subscribe: []string{"/topic/>"}},
+		{User: "alice", Subscribe: []string{"/queue/alice"}},
+	}
+	if !reflect.DeepEqual(res.Config.Permissions, want) {
+		t.Fatalf("permissions %+v", res.Config.Permissions)
+	}
+}
+
+// TestPrintConfig: the printed configuration masks secrets (also passwords
+// in URLs) and loads back to the same configuration.
+func TestPrintConfig(t *testing.T) {
+	file := writeFile(t, "jwt-secret: hunter2-file\nmax-frame-size: 65536\npermissions:\n  - role: admin\n    send: [/topic/>]\n")
+	res, err := load(t, []string{"-nats", "nats://bob:s3cret@n1:4222,nats://n2:4222", "-jwt-secret", "hunter2-flag"},
+		env{"STOMPBUS_CONFIG": file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(res.Config.YAML())
+	for _, secret := range []string{"hunter2", "s3cret"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("printed config shows secret %q:\n%s", secret, out)
+		}
+	}
+	for _, want := range []string{"jwt-secret: '********'", "nats://bob:xxxxx@n1:4222", "max-frame-size: 64KiB", "- role: admin"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("printed config lacks %q:\n%s", want, out)
+		}
+	}
+	// Round trip (the masked secret aside).
+	back, err := load(t, []string{"-config", writeFile(t, out)}, env{})
+	if err != nil {
+		t.Fatalf("printed config does not load: %v\n%s", err, out)
+	}
+	a, b := res.Config, back.Config
+	a.JWTSecret, b.JWTSecret = "", ""
+	a.NATS, b.NATS = nil, nil
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("round trip differs:\n%+v\n%+v", a, b)
+	}
+}
+
+func TestUnknownEnvWarned(t *testing.T) {
+	res, err := load(t, nil, env{"STOMPBUS_HTTP_ADR": ":1", "STOMPBUS_TEST_LOG": "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "STOMPBUS_HTTP_ADR") {
+		t.Fatalf("warnings %q", res.Warnings)
+	}
+}
+
+func TestSize(t *testing.T) {
+	for in, want := range map[string]int{"65536": 65536, "64KiB": 64 << 10, "1 MiB": 1 << 20, "2MB": 2e6, "1GiB": 1 << 30, "10b": 10} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "1XB", "-1", "1.5MiB", "99999999999999999999GiB"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
+		}
+	}
+}

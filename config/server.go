@@ -1,0 +1,36 @@
+package config
+
+import (
+	"crypto/tls"
+	"fmt"
+
+	"github.com/stompbus/stompbus/server"
+)
+
+// Server returns the listener settings, with the TLS certificate loaded
+// when tls-cert and tls-key are set.
+func (c *Config) Server() (server.Config, error) {
+	sc := server.Config{
+		HTTPAddr:         c.HTTP,
+		StompAddr:        c.Stomp,
+		AllowedOrigins:   c.AllowedOrigins,
+		Outbox:           c.Outbox(),
+		UpgradeTimeout:   c.UpgradeTimeout,
+		DrainRetryWindow: c.DrainRetryWindow,
+		ReadBufferSize:   c.ReadBufferSize,
+	}
+	if c.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return sc, fmt.Errorf("tls-cert %s, tls-key %s: %w", c.TLSCert, c.TLSKey, err)
+		}
+		sc.TLS = &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			MinVersion:   tls.VersionTLS12,
+			// WebSocket upgrades need HTTP/1.1 (the handler hijacks the
+			// connection), so no h2 is offered.
+			NextProtos: []string{"http/1.1"},
+		}
+	}
+	return sc, nil
+}

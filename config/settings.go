@@ -1,0 +1,272 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// setting is one configuration key: its parser, its printer and its help.
+type setting struct {
+	key    string
+	usage  string
+	secret bool
+	// set parses a value given as text (flag, environment, file scalar).
+	set func(c *Config, v string) error
+	// setNode, when not nil, takes a file value of any shape.
+	setNode func(c *Config, n *yaml.Node) error
+	// show returns the value for -print-config: a string, []string, int,
+	// float64 or bool.
+	show func(c *Config) any
+	// fileOnly settings have no flag and no environment variable.
+	fileOnly bool
+}
+
+// envName is the environment variable of a key: STOMPBUS_MAX_FRAME_SIZE.
+func envName(key string) string {
+	return "STOMPBUS_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+}
+
+func str(key, usage string, f func(*Config) *string) setting {
+	return setting{key: key, usage: usage,
+		set:  func(c *Config, v string) error { *f(c) = strings.TrimSpace(v); return nil },
+		show: func(c *Config) any { return *f(c) },
+	}
+}
+
+func secret(key, usage string, f func(*Config) *string) setting {
+	s := str(key, usage, f)
+	s.secret = true
+	return s
+}
+
+// oneOf is a string restricted to choices.
+func oneOf(key, usage string, f func(*Config) *string, choices ...string) setting {
+	s := str(key, usage, f)
+	s.set = func(c *Config, v string) error {
+		v = strings.ToLower(strings.TrimSpace(v))
+		for _, ch := range choices {
+			if v == ch {
+				*f(c) = v
+				return nil
+			}
+		}
+		return fmt.Errorf("%q is not one of %s", v, strings.Join(choices, ", "))
+	}
+	return s
+}
+
+// list is a comma-separated list in flags and the environment, a comma
+// string or a YAML sequence in the file.
+func list(key, usage string, f func(*Config) *[]string) setting {
+	return setting{key: key, usage: usage,
+		set: func(c *Config, v string) error { *f(c) = splitList(v); return nil },
+		setNode: func(c *Config, n *yaml.Node) error {
+			if n.Kind != yaml.SequenceNode {
+				if n.Kind != yaml.ScalarNode {
+					return errors.New("want a list or a comma-separated string")
+				}
+				*f(c) = splitList(n.Value)
+				return nil
+			}
+			var out []string
+			for _, it := range n.Content {
+				if it.Kind != yaml.ScalarNode {
+					return fmt.Errorf("line %d: list items must be strings", it.Line)
+				}
+				if s := strings.TrimSpace(it.Value); s != "" {
+					out = append(out, s)
+				}
+			}
+			*f(c) = out
+			return nil
+		},
+		show: func(c *Config) any { return redactURLs(*f(c)) },
+	}
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// redactURLs hides passwords in URLs (nats://user:pass@host).
+func redactURLs(in []string) []string {
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = s
+		if u, err := url.Parse(s); err == nil && u.User != nil {
+			if _, has := u.User.Password(); has {
+				out[i] = u.Redacted()
+			}
+		}
+	}
+	return out
+}
+
+// integer is an int of at least lo.
+func integer(key, usage string, lo int, f func(*Config) *int) setting {
+	return setting{key: key, usage: usage,
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return fmt.Errorf("%q is not an integer", v)
+			}
+			if n < lo {
+				return fmt.Errorf("%d is below the minimum %d", n, lo)
+			}
+			*f(c) = n
+			return nil
+		},
+		show: func(c *Config) any { return *f(c) },
+	}
+}
+
+// size is a byte count of at least lo: 65536, 64KiB, 1MiB, 1MB.
+func size(key, usage string, lo int, f func(*Config) *int) setting {
+	return setting{key: key, usage: usage,
+		set: func(c *Config, v string) error {
+			n, err := ParseSize(v)
+			if err != nil {
+				return err
+			}
+			if n < lo {
+				return fmt.Errorf("%s is below the minimum %s", FormatSize(n), FormatSize(lo))
+			}
+			*f(c) = n
+			return nil
+		},
+		show: func(c *Config) any { return FormatSize(*f(c)) },
+	}
+}
+
+// duration is a Go duration (10s, 1m30s) of at least lo.
+func duration(key, usage string, lo time.Duration, f func(*Config) *time.Duration) setting {
+	return setting{key: key, usage: usage,
+		set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil {
+				return fmt.Errorf("%q is not a duration (like 500ms, 10s, 1m)", v)
+			}
+			if d < lo {
+				return fmt.Errorf("%s is below the minimum %s", d, lo)
+			}
+			*f(c) = d
+			return nil
+		},
+		show: func(c *Config) any { return f(c).String() },
+	}
+}
+
+// number is a float of at least lo.
+func number(key, usage string, lo float64, f func(*Config) *float64) setting {
+	return setting{key: key, usage: usage,
+		set: func(c *Config, v string) error {
+			x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
+				return fmt.Errorf("%q is not a number", v)
+			}
+			if x < lo {
+				return fmt.Errorf("%g is below the minimum %g", x, lo)
+			}
+			*f(c) = x
+			return nil
+		},
+		show: func(c *Config) any { return *f(c) },
+	}
+}
+
+// settings is every key, in the order -print-config and -help show them.
+var settings = []setting{
+	str("http", "HTTP listener: /ws, /, /metrics, /healthz, /readyz, /api/v1/...", func(c *Config) *string { return &c.HTTP }),
+	str("stomp", "plain TCP STOMP listener; off disables it", func(c *Config) *string { return &c.Stomp }),
+	str("node", "this node's name in a cluster (default: host name)", func(c *Config) *string { return &c.Node }),
+	str("data", "where the node keeps what must survive a restart", func(c *Config) *string { return &c.Data }),
+	list("nats", "comma-separated URLs of an existing NATS cluster; when set, no embedded NATS server runs", func(c *Config) *[]string { return &c.NATS }),
+	str("cluster-listen", "embedded NATS route listener (host:port); set on every node of an embedded cluster", func(c *Config) *string { return &c.ClusterListen }),
+	list("cluster-routes", "comma-separated nats-route://host:port of the other nodes", func(c *Config) *[]string { return &c.ClusterRoutes }),
+	str("users", "users file, one login:bcrypt-hash[:role,role...] a line; when set, anonymous CONNECT is refused", func(c *Config) *string { return &c.Users }),
+	secret("jwt-secret", "HMAC key that signs bearer tokens (JWT)", func(c *Config) *string { return &c.JWTSecret }),
+	list("allowed-origins", "comma-separated Origin values accepted on the WebSocket upgrade; * accepts any (default: same host)", func(c *Config) *[]string { return &c.AllowedOrigins }),
+	str("tls-cert", "certificate file (PEM): serve https/wss and STOMP over TLS", func(c *Config) *string { return &c.TLSCert }),
+	str("tls-key", "private key file (PEM) of tls-cert", func(c *Config) *string { return &c.TLSKey }),
+	oneOf("log-level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error"),
+	oneOf("log-format", "text or json", func(c *Config) *string { return &c.LogFormat }, "text", "json"),
+
+	size("max-frame-size", "largest STOMP frame accepted (bytes; 64KiB, 1MiB...)", 256, func(c *Config) *int { return &c.MaxFrameSize }),
+	integer("max-headers", "most header lines in one frame", 1, func(c *Config) *int { return &c.MaxHeaders }),
+	size("max-header-length", "longest header line (bytes)", 64, func(c *Config) *int { return &c.MaxHeaderLength }),
+	integer("max-subscriptions", "most subscriptions of one connection", 1, func(c *Config) *int { return &c.MaxSubscriptions }),
+	integer("max-transactions", "most open transactions of one connection", 1, func(c *Config) *int { return &c.MaxTransactions }),
+	integer("max-tx-frames", "most frames held in one connection's open transactions", 1, func(c *Config) *int { return &c.MaxTxFrames }),
+	duration("heart-beat", "heart-beat the server offers and asks for (CONNECTED heart-beat)", 100*time.Millisecond, func(c *Config) *time.Duration { return &c.HeartBeat }),
+	number("heart-beat-grace", "a client silent for this many of its heart-beat intervals is dropped", 1, func(c *Config) *float64 { return &c.HeartBeatGrace }),
+	duration("connect-timeout", "wait for the CONNECT frame of a new connection", 100*time.Millisecond, func(c *Config) *time.Duration { return &c.ConnectTimeout }),
+	size("outbox-max-bytes", "outgoing bytes queued for one connection before it is closed as a slow consumer", 1024, func(c *Config) *int { return &c.OutboxMaxBytes }),
+	duration("write-timeout", "a client that accepts no bytes for this long is dropped", 100*time.Millisecond, func(c *Config) *time.Duration { return &c.WriteTimeout }),
+	integer("max-queue-depth", "most waiting messages of one /queue/ destination; SEND beyond is refused", 1, func(c *Config) *int { return &c.MaxQueueDepth }),
+	integer("default-prefetch", "in-flight messages of a client-ack queue subscription without prefetch-count", 1, func(c *Config) *int { return &c.DefaultPrefetch }),
+	size("read-buffer-size", "read buffer of each connection (bytes)", 512, func(c *Config) *int { return &c.ReadBufferSize }),
+	duration("upgrade-timeout", "bound on the WebSocket handshake and on reading HTTP request headers", 100*time.Millisecond, func(c *Config) *time.Duration { return &c.UpgradeTimeout }),
+
+	duration("drain-ready-delay", "on SIGTERM, /readyz answers 503 this long before the listeners close", 0, func(c *Config) *time.Duration { return &c.DrainReadyDelay }),
+	duration("drain-timeout", "on SIGTERM, bound on the whole drain (keep under 10s)", 100*time.Millisecond, func(c *Config) *time.Duration { return &c.DrainTimeout }),
+	duration("drain-retry-window", "retry-after hints sent at drain are spread over this window", time.Second, func(c *Config) *time.Duration { return &c.DrainRetryWindow }),
+
+	{key: "permissions", usage: "permission rules (file only)", fileOnly: true,
+		setNode: decodePermissions,
+		show:    func(c *Config) any { return c.Permissions },
+	},
+}
+
+func lookup(key string) *setting {
+	for i := range settings {
+		if settings[i].key == key {
+			return &settings[i]
+		}
+	}
+	return nil
+}
+
+// ParseSize reads a byte count: a plain integer or one with a unit, KiB,
+// MiB, GiB (powers of 1024) or KB, MB, GB (powers of 1000); B is allowed.
+func ParseSize(v string) (int, error) {
+	s := strings.TrimSpace(v)
+	i := len(s)
+	for i > 0 && (s[i-1] < '0' || s[i-1] > '9') {
+		i--
+	}
+	num, unit := strings.TrimSpace(s[:i]), strings.ToLower(strings.TrimSpace(s[i:]))
+	mult := map[string]int{"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000 * 1000, "mb": 1000 * 1000,
+		"g": 1000 * 1000 * 1000, "gb": 1000 * 1000 * 1000,
+		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}[unit]
+	n, err := strconv.Atoi(num)
+	if err != nil || mult == 0 || n < 0 || n > math.MaxInt/mult {
+		return 0, fmt.Errorf("%q is not a size (like 65536, 64KiB, 1MiB)", v)
+	}
+	return n * mult, nil
+}
+
+// FormatSize writes n with the largest binary unit that divides it.
+func FormatSize(n int) string {
+	switch {
+	case n != 0 && n%(1<<30) == 0:
+		return strconv.Itoa(n>>30) + "GiB"
+	case n != 0 && n%(1<<20) == 0:
+		return strconv.Itoa(n>>20) + "MiB"
+	case n != 0 && n%(1<<10) == 0:
+		return strconv.Itoa(n>>10) + "KiB"
+	}
+	return strconv.Itoa(n)
+}
