@@ -198,7 +198,9 @@ func parseFile(c *Config, name string, data []byte) error {
 
 // suggest names a known key close to an unknown one.
 func suggest(key string) string {
-	norm := func(s string) string { return strings.NewReplacer("-", "", "_", "", ".", "").Replace(strings.ToLower(s)) }
+	norm := func(s string) string {
+		return strings.NewReplacer("-", "", "_", "", ".", "").Replace(strings.ToLower(s))
+	}
 	for i := range settings {
 		if norm(settings[i].key) == norm(key) {
 			return fmt.Sprintf(" (did you mean %q?)", settings[i].key)
