@@ -28,11 +28,13 @@ func (s *Server) open(nc net.Conn, transport string, info session.Info) *conn {
 	ocfg.WebSocket = transport == "ws"
 	ocfg.OnSlow = func() []byte {
 		s.env.Counters.SlowConsumers.Add(1)
+		s.env.Counters.Hit(session.LimitOutbox)
 		e := &session.Error{Message: "slow consumer", Detail: "the connection fell too far behind reading its messages; its outgoing queue limit was reached"}
 		return session.EncodeError(nil, c.sess.Version(), e)
 	}
 	c.out = outbox.New(nc, ocfg)
 	info.Transport, info.Remote = transport, c.remote
+	info.AuthFailed = func() { s.guard.Hold(s.guard.AuthFailed(c.remote)) }
 	c.sess = session.New(s.env, c.out, info)
 	s.wg.Add(1)
 	s.mu.Lock()
@@ -56,6 +58,7 @@ func (s *Server) done(c *conn, err error) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	s.guard.Release(c.remote)
 	if c.transport == "ws" {
 		s.nWS.Add(-1)
 	} else {
@@ -87,6 +90,10 @@ func (s *Server) acceptTCP(ln net.Listener) {
 		}
 		if s.draining.Load() {
 			_ = nc.Close()
+			continue
+		}
+		if r := s.guard.Admit(nc.RemoteAddr().String()); r != nil {
+			go s.refuseTCP(nc, r)
 			continue
 		}
 		go s.serveTCP(nc)

@@ -37,6 +37,8 @@ type Config struct {
 	DrainRetryWindow time.Duration
 	// ReadBufferSize is each connection's read buffer.
 	ReadBufferSize int
+	// Limits bound connections per node and per client address.
+	Limits Limits
 }
 
 // Server is one node's listeners and live connections.
@@ -46,6 +48,8 @@ type Server struct {
 	log  *slog.Logger
 	mux  *http.ServeMux
 	http *http.Server
+	// guard applies the connection limits.
+	guard *Guard
 
 	httpLn, stompLn net.Listener
 
@@ -74,6 +78,14 @@ func New(cfg Config, env *session.Env, log *slog.Logger) *Server {
 		cfg.ReadBufferSize = 4096
 	}
 	s := &Server{cfg: cfg, env: env, log: log, mux: http.NewServeMux(), conns: make(map[*conn]struct{})}
+	g, err := NewGuard(cfg.Limits, env.Counters)
+	if err != nil {
+		log.Error("connection limits: exempt list ignored", "err", err)
+		l := cfg.Limits
+		l.Exempt = nil
+		g, _ = NewGuard(l, env.Counters)
+	}
+	s.guard = g
 	s.mux.HandleFunc("GET /ws", s.serveWS)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -160,6 +172,7 @@ func (s *Server) StompAddr() string {
 // and Shutdown waits until all connections are closed or ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
+	s.guard.Close()
 	if s.stompLn != nil {
 		_ = s.stompLn.Close()
 	}

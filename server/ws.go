@@ -64,6 +64,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("origin %q is not allowed", r.Header.Get("Origin")), http.StatusForbidden)
 		return
 	}
+	if ref := s.guard.Admit(r.RemoteAddr); ref != nil {
+		s.log.Info("websocket refused", "reason", ref.Message, "remote", r.RemoteAddr)
+		refuseHTTP(w, ref)
+		return
+	}
 	proto, ver, hasProto := pickProtocol(r.Header.Values("Sec-WebSocket-Protocol"))
 	up := ws.HTTPUpgrader{
 		Timeout:  s.cfg.UpgradeTimeout,
@@ -71,6 +76,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	nc, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
+		s.guard.Release(r.RemoteAddr)
 		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
@@ -109,6 +115,7 @@ func (s *Server) readWS(c *conn, br *bufio.Reader) error {
 			return s.wsFail(c, ws.StatusProtocolError, "control frames must be final and at most 125 bytes")
 		}
 		if h.Length > limit {
+			s.env.Counters.Hit(session.LimitFrameSize)
 			return s.wsFail(c, ws.StatusMessageTooBig, fmt.Sprintf("websocket frame of %d bytes exceeds the %d-byte limit", h.Length, limit))
 		}
 		p, peeked, err := readPayload(br, int(h.Length), &big)

@@ -27,6 +27,10 @@ type Config struct {
 	// MaxTransactions bounds the open transactions of one connection, and
 	// MaxTxFrames the frames held in all of them.
 	MaxTransactions, MaxTxFrames int
+	// MaxUnacked bounds the unacknowledged queue messages of one
+	// connection: the prefetch of its client-ack queue subscriptions adds
+	// up to at most this.
+	MaxUnacked int
 	// Server is the CONNECTED server header.
 	Server string
 }
@@ -39,6 +43,7 @@ const (
 	DefaultMaxSubscriptions = 1000
 	DefaultMaxTransactions  = 16
 	DefaultMaxTxFrames      = 1000
+	DefaultMaxUnacked       = 10000
 	minHeartBeat            = 100 * time.Millisecond
 )
 
@@ -65,6 +70,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxTxFrames <= 0 {
 		c.MaxTxFrames = DefaultMaxTxFrames
+	}
+	if c.MaxUnacked <= 0 {
+		c.MaxUnacked = DefaultMaxUnacked
 	}
 	if c.Server == "" {
 		c.Server = "stompbus/dev"
@@ -135,6 +143,8 @@ type Counters struct {
 	SlowConsumers     atomic.Uint64
 	AuthFailures      atomic.Uint64
 	ProtocolErrors    atomic.Uint64
+	// LimitHits counts refusals by limit (see Limit).
+	LimitHits [NumLimits]atomic.Uint64
 }
 
 // Env is what all sessions of a node share.

@@ -101,11 +101,14 @@ func (s *Session) connect(f *frame.Frame) error {
 			Login: login, Passcode: passcode, Connect: f,
 			Transport: s.info.Transport, Remote: s.info.Remote, Token: s.info.Token,
 		})
-		if err != nil {
-			s.env.Counters.AuthFailures.Add(1)
-			s.env.Log.Info("authentication failed", "remote", s.info.Remote, "transport", s.info.Transport, "login", login, "err", err)
-			return &Error{Message: "authentication failed", Cause: err}
+		if err == nil {
+			err = CheckUserName(s.principal.Name)
 		}
+		if err != nil {
+			return s.authFailed(login, err)
+		}
+	} else if err := CheckUserName(login); err != nil {
+		return &Error{Message: "invalid login", Detail: err.Error(), Cause: err}
 	}
 	s.authed = s.principal.Name != ""
 	s.user = s.principal.Name
@@ -145,6 +148,7 @@ func (s *Session) connect(f *frame.Frame) error {
 	s.out.Send(b, nil, false, 0)
 	s.receipt(f)
 	s.startHeartBeats()
+	s.armExpiry()
 	if s.env.OnConnect != nil {
 		s.env.OnConnect(s)
 	}
@@ -227,6 +231,9 @@ func (s *Session) send(f *frame.Frame) error {
 	if err != nil {
 		return err
 	}
+	if string(dest) == RefreshDestination {
+		return s.refresh(f)
+	}
 	kind, key, shown, err := router.Resolve(string(dest))
 	if err != nil {
 		return &Error{Message: "invalid destination", Detail: err.Error(), Cause: err}
@@ -274,7 +281,7 @@ func (s *Session) subscribe(f *frame.Frame) error {
 		return errorf("duplicate subscription", "subscription id %q is already in use on this connection", id)
 	}
 	if len(s.subs) >= s.env.Config.MaxSubscriptions {
-		return errorf("too many subscriptions", "this connection already holds %d subscriptions, the limit", len(s.subs))
+		return errorf(msgTooManySubscriptions, "this connection already holds %d subscriptions, the limit", len(s.subs))
 	}
 	mode, ok := router.ParseAckMode(f.Value("ack"))
 	if !ok {
@@ -295,6 +302,9 @@ func (s *Session) subscribe(f *frame.Frame) error {
 	if err := s.allow(Subscribe, dest); err != nil {
 		return err
 	}
+	if prefetch, err = s.takeUnacked(kind, mode, prefetch); err != nil {
+		return err
+	}
 	s.subSeq++
 	sub := &router.Subscription{
 		ID: string(id), Destination: string(dest), Ack: mode, Prefetch: prefetch,
@@ -311,6 +321,7 @@ func (s *Session) subscribe(f *frame.Frame) error {
 	if err := s.env.Router.Subscribe(sub, kind, key); err != nil {
 		delete(s.subs, sub.ID)
 		delete(s.bySeq, sub.Seq)
+		s.giveUnacked(sub)
 		return &Error{Message: "subscribe failed", Detail: err.Error(), Cause: err}
 	}
 	return nil
@@ -330,6 +341,7 @@ func (s *Session) unsubscribe(f *frame.Frame) error {
 	}
 	delete(s.subs, sub.ID)
 	delete(s.bySeq, sub.Seq)
+	s.giveUnacked(sub)
 	s.env.Router.Unsubscribe(sub)
 	s.receipt(f)
 	return nil

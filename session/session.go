@@ -25,6 +25,11 @@ type Info struct {
 	HasMaxVersion bool
 	// Token is a bearer token presented on the WebSocket upgrade.
 	Token string
+	// AuthFailed, when set, is called on the reader goroutine after a
+	// CONNECT failed authentication, before the ERROR is sent; the server
+	// counts failures per client address and may block here to slow the
+	// client down.
+	AuthFailed func()
 }
 
 // Session is the STOMP state of one connection.
@@ -51,6 +56,8 @@ type Session struct {
 	subSeq uint64
 	txs    map[string]*tx
 	txN    int
+	// unacked is the prefetch reserved by client-ack queue subscriptions.
+	unacked int
 
 	idBuf   []byte
 	scratch []byte
@@ -60,6 +67,7 @@ type Session struct {
 	inTimer     atomic.Pointer[time.Timer]
 	outTimer    atomic.Pointer[time.Timer]
 	connTimer   *time.Timer
+	expiry      expiry
 	stopped     atomic.Bool
 	closeReason error
 }
@@ -131,6 +139,9 @@ func (s *Session) fail(e *Error) {
 		return
 	}
 	s.closed = true
+	if l, ok := limitOf(e.Message); ok {
+		s.env.Counters.Hit(l)
+	}
 	s.env.Counters.ProtocolErrors.Add(1)
 	s.env.Counters.Sent[frame.ERROR].Add(1)
 	s.out.Close(EncodeError(nil, s.version, e), ws.StatusProtocolError, e)
@@ -145,6 +156,7 @@ func (s *Session) Close() {
 		return
 	}
 	s.connTimer.Stop()
+	s.expiry.stop()
 	if t := s.inTimer.Load(); t != nil {
 		t.Stop()
 	}
@@ -179,6 +191,7 @@ func (s *Session) connectTimeout() {
 	if s.stopped.Load() {
 		return
 	}
+	s.env.Counters.Hit(LimitConnectTimeout)
 	e := errorf("connect timeout", "no CONNECT frame within %s", s.env.Config.ConnectTimeout)
 	s.out.Close(EncodeError(nil, frame.V12, e), ws.StatusPolicyViolation, e)
 }

@@ -24,7 +24,7 @@ func (s *Session) tx(id []byte) (*tx, error) {
 		return nil, errorf("unknown transaction", "transaction %q was not begun on this connection", id)
 	}
 	if s.txN >= s.env.Config.MaxTxFrames {
-		return nil, errorf("transaction too large", "open transactions already hold %d frames, the limit", s.txN)
+		return nil, errorf(msgTransactionTooLarge, "open transactions already hold %d frames, the limit", s.txN)
 	}
 	return t, nil
 }
@@ -38,7 +38,7 @@ func (s *Session) begin(f *frame.Frame) error {
 		return errorf("duplicate transaction", "transaction %q is already open", id)
 	}
 	if len(s.txs) >= s.env.Config.MaxTransactions {
-		return errorf("too many transactions", "%d transactions are already open, the limit", len(s.txs))
+		return errorf(msgTooManyTransactions, "%d transactions are already open, the limit", len(s.txs))
 	}
 	if s.txs == nil {
 		s.txs = make(map[string]*tx)

@@ -1,0 +1,18 @@
+// Package auth authenticates STOMP and HTTP clients and decides what they
+// may do: a users file (htpasswd style, bcrypt), JWT bearer tokens (HS256
+// with a shared secret, RS256/ES256 with keys from a PEM or JWKS file), a
+// Chain that combines them with optional anonymous access, and Permissions,
+// per-role rules on destination patterns.
+//
+// Chain implements session.Authenticator and Permissions implements
+// session.Authorizer; HTTP handlers authenticate a request with
+// Chain.AuthenticateRequest and check it with Permissions.Allow, so STOMP
+// and HTTP clients meet the same users and the same rules.
+//
+// Errors returned by this package describe what was wrong with the
+// credentials for the server's log; they never contain a passcode, a token
+// or a secret. Clients are only ever told "authentication failed".
+//
+// Concurrency: every type here is immutable after construction and safe for
+// concurrent use.
+package auth
