@@ -1,0 +1,150 @@
+package load
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stompbus/stompbus/bench/internal/stompc"
+)
+
+// IdleConfig shapes the idle scenario.
+type IdleConfig struct {
+	Connections int
+	// Concurrency bounds parallel connects.
+	Concurrency int
+	// Settle is the pause between the last connect and the RSS reading.
+	Settle time.Duration
+	// Deliver bounds the wait for the final topic message to reach all.
+	Deliver time.Duration
+}
+
+// Idle opens Connections connections, each CONNECT and one SUBSCRIBE to a
+// shared topic, reads the broker's RSS, then publishes one message and
+// counts how many connections receive it.
+func Idle(ctx context.Context, t Target, cfg IdleConfig) (res Result) {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 64
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = 2 * time.Second
+	}
+	if cfg.Deliver <= 0 {
+		cfg.Deliver = 30 * time.Second
+	}
+	res = Result{Scenario: "idle", Target: t.Name, Transport: t.Transport(), Started: time.Now(), Connections: cfg.Connections}
+	defer func() { res.Seconds = time.Since(res.Started).Seconds() }()
+	dest := "/topic/idle." + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	res.RSSBeforeKiB = RSSKiB(t.PID)
+
+	var got atomic.Int64
+	all := make(chan struct{})
+	var allOnce sync.Once
+	conns := make([]*stompc.Conn, cfg.Connections)
+	errs := make([]error, cfg.Connections)
+	var wg, rwg sync.WaitGroup
+	sem := make(chan struct{}, cfg.Concurrency)
+	start := time.Now()
+	for i := range conns {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, err := stompc.Dial(ctx, t.URL, dialOpts(t, i))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			if err := c.Send("SUBSCRIBE", nil, "id", "0", "destination", dest, "ack", "auto"); err != nil {
+				errs[i] = err
+				_ = c.Close()
+				return
+			}
+			conns[i] = c
+			rwg.Add(1)
+			go func() {
+				defer rwg.Done()
+				_ = c.ReadLoop(func(f *stompc.Frame) bool {
+					if f.Is("MESSAGE") {
+						if got.Add(1) == int64(cfg.Connections) {
+							allOnce.Do(func() { close(all) })
+						}
+						return false
+					}
+					return !f.Is("ERROR")
+				})
+			}()
+		}(i)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+		rwg.Wait()
+	}()
+	failed := 0
+	var first error
+	for _, err := range errs {
+		if err != nil {
+			failed++
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	res.ConnectsPerSec = float64(cfg.Connections-failed) / elapsed.Seconds()
+	if failed > 0 {
+		res.Error = fmt.Sprintf("%d of %d connections failed, first: %v", failed, cfg.Connections, first)
+		return res
+	}
+	settle := time.NewTimer(cfg.Settle)
+	select {
+	case <-settle.C:
+	case <-ctx.Done():
+	}
+	res.RSSAfterKiB = RSSKiB(t.PID)
+	if res.RSSAfterKiB > 0 && cfg.Connections > 0 {
+		res.RSSPerConnKiB = float64(res.RSSAfterKiB-res.RSSBeforeKiB) / float64(cfg.Connections)
+	}
+	// one topic message to every idle subscriber: resend until all have it
+	// (the last SUBSCRIBEs may still be in flight), bounded by Deliver
+	pub, err := stompc.Dial(ctx, t.URL, dialOpts(t, cfg.Connections))
+	if err != nil {
+		res.Error = "publisher: " + err.Error()
+		return res
+	}
+	defer pub.Close()
+	deadline := time.Now().Add(cfg.Deliver)
+	for time.Now().Before(deadline) {
+		if err := pub.Send("SEND", []byte("P-idle"), "destination", dest); err != nil {
+			res.Error = "publish: " + err.Error()
+			break
+		}
+		tm := time.NewTimer(time.Second)
+		select {
+		case <-all:
+		case <-tm.C:
+		case <-ctx.Done():
+		}
+		tm.Stop()
+		if got.Load() == int64(cfg.Connections) || ctx.Err() != nil {
+			break
+		}
+	}
+	res.ProbeDelivered = int(got.Load())
+	if res.ProbeDelivered < cfg.Connections && res.Error == "" {
+		res.Error = fmt.Sprintf("topic message reached %d of %d connections", res.ProbeDelivered, cfg.Connections)
+	}
+	return res
+}
