@@ -52,7 +52,7 @@ func ParseUsers(r io.Reader) (*Users, error) {
 	u := &Users{byLogin: make(map[string]user)}
 	sc := bufio.NewScanner(r)
 	n := 0
-	cost := bcrypt.DefaultCost
+	cost := bcrypt.MinCost // of the dummy hash: the highest cost in the file
 	for sc.Scan() {
 		n++
 		line := strings.TrimSpace(sc.Text())

@@ -33,6 +33,9 @@ type Options struct {
 	Router  router.Config
 	Server  server.Config
 	Bus     router.Bus
+	// Auth and Authz, when set, authenticate and authorize the sessions.
+	Auth  session.Authenticator
+	Authz session.Authorizer
 }
 
 // Start runs a node on 127.0.0.1 random ports until the test ends.
@@ -47,7 +50,8 @@ func Start(t testing.TB, o Options) *server.Server {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	r := router.New(o.Router, o.Bus)
-	e := session.NewEnv(o.Node, r, o.Session, nil, log)
+	e := session.NewEnv(o.Node, r, o.Session, o.Auth, log)
+	e.Authz = o.Authz
 	o.Server.HTTPAddr = "127.0.0.1:0"
 	if o.Server.StompAddr != "off" {
 		o.Server.StompAddr = "127.0.0.1:0"
