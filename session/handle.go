@@ -116,6 +116,8 @@ func (s *Session) connect(f *frame.Frame) error {
 		s.user = s.id
 	}
 	s.connected = true
+	u := s.user
+	s.userName.Store(&u)
 
 	cfg := &s.env.Config
 	sx, sy := cfg.HeartBeatSend, cfg.HeartBeatRecv
