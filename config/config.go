@@ -4,6 +4,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/stompbus/stompbus/auth"
 	"github.com/stompbus/stompbus/frame"
 	"github.com/stompbus/stompbus/outbox"
 	"github.com/stompbus/stompbus/router"
@@ -23,7 +24,6 @@ type Config struct {
 	ClusterRoutes []string // cluster-routes: nats-route:// URLs of the other nodes
 
 	Users          string   // users: users file (login:bcrypt[:roles])
-	JWTSecret      string   // jwt-secret: HMAC key for bearer tokens (secret)
 	AllowedOrigins []string // allowed-origins: Origin allow-list for /ws
 	TLSCert        string   // tls-cert: certificate file (PEM)
 	TLSKey         string   // tls-key: private key file (PEM)
@@ -53,18 +53,16 @@ type Config struct {
 	DrainTimeout     time.Duration // drain-timeout: bound on the whole drain
 	DrainRetryWindow time.Duration // drain-retry-window: retry-after hints are spread over this window
 
-	// Permissions are the rules of the permissions section (file only).
-	Permissions []Permission
+	// JWT is the jwt section (bearer tokens); jwt-secret sets JWT.Secret.
+	JWT auth.JWTConfig
+	// Permissions is the permissions section: rules per role (file only).
+	Permissions auth.PermissionsConfig
 }
 
-// Permission is one rule of the permissions section: the destinations
-// (patterns as in SUBSCRIBE, "/topic/>" etc.) that principals matching
-// User or Role may send to and subscribe to.
-type Permission struct {
-	User      string   `yaml:"user,omitempty"`
-	Role      string   `yaml:"role,omitempty"`
-	Send      []string `yaml:"send,omitempty"`
-	Subscribe []string `yaml:"subscribe,omitempty"`
+// JWTEnabled reports whether any bearer-token key source is configured.
+func (c *Config) JWTEnabled() bool {
+	j := &c.JWT
+	return j.Secret != "" || j.SecretFile != "" || j.PublicKeyFile != "" || j.JWKSFile != ""
 }
 
 // Default returns the built-in defaults.

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/stompbus/stompbus/auth"
 )
 
 // Result is what Load found: the configuration and the one-shot commands.
@@ -209,15 +211,8 @@ func suggest(key string) string {
 	return ""
 }
 
-// decodePermissions reads the permissions section, refusing unknown fields.
-func decodePermissions(c *Config, n *yaml.Node) error {
-	if n.Tag == "!!null" {
-		c.Permissions = nil
-		return nil
-	}
-	if n.Kind != yaml.SequenceNode {
-		return errors.New("want a list of rules (- role: ..., send: [...], subscribe: [...])")
-	}
+// strict decodes a section into out, refusing unknown fields.
+func strict(n *yaml.Node, out any) error {
 	// Re-encode the section so that a strict decoder checks its fields.
 	raw, err := yaml.Marshal(n)
 	if err != nil {
@@ -225,16 +220,44 @@ func decodePermissions(c *Config, n *yaml.Node) error {
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
-	var rules []Permission
-	if err := dec.Decode(&rules); err != nil {
+	if err := dec.Decode(out); err != nil {
 		return fmt.Errorf("section starting on line %d: %w", n.Line, err)
 	}
-	for i, r := range rules {
-		if (r.User == "") == (r.Role == "") {
-			return fmt.Errorf("rule %d (line %d): give exactly one of user or role", i+1, n.Content[i].Line)
+	return nil
+}
+
+// decodePermissions reads the permissions section and checks its patterns.
+func decodePermissions(c *Config, n *yaml.Node) error {
+	var p auth.PermissionsConfig
+	if n.Tag != "!!null" {
+		if n.Kind != yaml.MappingNode {
+			return errors.New("want a mapping: roles: {ROLE: {subscribe: [...], send: [...]}}")
+		}
+		if err := strict(n, &p); err != nil {
+			return err
 		}
 	}
-	c.Permissions = rules
+	if _, err := auth.NewPermissions(p); err != nil {
+		return err
+	}
+	c.Permissions = p
+	return nil
+}
+
+// decodeJWT reads the jwt section; a jwt-secret given elsewhere in the same
+// file is kept unless the section sets one.
+func decodeJWT(c *Config, n *yaml.Node) error {
+	if n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return errors.New("want a mapping: secret, secret_file, public_key_file, jwks_file, issuer, audience, ...")
+	}
+	j := auth.JWTConfig{Secret: c.JWT.Secret}
+	if err := strict(n, &j); err != nil {
+		return err
+	}
+	c.JWT = j
 	return nil
 }
 
@@ -281,7 +304,7 @@ func (c *Config) YAML() []byte {
 		s := &settings[i]
 		v := s.show(c)
 		if s.secret && v != "" {
-			v = "********"
+			v = masked
 		}
 		var vn yaml.Node
 		if err := vn.Encode(v); err != nil {
@@ -292,9 +315,6 @@ func (c *Config) YAML() []byte {
 			if len(l) == 0 {
 				vn = yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle, Tag: "!!seq"}
 			}
-		}
-		if p, ok := v.([]Permission); ok && len(p) == 0 {
-			vn = yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle, Tag: "!!seq"}
 		}
 		kn := yaml.Node{Kind: yaml.ScalarNode, Value: s.key}
 		kn.HeadComment = s.usage

@@ -187,6 +187,9 @@ func number(key, usage string, lo float64, f func(*Config) *float64) setting {
 	}
 }
 
+// masked replaces secrets in -print-config.
+const masked = "********"
+
 // settings is every key, in the order -print-config and -help show them.
 var settings = []setting{
 	str("http", "HTTP listener: /ws, /, /metrics, /healthz, /readyz, /api/v1/...", func(c *Config) *string { return &c.HTTP }),
@@ -197,7 +200,7 @@ var settings = []setting{
 	str("cluster-listen", "embedded NATS route listener (host:port); set on every node of an embedded cluster", func(c *Config) *string { return &c.ClusterListen }),
 	list("cluster-routes", "comma-separated nats-route://host:port of the other nodes", func(c *Config) *[]string { return &c.ClusterRoutes }),
 	str("users", "users file, one login:bcrypt-hash[:role,role...] a line; when set, anonymous CONNECT is refused", func(c *Config) *string { return &c.Users }),
-	secret("jwt-secret", "HMAC key that signs bearer tokens (JWT)", func(c *Config) *string { return &c.JWTSecret }),
+	secret("jwt-secret", "HS256 key that signs bearer tokens (JWT); the jwt section holds the other token settings", func(c *Config) *string { return &c.JWT.Secret }),
 	list("allowed-origins", "comma-separated Origin values accepted on the WebSocket upgrade; * accepts any (default: same host)", func(c *Config) *[]string { return &c.AllowedOrigins }),
 	str("tls-cert", "certificate file (PEM): serve https/wss and STOMP over TLS", func(c *Config) *string { return &c.TLSCert }),
 	str("tls-key", "private key file (PEM) of tls-cert", func(c *Config) *string { return &c.TLSKey }),
@@ -224,7 +227,17 @@ var settings = []setting{
 	duration("drain-timeout", "on SIGTERM, bound on the whole drain (keep under 10s)", 100*time.Millisecond, func(c *Config) *time.Duration { return &c.DrainTimeout }),
 	duration("drain-retry-window", "retry-after hints sent at drain are spread over this window", time.Second, func(c *Config) *time.Duration { return &c.DrainRetryWindow }),
 
-	{key: "permissions", usage: "permission rules (file only)", fileOnly: true,
+	{key: "jwt", usage: "bearer tokens (file only): secret, secret_file, public_key_file, jwks_file, issuer, audience, user_claim, roles_claim, leeway", fileOnly: true,
+		setNode: decodeJWT,
+		show: func(c *Config) any {
+			j := c.JWT
+			if j.Secret != "" {
+				j.Secret = masked
+			}
+			return j
+		},
+	},
+	{key: "permissions", usage: "permission rules per role (file only): roles: {ROLE: {subscribe: [PATTERN...], send: [PATTERN...]}}", fileOnly: true,
 		setNode: decodePermissions,
 		show:    func(c *Config) any { return c.Permissions },
 	},

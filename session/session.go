@@ -45,7 +45,8 @@ type Session struct {
 	// version and user are set once, at CONNECT, before any subscription
 	// exists, and only read after: Deliver may read them without a lock.
 	version   frame.Version
-	ver       atomic.Uint32 // version, for timer and shutdown goroutines
+	ver       atomic.Uint32          // version, for timer and shutdown goroutines
+	userName  atomic.Pointer[string] // user, for other goroutines (UserName)
 	user      string
 	principal Principal
 	authed    bool
@@ -91,6 +92,15 @@ func (s *Session) ID() string { return s.id }
 
 // User returns the user name, once connected.
 func (s *Session) User() string { return s.user }
+
+// UserName returns the user name once connected, "" before; unlike User it
+// is safe to call from any goroutine (the admin API lists sessions).
+func (s *Session) UserName() string {
+	if p := s.userName.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
 
 // Transport returns "ws" or "tcp"; Remote the peer address.
 func (s *Session) Transport() string { return s.info.Transport }

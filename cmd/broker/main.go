@@ -21,10 +21,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stompbus/stompbus/auth"
 	"github.com/stompbus/stompbus/config"
+	"github.com/stompbus/stompbus/metrics"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
+	"github.com/stompbus/stompbus/webclient"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -89,18 +92,64 @@ type node struct {
 // start builds and starts a node.
 func start(cfg *config.Config, log *slog.Logger) (*node, error) {
 	n := &node{cfg: cfg, log: log}
+	authn, authz, err := buildAuth(cfg)
+	if err != nil {
+		return nil, err
+	}
 	r := router.New(cfg.Router(), nil)
-	e := session.NewEnv(cfg.Node, r, cfg.Session("stompbus/"+version), nil, log)
+	e := session.NewEnv(cfg.Node, r, cfg.Session("stompbus/"+version), authn, log)
+	e.Authz = authz
 	scfg, err := cfg.Server()
 	if err != nil {
 		return nil, err
 	}
+	m := metrics.New()
+	scfg.Outbox.OnWrite = m.ObserveWrite
 	n.srv = server.New(scfg, e, log)
 	n.srv.Ready = n.ready
+	m.Watch(n.srv)
+	m.WatchCluster(metrics.Cluster{})
+	n.srv.Handle("GET /metrics", m.Handler())
+	n.srv.MountAPI(server.APIConfig{Node: cfg.Node})
+	n.srv.Handle("GET /", webclient.Handler())
 	if err := n.srv.Start(); err != nil {
 		return nil, err
 	}
 	return n, nil
+}
+
+// buildAuth returns the authenticator and the permissions: nil, nil when
+// neither users, tokens nor rules are configured (everyone is admitted and
+// login names the user, as the contract asks).
+func buildAuth(cfg *config.Config) (session.Authenticator, session.Authorizer, error) {
+	var authn session.Authenticator
+	if cfg.Users != "" || cfg.JWTEnabled() {
+		chain := &auth.Chain{Anonymous: cfg.Users == ""}
+		if cfg.Users != "" {
+			u, err := auth.LoadUsers(cfg.Users)
+			if err != nil {
+				return nil, nil, fmt.Errorf("users: %w", err)
+			}
+			chain.Users = u
+		}
+		if cfg.JWTEnabled() {
+			j, err := auth.NewJWT(cfg.JWT)
+			if err != nil {
+				return nil, nil, fmt.Errorf("jwt: %w", err)
+			}
+			chain.JWT = j
+		}
+		authn = chain
+	}
+	var authz session.Authorizer
+	if len(cfg.Permissions.Roles) > 0 {
+		p, err := auth.NewPermissions(cfg.Permissions)
+		if err != nil {
+			return nil, nil, err
+		}
+		authz = p
+	}
+	return authn, authz, nil
 }
 
 // ready is the readiness hook: not while draining.

@@ -1,0 +1,198 @@
+// Package metrics exposes a node's counts to Prometheus on a registry of its
+// own (with the Go and process collectors), served by Handler on /metrics.
+//
+// Counts the broker already keeps (session.Counters, router.Stats, the
+// server's live connections) are read at scrape time through CounterFunc
+// and GaugeFunc; nothing is counted twice. The one metric this package
+// feeds itself is the delivery latency histogram, stompbus_delivery_seconds,
+// observed from the outbox's write callback (ObserveWrite). Labels are few
+// and fixed (transport, command, kind, direction, limit, reason): never a
+// destination or a session.
+//
+// Concurrency: New, Watch and WatchCluster are called once each, while the
+// node is built; ObserveWrite and the handler are safe for concurrent use.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/router"
+	"github.com/stompbus/stompbus/server"
+	"github.com/stompbus/stompbus/session"
+)
+
+// Namespace prefixes every metric name.
+const Namespace = "stompbus"
+
+// DeliveryBuckets are the bounds (seconds) of stompbus_delivery_seconds:
+// 50µs to 10s.
+var DeliveryBuckets = []float64{
+	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+	0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+}
+
+// Metrics is one node's registry.
+type Metrics struct {
+	reg      *prometheus.Registry
+	delivery prometheus.Histogram
+	now      func() time.Time
+}
+
+// New returns a registry holding the Go and process collectors and the
+// delivery histogram. Call Watch once the server exists.
+func New() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), now: time.Now}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	m.delivery = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: Namespace,
+		Name:      "delivery_seconds",
+		Help:      "Time from reading a SEND (or HTTP publish) to writing the MESSAGE to a subscriber's connection.",
+		Buckets:   DeliveryBuckets,
+	})
+	m.reg.MustRegister(m.delivery)
+	return m
+}
+
+// Registry returns the registry (tests gather from it).
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, ErrorLog: nil})
+}
+
+// ObserveWrite is the outbox's OnWrite callback: it observes the delivery
+// latency of each message in a written batch (published holds their
+// publish times, unix nanoseconds).
+func (m *Metrics) ObserveWrite(_ int, published []int64) {
+	if len(published) == 0 {
+		return
+	}
+	now := m.now().UnixNano()
+	for _, p := range published {
+		d := now - p
+		if d < 0 {
+			d = 0
+		}
+		m.delivery.Observe(float64(d) / 1e9)
+	}
+}
+
+// counterFunc registers a counter read from f.
+func (m *Metrics) counterFunc(name, help string, labels prometheus.Labels, f func() float64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: Namespace, Name: name, Help: help, ConstLabels: labels,
+	}, f))
+}
+
+// gaugeFunc registers a gauge read from f.
+func (m *Metrics) gaugeFunc(name, help string, labels prometheus.Labels, f func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: name, Help: help, ConstLabels: labels,
+	}, f))
+}
+
+func u64(a interface{ Load() uint64 }) func() float64 {
+	return func() float64 { return float64(a.Load()) }
+}
+
+// Watch registers the counts srv, its sessions and its router keep.
+func (m *Metrics) Watch(srv *server.Server) {
+	env := srv.Env()
+	c := env.Counters
+	r := srv.Router()
+
+	m.gaugeFunc("connections", "Live client connections.", prometheus.Labels{"transport": "ws"},
+		func() float64 { ws, _ := srv.Connections(); return float64(ws) })
+	m.gaugeFunc("connections", "Live client connections.", prometheus.Labels{"transport": "tcp"},
+		func() float64 { _, tcp := srv.Connections(); return float64(tcp) })
+	m.gaugeFunc("subscriptions", "Live subscriptions (topic, queue and user) on this node.", nil,
+		func() float64 { return float64(r.Subscriptions()) })
+	m.gaugeFunc("outbox_queued_bytes", "Bytes queued for clients and not yet written, all connections together.", nil,
+		func() float64 { return float64(srv.OutboxQueued()) })
+	m.gaugeFunc("queue_messages", "Messages waiting in this node's /queue/ destinations (not yet delivered).", nil,
+		func() float64 { return float64(r.QueuedMessages()) })
+
+	for cmd := frame.CONNECT; cmd <= frame.DISCONNECT; cmd++ {
+		m.counterFunc("frames_received_total", "STOMP frames received from clients, by command.",
+			prometheus.Labels{"command": cmd.String()}, u64(&c.Received[cmd]))
+	}
+	for cmd := frame.CONNECTED; cmd <= frame.ERROR; cmd++ {
+		m.counterFunc("frames_sent_total", "STOMP frames sent to clients, by command.",
+			prometheus.Labels{"command": cmd.String()}, u64(&c.Sent[cmd]))
+	}
+	st := r.Stats()
+	for k := router.Topic; k <= router.User; k++ {
+		l := prometheus.Labels{"kind": k.String()}
+		m.counterFunc("messages_published_total", "Messages published on this node (STOMP SEND and HTTP publish), by destination kind.", l,
+			func() float64 { return float64(st.Published(k)) })
+		m.counterFunc("messages_delivered_total", "Messages handed to subscribers on this node, by destination kind.", l,
+			func() float64 { return float64(st.Delivered(k)) })
+	}
+	m.counterFunc("slow_consumer_disconnects_total", "Connections closed because their outgoing queue limit was reached.", nil, u64(&c.SlowConsumers))
+	m.counterFunc("auth_failures_total", "Refused authentications (STOMP CONNECT and HTTP API).", nil, u64(&c.AuthFailures))
+	m.counterFunc("heartbeat_timeouts_total", "Connections dropped because the client's heart-beats stopped.", nil, u64(&c.HeartBeatTimeouts))
+	m.counterFunc("protocol_errors_total", "Connections closed with an ERROR frame for a protocol violation.", nil, u64(&c.ProtocolErrors))
+	for l := session.Limit(0); l < session.NumLimits; l++ {
+		m.counterFunc("limit_hits_total", "Frames, subscriptions or connections refused because a limit was reached, by limit.",
+			prometheus.Labels{"limit": l.String()}, u64(&c.LimitHits[l]))
+	}
+	for _, rr := range refusals {
+		m.counterFunc("connections_refused_total", "Connections refused before their session began, by reason.",
+			prometheus.Labels{"reason": rr.reason}, u64(&c.LimitHits[rr.limit]))
+	}
+}
+
+// refusals are the limits that refuse a whole connection, with their
+// reason label.
+var refusals = []struct {
+	limit  session.Limit
+	reason string
+}{
+	{session.LimitConnections, "max_connections"},
+	{session.LimitConnectionsPerIP, "max_connections_per_ip"},
+	{session.LimitConnectRate, "connect_rate"},
+	{session.LimitAuthFailures, "auth_blocked"},
+}
+
+// Cluster is what a clustered node reports; every field may be nil.
+type Cluster struct {
+	// BusCounts returns the messages the bus received from and sent to
+	// other nodes.
+	BusCounts func() (in, out uint64)
+	// Reconnects returns how often the NATS connection was re-established.
+	Reconnects func() uint64
+	// QueuePending returns the messages waiting in JetStream queues.
+	QueuePending func() uint64
+}
+
+// WatchCluster registers the cluster's counts; a single node calls it with
+// the zero Cluster so that the metrics exist (at zero) everywhere.
+func (m *Metrics) WatchCluster(cl Cluster) {
+	bus := cl.BusCounts
+	if bus == nil {
+		bus = func() (uint64, uint64) { return 0, 0 }
+	}
+	m.counterFunc("bus_messages_total", "Topic and user messages carried by the cluster bus, by direction.", prometheus.Labels{"direction": "in"},
+		func() float64 { in, _ := bus(); return float64(in) })
+	m.counterFunc("bus_messages_total", "Topic and user messages carried by the cluster bus, by direction.", prometheus.Labels{"direction": "out"},
+		func() float64 { _, out := bus(); return float64(out) })
+	rec := cl.Reconnects
+	if rec == nil {
+		rec = func() uint64 { return 0 }
+	}
+	m.counterFunc("bus_reconnects_total", "Times the connection to NATS was re-established.", nil, func() float64 { return float64(rec()) })
+	if cl.QueuePending != nil {
+		m.gaugeFunc("jetstream_pending_messages", "Messages waiting in JetStream queues, cluster-wide.", nil,
+			func() float64 { return float64(cl.QueuePending()) })
+	}
+}
