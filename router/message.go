@@ -48,6 +48,8 @@ type Message struct {
 	// delivery latency histogram.
 	Published int64
 
+	// idOff is where ID starts in shared.
+	idOff int
 	// shared is the escaped (1.1/1.2) encoding of everything after the
 	// per-subscription headers, ending with the body and the NUL.
 	shared []byte
@@ -113,7 +115,8 @@ func NewMessage(kind Kind, key, dest string, id []byte, headers []frame.Header, 
 	}
 	m.Binary = !Textual(ctype) || !utf8.Valid(body)
 	m.shared = encodeShared(make([]byte, 0, size), dest, id, headers, body, true)
-	m.ID = m.shared[idOffset(dest, true) : idOffset(dest, true)+len(id)]
+	m.idOff = idOffset(dest, true)
+	m.ID = m.shared[m.idOff : m.idOff+len(id)]
 	if esc {
 		m.needsEscape = true
 		m.src = rawSource{
@@ -128,8 +131,11 @@ func NewMessage(kind Kind, key, dest string, id []byte, headers []frame.Header, 
 // FromShared rebuilds a message from the shared encoding another node made
 // (the cluster envelope). It keeps shared without copying.
 func FromShared(kind Kind, key string, idOff, idLen int, binary bool, shared []byte, published int64) *Message {
-	return &Message{Kind: kind, Key: key, ID: shared[idOff : idOff+idLen], Binary: binary, shared: shared, Published: published}
+	return &Message{Kind: kind, Key: key, ID: shared[idOff : idOff+idLen], idOff: idOff, Binary: binary, shared: shared, Published: published}
 }
+
+// IDOffset is where ID starts in Encoded() (what FromShared takes).
+func (m *Message) IDOffset() int { return m.idOff }
 
 // Encoded returns the escaped shared encoding (what FromShared takes).
 func (m *Message) Encoded() []byte { return m.shared }

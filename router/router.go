@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,9 @@ type Config struct {
 	DefaultPrefetch int
 	// MatchCacheSize bounds the wildcard match cache.
 	MatchCacheSize int
+	// Queues, when set, holds the /queue/... destinations instead of this
+	// router (the cluster's JetStream queues); nil keeps them local.
+	Queues Queues
 }
 
 // Defaults for Config.
@@ -43,6 +47,32 @@ type Bus interface {
 	Unlisten(key string) error
 }
 
+// Queues is the seam for queues kept outside the router (cluster-wide,
+// durable). The router hands it queue messages, consumers and
+// acknowledgements; it delivers through the deliver function given to
+// Consume, which may be called from any goroutine and never blocks.
+type Queues interface {
+	// Enqueue stores m (Kind Queue, Key the queue) and returns only once it
+	// is stored; an error means it was not (wrap ErrUnavailable).
+	Enqueue(m *Message) error
+	// Consume starts handing messages of queue s.Key() to s through
+	// deliver, respecting s.Ack and s.Prefetch; deliver reports whether the
+	// subscriber took the message.
+	Consume(s *Subscription, deliver func(m *Message, redelivered bool) bool) error
+	// Ack settles (requeue false) or rejects (requeue true) message id of s
+	// and, for AckClient, every message delivered to s before it.
+	Ack(s *Subscription, id []byte, requeue bool) error
+	// Cancel stops s; its unacknowledged messages are delivered again,
+	// marked redelivered, to other consumers.
+	Cancel(s *Subscription)
+	// Holds reports whether s has message id unacknowledged.
+	Holds(s *Subscription, id []byte) bool
+}
+
+// ErrUnavailable is wrapped by publish errors that mean the message was
+// not accepted because the cluster's storage or bus cannot be reached.
+var ErrUnavailable = errors.New("cluster unavailable")
+
 // Stats are the router's running counts.
 type Stats struct {
 	published [numKinds]atomic.Uint64
@@ -65,6 +95,10 @@ type Router struct {
 	qmu    sync.Mutex
 	queues map[string]*queue
 	nqsubs atomic.Int64
+
+	// listenMu serialises, per key stripe, an index change with the bus
+	// Listen/Unlisten it causes, so the bus sees them in index order.
+	listenMu [numShards]sync.Mutex
 }
 
 // New returns a router; bus may be nil for a single node.
@@ -156,13 +190,33 @@ func checkName(dest string) error {
 func (r *Router) Subscribe(s *Subscription, kind Kind, key string) error {
 	s.key, s.kind = key, kind
 	if kind == Queue {
+		if qs := r.cfg.Queues; qs != nil {
+			if err := qs.Consume(s, func(m *Message, redelivered bool) bool {
+				if !s.Consumer.Deliver(s, m, redelivered) {
+					return false
+				}
+				r.stats.delivered[Queue].Add(1)
+				return true
+			}); err != nil {
+				return fmt.Errorf("consume %s: %w", key, err)
+			}
+			r.nqsubs.Add(1)
+			return nil
+		}
 		r.nqsubs.Add(1)
 		for !r.queue(key, true).addConsumer(r, s) {
 		}
 		return nil
 	}
 	s.wildcard = IsPattern(key)
-	if r.index.add(s) && r.bus != nil {
+	if r.bus == nil {
+		r.index.add(s)
+		return nil
+	}
+	mu := r.listenLock(key)
+	mu.Lock()
+	defer mu.Unlock()
+	if r.index.add(s) {
 		if err := r.bus.Listen(key); err != nil {
 			r.index.remove(s)
 			return fmt.Errorf("listen on the cluster bus for %s: %w", key, err)
@@ -171,17 +225,32 @@ func (r *Router) Subscribe(s *Subscription, kind Kind, key string) error {
 	return nil
 }
 
+func (r *Router) listenLock(key string) *sync.Mutex {
+	return &r.listenMu[maphash.String(r.index.seed, key)%numShards]
+}
+
 // Unsubscribe removes s. Unacknowledged queue messages of s are returned
 // to the queue and delivered again, marked redelivered.
 func (r *Router) Unsubscribe(s *Subscription) {
 	if s.kind == Queue {
 		r.nqsubs.Add(-1)
+		if qs := r.cfg.Queues; qs != nil {
+			qs.Cancel(s)
+			return
+		}
 		if q := s.q; q != nil && q.removeConsumer(r, s) {
 			r.dropIfIdle(q)
 		}
 		return
 	}
-	if r.index.remove(s) && r.bus != nil {
+	if r.bus == nil {
+		r.index.remove(s)
+		return
+	}
+	mu := r.listenLock(s.key)
+	mu.Lock()
+	defer mu.Unlock()
+	if r.index.remove(s) {
 		_ = r.bus.Unlisten(s.key)
 	}
 }
@@ -215,6 +284,12 @@ func (r *Router) dropIfIdle(q *queue) {
 func (r *Router) Publish(m *Message) (int, error) {
 	r.stats.published[m.Kind].Add(1)
 	if m.Kind == Queue {
+		if qs := r.cfg.Queues; qs != nil {
+			if err := qs.Enqueue(m); err != nil {
+				return 0, fmt.Errorf("store %s: %w", m.Key, err)
+			}
+			return 0, nil
+		}
 		for {
 			q := r.queue(m.Key, true)
 			q.mu.Lock()
@@ -243,6 +318,22 @@ func (r *Router) Publish(m *Message) (int, error) {
 // published to the local subscribers only.
 func (r *Router) DeliverRemote(m *Message) int { return r.deliverLocal(m) }
 
+// DeliverListened delivers a message another node published to the local
+// subscriptions registered under key (the key the bus was told to Listen
+// for) that match it. A bus that holds one upstream subscription per key
+// uses it so that a message matching several keys (/topic/a.b and
+// /topic/a.*) reaches each local subscriber once.
+func (r *Router) DeliverListened(m *Message, key string) int {
+	n := 0
+	r.index.match(m.Key, func(s *Subscription) {
+		if s.key == key && s.Consumer.Deliver(s, m, false) {
+			n++
+		}
+	})
+	r.stats.delivered[m.Kind].Add(uint64(n))
+	return n
+}
+
 func (r *Router) deliverLocal(m *Message) int {
 	n := 0
 	r.index.match(m.Key, func(s *Subscription) {
@@ -259,6 +350,9 @@ func (r *Router) deliverLocal(m *Message) int {
 func (r *Router) Ack(s *Subscription, id []byte, requeue bool) error {
 	if s.kind != Queue {
 		return nil
+	}
+	if qs := r.cfg.Queues; qs != nil {
+		return qs.Ack(s, id, requeue)
 	}
 	if s.q == nil {
 		return fmt.Errorf("%w: %q", ErrUnknownAck, id)
@@ -279,6 +373,9 @@ func (r *Router) QueueDepth(key string) int {
 
 // Holds reports whether queue subscription s has message id in flight.
 func (r *Router) Holds(s *Subscription, id []byte) bool {
+	if qs := r.cfg.Queues; qs != nil && s.kind == Queue {
+		return qs.Holds(s, id)
+	}
 	if s.q == nil {
 		return false
 	}

@@ -261,6 +261,10 @@ func (s *Session) send(f *frame.Frame) error {
 		if errors.Is(err, router.ErrQueueFull) {
 			return &Error{Message: "queue full", Detail: err.Error(), Cause: err}
 		}
+		if errors.Is(err, router.ErrUnavailable) {
+			// Not stored: no RECEIPT, the client must send again.
+			return &Error{Message: "message not stored", Detail: err.Error(), Cause: err}
+		}
 		s.env.Log.Warn("publish", "session", s.id, "destination", key, "err", err)
 	}
 	s.receipt(f)

@@ -1,0 +1,303 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stompbus/stompbus/router"
+)
+
+// Config says how a node joins the cluster.
+type Config struct {
+	// Node is this node's name (the embedded server's name; unique).
+	Node string
+	// DataDir holds the embedded server's JetStream store (DataDir/nats).
+	DataDir string
+	// NATSURLs, when set, are an existing NATS cluster to connect to; no
+	// embedded server runs.
+	NATSURLs []string
+	// RouteListen is the embedded server's route listener (host:port; port
+	// 0 picks a free one); empty means a standalone embedded server.
+	RouteListen string
+	// Routes are the other embedded servers, nats-route://host:port.
+	Routes []string
+	// ClientListen is the embedded server's client listener, for NATS
+	// tools (default 127.0.0.1 on a random port; "off" for none). The node
+	// itself connects in-process.
+	ClientListen string
+	// ClusterName names the NATS cluster (default "stompbus").
+	ClusterName string
+	// Queues tunes the JetStream queues; Replicas defaults to the number
+	// of embedded servers (at most 3), or 1 with external NATS.
+	Queues QueueConfig
+	// Log receives the cluster's and the embedded server's log.
+	Log *slog.Logger
+}
+
+// Cluster is one node's connection to the cluster: the embedded server (if
+// any), the NATS connection, the topic bus and the queues.
+type Cluster struct {
+	cfg    Config
+	log    *slog.Logger
+	srv    *server.Server
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	queues *Queues
+	bus    atomic.Pointer[NATSBus]
+	closed atomic.Bool
+	// connClosed is closed when the NATS connection is (after Drain).
+	connClosed chan struct{}
+}
+
+// Start runs the embedded server (unless cfg.NATSURLs is set) and connects
+// to NATS. It returns once connected; JetStream queues become ready in the
+// background (a new cluster first elects its leader), see Ready.
+func Start(ctx context.Context, cfg Config) (*Cluster, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ClusterName == "" {
+		cfg.ClusterName = "stompbus"
+	}
+	c := &Cluster{cfg: cfg, log: cfg.Log.With("component", "cluster"), connClosed: make(chan struct{})}
+	opts := []nats.Option{
+		nats.ClosedHandler(func(*nats.Conn) { close(c.connClosed) }),
+		nats.Name("stompbus " + cfg.Node),
+		nats.NoEcho(),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectBufSize(64 << 20),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if !c.closed.Load() {
+				c.log.Warn("cluster bus down: disconnected from NATS, not ready", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			c.log.Info("cluster bus up: reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
+			subj := ""
+			if s != nil {
+				subj = s.Subject
+			}
+			c.log.Warn("cluster bus error", "subject", subj, "err", err)
+		}),
+	}
+	var err error
+	if len(cfg.NATSURLs) > 0 {
+		c.nc, err = nats.Connect(strings.Join(cfg.NATSURLs, ","), append(opts, nats.RetryOnFailedConnect(true))...)
+		if err != nil {
+			return nil, fmt.Errorf("connect to NATS %s: %w", strings.Join(cfg.NATSURLs, ","), err)
+		}
+		if cfg.Queues.Replicas <= 0 {
+			cfg.Queues.Replicas = 1
+		}
+		c.log.Info("cluster: using external NATS", "urls", strings.Join(cfg.NATSURLs, ","), "connected", c.nc.IsConnected())
+	} else {
+		if err := c.startServer(); err != nil {
+			return nil, err
+		}
+		c.nc, err = nats.Connect("", append(opts, nats.InProcessServer(c.srv))...)
+		if err != nil {
+			c.srv.Shutdown()
+			return nil, fmt.Errorf("connect to the embedded NATS server: %w", err)
+		}
+		if cfg.Queues.Replicas <= 0 {
+			cfg.Queues.Replicas = min(1+len(cfg.Routes), 3)
+		}
+	}
+	c.js, err = jetstream.New(c.nc)
+	if err != nil {
+		c.shutdown()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	c.cfg = cfg
+	c.queues = newQueues(c.js, cfg.Queues, c.log)
+	if err := ctx.Err(); err != nil {
+		c.shutdown()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) startServer() error {
+	cfg := &c.cfg
+	o := &server.Options{
+		ServerName: cfg.Node,
+		JetStream:  true,
+		StoreDir:   filepath.Join(cfg.DataDir, "nats"),
+		NoSigs:     true,
+		Host:       "127.0.0.1",
+		Port:       server.RANDOM_PORT,
+	}
+	switch cfg.ClientListen {
+	case "":
+	case "off":
+		o.DontListen = true
+	default:
+		host, port, err := splitHostPort(cfg.ClientListen)
+		if err != nil {
+			return fmt.Errorf("client listen %q: %w", cfg.ClientListen, err)
+		}
+		o.Host, o.Port = host, port
+	}
+	if cfg.RouteListen != "" {
+		host, port, err := splitHostPort(cfg.RouteListen)
+		if err != nil {
+			return fmt.Errorf("cluster listen %q: %w", cfg.RouteListen, err)
+		}
+		o.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: host, Port: port}
+		for _, r := range cfg.Routes {
+			r = strings.TrimSpace(r)
+			if r == "" {
+				continue
+			}
+			u, err := url.Parse(r)
+			if err != nil || u.Host == "" {
+				return fmt.Errorf("cluster route %q: want nats-route://host:port", r)
+			}
+			o.Routes = append(o.Routes, u)
+		}
+	} else if len(cfg.Routes) > 0 {
+		return errors.New("cluster routes need a cluster listen address on this node too")
+	}
+	srv, err := server.NewServer(o)
+	if err != nil {
+		return fmt.Errorf("embedded NATS server: %w", err)
+	}
+	srv.SetLogger(&natsLogger{log: c.log.With("nats", cfg.Node)}, false, false)
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return errors.New("embedded NATS server did not start within 10s")
+	}
+	c.srv = srv
+	attrs := []any{"node", cfg.Node, "store", o.StoreDir}
+	if a := srv.ClusterAddr(); a != nil {
+		attrs = append(attrs, "routes_addr", a.String(), "routes", len(o.Routes))
+	}
+	if a, ok := srv.Addr().(*net.TCPAddr); ok && a != nil {
+		attrs = append(attrs, "client_addr", a.String())
+	}
+	c.log.Info("cluster: embedded NATS server started", attrs...)
+	return nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", p, err)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	return host, port, nil
+}
+
+// NewRouter returns the node's router, wired to the cluster: topic and
+// user messages over the NATS bus, queues in JetStream. Call it once.
+func (c *Cluster) NewRouter(cfg router.Config) *router.Router {
+	b := newNATSBus(c.nc, c.log)
+	cfg.Queues = c.queues
+	r := router.New(cfg, b)
+	b.r = r
+	c.bus.Store(b)
+	return r
+}
+
+// Ready reports whether the node can deliver cluster-wide: connected to
+// NATS and its queue stream available (for /readyz).
+func (c *Cluster) Ready() bool {
+	return !c.closed.Load() && c.nc.IsConnected() && c.queues.Ready()
+}
+
+// BusCounts returns the messages received from (in) and published to
+// (out) the other nodes over the bus (stompbus_bus_messages_total).
+func (c *Cluster) BusCounts() (in, out uint64) {
+	if b := c.bus.Load(); b != nil {
+		return b.Counts()
+	}
+	return 0, 0
+}
+
+// Conn returns the node's NATS connection (presence uses it).
+func (c *Cluster) Conn() *nats.Conn { return c.nc }
+
+// JetStream returns the node's JetStream context.
+func (c *Cluster) JetStream() jetstream.JetStream { return c.js }
+
+// Server returns the embedded server, or nil with external NATS.
+func (c *Cluster) Server() *server.Server { return c.srv }
+
+// RouteAddr returns the embedded server's route listener address, or "".
+func (c *Cluster) RouteAddr() string {
+	if c.srv == nil {
+		return ""
+	}
+	if a := c.srv.ClusterAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// Node returns the node name.
+func (c *Cluster) Node() string { return c.cfg.Node }
+
+// Close stops the queue consumers (returning held messages), drains the
+// NATS connection and shuts the embedded server down.
+func (c *Cluster) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	return c.shutdown()
+}
+
+func (c *Cluster) shutdown() error {
+	if c.queues != nil {
+		c.queues.close()
+	}
+	var err error
+	if c.nc != nil {
+		if err = c.nc.Drain(); err == nil {
+			select {
+			case <-c.connClosed:
+			case <-time.After(5 * time.Second):
+			}
+		}
+		c.nc.Close()
+	}
+	if c.srv != nil {
+		c.srv.Shutdown()
+		c.srv.WaitForShutdown()
+	}
+	return err
+}
+
+// natsLogger sends the embedded server's log to slog: notices at debug
+// (nats-server is chatty), errors as warnings (a route to a node not up
+// yet is an error there), fatal errors as errors.
+type natsLogger struct{ log *slog.Logger }
+
+func (l *natsLogger) Noticef(f string, v ...any) { l.log.Debug(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Warnf(f string, v ...any)   { l.log.Warn(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Fatalf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Errorf(f string, v ...any)  { l.log.Warn(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Debugf(f string, v ...any)  { l.log.Debug(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Tracef(f string, v ...any)  {}

@@ -1,0 +1,119 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stompbus/stompbus/router"
+)
+
+func testLog() *slog.Logger {
+	if os.Getenv("STOMPBUS_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+// freePorts reserves n loopback ports for route listeners, which must be
+// known before the servers start so that each lists all the others.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var lns []net.Listener
+	var ports []int
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	return ports
+}
+
+// clusterConfigs returns configs for n embedded nodes routed to each other
+// (a standalone node for n == 1), each with its own data directory.
+func clusterConfigs(t testing.TB, n int) []Config {
+	t.Helper()
+	var cfgs []Config
+	ports := freePorts(t, n)
+	for i := 0; i < n; i++ {
+		c := Config{Node: fmt.Sprintf("n%d", i+1), DataDir: t.TempDir(), Log: testLog(),
+			Queues: QueueConfig{AckWait: 2 * time.Second}}
+		if n > 1 {
+			c.RouteListen = fmt.Sprintf("127.0.0.1:%d", ports[i])
+			for j := 0; j < n; j++ {
+				if j != i {
+					c.Routes = append(c.Routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[j]))
+				}
+			}
+		}
+		cfgs = append(cfgs, c)
+	}
+	return cfgs
+}
+
+func startCluster(t testing.TB, cfg Config) *Cluster {
+	t.Helper()
+	c, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("start %s: %v", cfg.Node, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// waitReady waits until every node can deliver cluster-wide.
+func waitReady(t testing.TB, cs ...*Cluster) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, c := range cs {
+		for !c.Ready() {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s not ready within 30s", c.Node())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func natsFactory(t *testing.T, n int) testNodes {
+	var nodes testNodes
+	var cs []*Cluster
+	for _, cfg := range clusterConfigs(t, n) {
+		c := startCluster(t, cfg)
+		cs = append(cs, c)
+		nodes.routers = append(nodes.routers, c.NewRouter(router.Config{}))
+	}
+	waitReady(t, cs...)
+	nodes.queues = true
+	return nodes
+}
+
+func memoryFactory(t *testing.T, n int) testNodes {
+	h := NewMemoryHub()
+	var nodes testNodes
+	for i := 0; i < n; i++ {
+		nodes.routers = append(nodes.routers, h.NewRouter(router.Config{}))
+	}
+	return nodes
+}
+
+func TestBusConformanceMemory(t *testing.T) { testBusConformance(t, memoryFactory) }
+func TestBusConformanceNATS(t *testing.T)   { testBusConformance(t, natsFactory) }
+
+func TestQueuesLocalRouter(t *testing.T) { testQueueConformance(t, memoryFactory, 1) }
+func TestQueuesJetStreamSingle(t *testing.T) {
+	testQueueConformance(t, natsFactory, 1)
+}
+func TestQueuesJetStreamThreeNodes(t *testing.T) {
+	testQueueConformance(t, natsFactory, 3)
+}

@@ -1,0 +1,26 @@
+// Package cluster makes several stompbus nodes behave as one broker by
+// carrying their traffic over NATS.
+//
+// Topics and user destinations travel over core NATS (NATSBus): a node
+// subscribes to the NATS subject of a key (or wildcard pattern) only while
+// it has a local subscriber for it, publishes each locally published
+// message once with echo off, and hands what other nodes publish to its
+// router. Queues live in NATS JetStream (Queues): one /queue/... is one
+// work-queue stream subject with one durable pull consumer shared by every
+// node, so each message goes to one consumer anywhere, waits while nobody
+// consumes, and survives node restarts.
+//
+// With no external NATS URLs, Start runs an embedded nats-server (with
+// JetStream, its store under the node's data directory) and joins it to the
+// other nodes' embedded servers through NATS routes; with URLs it connects
+// to an existing NATS cluster and runs no server. MemoryHub is the
+// in-process stand-in for NATS used by single-process tests; one
+// conformance suite runs against both.
+//
+// Concurrency: every exported method is safe for concurrent use. Messages
+// from NATS are delivered on nats.go's subscription goroutines (one per
+// NATS subscription, so per-key order is kept), queue messages on one
+// goroutine per queue subscription; both call router methods that never
+// block. Lock order: router listen stripe, then NATSBus.mu; Queues.mu, then
+// one queue subscription's mu.
+package cluster

@@ -1,0 +1,94 @@
+package cluster
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/stompbus/stompbus/router"
+)
+
+// MemoryHub connects the routers of several nodes in one process: the
+// in-memory counterpart of NATS for single-process clusters and tests.
+// Messages cross it as encoded envelopes, as they would cross NATS.
+type MemoryHub struct {
+	mu    sync.RWMutex
+	nodes []*MemoryBus
+}
+
+// NewMemoryHub returns an empty hub.
+func NewMemoryHub() *MemoryHub { return &MemoryHub{} }
+
+// MemoryBus is one node's attachment to a MemoryHub (a router.Bus).
+type MemoryBus struct {
+	hub     *MemoryHub
+	r       *router.Router
+	mu      sync.RWMutex
+	keys    map[string]struct{}
+	in, out atomic.Uint64
+}
+
+var _ router.Bus = (*MemoryBus)(nil)
+
+// NewRouter returns a router whose bus is attached to the hub.
+func (h *MemoryHub) NewRouter(cfg router.Config) *router.Router {
+	b := &MemoryBus{hub: h, keys: make(map[string]struct{})}
+	b.r = router.New(cfg, b)
+	h.mu.Lock()
+	h.nodes = append(h.nodes, b)
+	h.mu.Unlock()
+	return b.r
+}
+
+// Publish hands m to every other node listening for a key that matches it.
+func (b *MemoryBus) Publish(m *router.Message) error {
+	b.out.Add(1)
+	env := appendEnvelope(nil, m)
+	b.hub.mu.RLock()
+	defer b.hub.mu.RUnlock()
+	for _, n := range b.hub.nodes {
+		if n == b {
+			continue // no echo
+		}
+		n.mu.RLock()
+		for key := range n.keys {
+			if !router.Match(key, m.Key) {
+				continue
+			}
+			rm, err := decodeEnvelope(env)
+			if err != nil {
+				n.mu.RUnlock()
+				return err
+			}
+			n.in.Add(1)
+			n.r.DeliverListened(rm, key)
+		}
+		n.mu.RUnlock()
+	}
+	return nil
+}
+
+// Listen starts receiving messages that match key.
+func (b *MemoryBus) Listen(key string) error {
+	b.mu.Lock()
+	b.keys[key] = struct{}{}
+	b.mu.Unlock()
+	return nil
+}
+
+// Unlisten stops receiving messages for key.
+func (b *MemoryBus) Unlisten(key string) error {
+	b.mu.Lock()
+	delete(b.keys, key)
+	b.mu.Unlock()
+	return nil
+}
+
+// Listening returns the number of keys this node listens for.
+func (b *MemoryBus) Listening() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return len(b.keys)
+}
+
+// Counts returns the messages received from and sent to other nodes.
+func (b *MemoryBus) Counts() (in, out uint64) { return b.in.Load(), b.out.Load() }

@@ -1,0 +1,468 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stompbus/stompbus/router"
+)
+
+// QueueConfig tunes the JetStream queues.
+type QueueConfig struct {
+	// Stream is the JetStream stream holding every queue (default
+	// STOMPBUS_QUEUES); each queue is one subject of it.
+	Stream string
+	// Replicas is the stream's replication factor (1..5).
+	Replicas int
+	// MaxDepth bounds the messages waiting in one queue; a SEND to a full
+	// queue is refused (router.ErrQueueFull).
+	MaxDepth int
+	// AckWait is how long JetStream waits for the acknowledgement of a
+	// message handed to a node before giving it to another; live nodes keep
+	// their in-flight messages with progress signals, so this is how long a
+	// dead node's messages stay unavailable.
+	AckWait time.Duration
+	// DefaultPrefetch bounds the unacknowledged messages of a client-ack
+	// subscription without prefetch-count.
+	DefaultPrefetch int
+	// AutoBatch is how many messages an ack:auto subscription asks for at
+	// once.
+	AutoBatch int
+	// PublishTimeout bounds the wait for JetStream to store a message.
+	PublishTimeout time.Duration
+}
+
+func (c QueueConfig) withDefaults() QueueConfig {
+	if c.Stream == "" {
+		c.Stream = "STOMPBUS_QUEUES"
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.MaxDepth <= 0 {
+		c.MaxDepth = 100000
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.DefaultPrefetch <= 0 {
+		c.DefaultPrefetch = router.DefaultPrefetch
+	}
+	if c.AutoBatch <= 0 {
+		c.AutoBatch = 256
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 5 * time.Second
+	}
+	return c
+}
+
+// Queues keeps /queue/... destinations in a JetStream work-queue stream
+// (router.Queues). Each queue has one durable pull consumer that every
+// node shares; each local queue subscription pulls from it as much as its
+// prefetch allows, so a message is with one subscriber at a time,
+// cluster-wide. Not-acknowledged messages (NACK, unsubscribe, disconnect)
+// are returned at once with a NAK; those of a node that died come back
+// after AckWait. A message delivered more than once carries
+// redelivered:true (JetStream's delivery count above one).
+type Queues struct {
+	cfg QueueConfig
+	js  jetstream.JetStream
+	log *slog.Logger
+
+	ready atomic.Bool
+
+	mu        sync.Mutex
+	consumers map[string]jetstream.Consumer // by queue key
+	subs      map[*router.Subscription]*qsub
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+var _ router.Queues = (*Queues)(nil)
+
+func newQueues(js jetstream.JetStream, cfg QueueConfig, log *slog.Logger) *Queues {
+	ctx, cancel := context.WithCancel(context.Background())
+	q := &Queues{cfg: cfg.withDefaults(), js: js, log: log, consumers: make(map[string]jetstream.Consumer),
+		subs: make(map[*router.Subscription]*qsub), ctx: ctx, cancel: cancel}
+	q.wg.Add(2)
+	go q.ensureStreamLoop()
+	go q.progressLoop()
+	return q
+}
+
+// Ready reports whether the stream exists and accepts messages.
+func (q *Queues) Ready() bool { return q.ready.Load() }
+
+func (q *Queues) streamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:                 q.cfg.Stream,
+		Description:          "stompbus queues: one subject per /queue/ destination",
+		Subjects:             []string{queuePrefix + ".>"},
+		Retention:            jetstream.WorkQueuePolicy,
+		Storage:              jetstream.FileStorage,
+		Replicas:             q.cfg.Replicas,
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		MaxMsgsPerSubject:    int64(q.cfg.MaxDepth),
+	}
+}
+
+// ensureStreamLoop creates (or updates) the stream, retrying while
+// JetStream is not available yet (a cluster waits for its quorum).
+func (q *Queues) ensureStreamLoop() {
+	defer q.wg.Done()
+	delay := 50 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(q.ctx, 5*time.Second)
+		_, err := q.js.CreateOrUpdateStream(ctx, q.streamConfig())
+		cancel()
+		if err == nil {
+			q.ready.Store(true)
+			q.log.Info("cluster queues ready", "stream", q.cfg.Stream, "replicas", q.cfg.Replicas)
+			return
+		}
+		q.log.Debug("cluster queues: stream not ready yet", "err", err)
+		select {
+		case <-q.ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, time.Second)
+	}
+}
+
+// progressLoop tells JetStream that messages held by live subscribers are
+// still being worked on, so they are not given to another node.
+func (q *Queues) progressLoop() {
+	defer q.wg.Done()
+	t := time.NewTicker(q.cfg.AckWait / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-q.ctx.Done():
+			return
+		case <-t.C:
+		}
+		q.mu.Lock()
+		subs := make([]*qsub, 0, len(q.subs))
+		for _, s := range q.subs {
+			subs = append(subs, s)
+		}
+		q.mu.Unlock()
+		for _, s := range subs {
+			s.mu.Lock()
+			for _, f := range s.inflight {
+				_ = f.msg.InProgress()
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// Enqueue stores m and returns once JetStream acknowledged the store.
+func (q *Queues) Enqueue(m *router.Message) error {
+	if !q.ready.Load() {
+		return fmt.Errorf("%w: queue storage (JetStream) is not ready", router.ErrUnavailable)
+	}
+	subj := subjectOf(queuePrefix, m.Key)
+	ctx, cancel := context.WithTimeout(q.ctx, q.cfg.PublishTimeout)
+	defer cancel()
+	data := appendEnvelope(make([]byte, 0, len(m.Encoded())+len(m.Key)+24), m)
+	if _, err := q.js.Publish(ctx, subj, data); err != nil {
+		if strings.Contains(err.Error(), "maximum messages per subject exceeded") {
+			return fmt.Errorf("%w: %s holds %d messages", router.ErrQueueFull, m.Key, q.cfg.MaxDepth)
+		}
+		return fmt.Errorf("%w: jetstream publish: %v", router.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// durableName names the consumer of a queue: JetStream names may not hold
+// '.', '*', '>' or path separators, so it is a digest of the key.
+func durableName(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return "q_" + hex.EncodeToString(sum[:20])
+}
+
+func (q *Queues) consumer(ctx context.Context, key string) (jetstream.Consumer, error) {
+	q.mu.Lock()
+	c := q.consumers[key]
+	q.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	if !q.ready.Load() {
+		return nil, fmt.Errorf("%w: queue storage (JetStream) is not ready", router.ErrUnavailable)
+	}
+	c, err := q.js.CreateOrUpdateConsumer(ctx, q.cfg.Stream, jetstream.ConsumerConfig{
+		Durable:       durableName(key),
+		Description:   key,
+		FilterSubject: subjectOf(queuePrefix, key),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       q.cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 1 << 20,
+		MaxWaiting:    4096,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream consumer for %s: %w", key, err)
+	}
+	q.mu.Lock()
+	q.consumers[key] = c
+	q.mu.Unlock()
+	return c, nil
+}
+
+// qsub is one local queue subscription.
+type qsub struct {
+	q       *Queues
+	s       *router.Subscription
+	deliver func(*router.Message, bool) bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	room    chan struct{} // signalled when in-flight messages are settled
+
+	mu        sync.Mutex
+	cancelled bool
+	inflight  []inflight // oldest first
+}
+
+type inflight struct {
+	id  string
+	msg jetstream.Msg
+}
+
+// Consume starts pulling messages of s's queue for s.
+func (q *Queues) Consume(s *router.Subscription, deliver func(*router.Message, bool) bool) error {
+	ctx, cancel := context.WithCancel(q.ctx)
+	qs := &qsub{q: q, s: s, deliver: deliver, ctx: ctx, cancel: cancel, room: make(chan struct{}, 1)}
+	q.mu.Lock()
+	q.subs[s] = qs
+	q.mu.Unlock()
+	q.wg.Add(1)
+	go qs.run()
+	return nil
+}
+
+// Cancel stops s and returns its unacknowledged messages.
+func (q *Queues) Cancel(s *router.Subscription) {
+	q.mu.Lock()
+	qs := q.subs[s]
+	delete(q.subs, s)
+	q.mu.Unlock()
+	if qs == nil {
+		return
+	}
+	qs.mu.Lock()
+	qs.cancelled = true
+	held := qs.inflight
+	qs.inflight = nil
+	qs.mu.Unlock()
+	qs.cancel()
+	for _, f := range held {
+		_ = f.msg.Nak()
+	}
+}
+
+// Ack settles or rejects id (and, for ack:client, everything before it).
+func (q *Queues) Ack(s *router.Subscription, id []byte, requeue bool) error {
+	q.mu.Lock()
+	qs := q.subs[s]
+	q.mu.Unlock()
+	if qs == nil {
+		return fmt.Errorf("%w: %q", router.ErrUnknownAck, id)
+	}
+	qs.mu.Lock()
+	at := -1
+	for i := range qs.inflight {
+		if qs.inflight[i].id == string(id) {
+			at = i
+			break
+		}
+	}
+	if at < 0 {
+		qs.mu.Unlock()
+		return fmt.Errorf("%w: no unacknowledged message %q on subscription %q", router.ErrUnknownAck, id, s.ID)
+	}
+	from := at
+	if s.Ack == router.AckClient {
+		from = 0
+	}
+	settled := make([]inflight, at+1-from)
+	copy(settled, qs.inflight[from:at+1])
+	n := copy(qs.inflight[from:], qs.inflight[at+1:])
+	clear(qs.inflight[from+n:])
+	qs.inflight = qs.inflight[:from+n]
+	qs.mu.Unlock()
+	var first error
+	for _, f := range settled {
+		var err error
+		if requeue {
+			err = f.msg.Nak()
+		} else {
+			err = f.msg.Ack()
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	select {
+	case qs.room <- struct{}{}:
+	default:
+	}
+	if first != nil {
+		return fmt.Errorf("%w: settle %q: %v", router.ErrUnavailable, id, first)
+	}
+	return nil
+}
+
+// Holds reports whether id is unacknowledged on s.
+func (q *Queues) Holds(s *router.Subscription, id []byte) bool {
+	q.mu.Lock()
+	qs := q.subs[s]
+	q.mu.Unlock()
+	if qs == nil {
+		return false
+	}
+	qs.mu.Lock()
+	defer qs.mu.Unlock()
+	for i := range qs.inflight {
+		if qs.inflight[i].id == string(id) {
+			return true
+		}
+	}
+	return false
+}
+
+// free returns how many more messages the subscription may take now.
+func (qs *qsub) free() int {
+	if qs.s.Ack == router.AckAuto {
+		return qs.q.cfg.AutoBatch
+	}
+	limit := qs.s.Prefetch
+	if limit <= 0 {
+		limit = qs.q.cfg.DefaultPrefetch
+	}
+	qs.mu.Lock()
+	n := limit - len(qs.inflight)
+	qs.mu.Unlock()
+	return n
+}
+
+// run pulls from the queue's consumer while the subscription lives.
+func (qs *qsub) run() {
+	defer qs.q.wg.Done()
+	var cons jetstream.Consumer
+	delay := 50 * time.Millisecond
+	backoff := func() bool {
+		select {
+		case <-qs.ctx.Done():
+			return false
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+		return true
+	}
+	for qs.ctx.Err() == nil {
+		if cons == nil {
+			ctx, cancel := context.WithTimeout(qs.ctx, 5*time.Second)
+			c, err := qs.q.consumer(ctx, qs.s.Key())
+			cancel()
+			if err != nil {
+				qs.q.log.Debug("cluster queues: consumer not ready", "queue", qs.s.Key(), "err", err)
+				if !backoff() {
+					return
+				}
+				continue
+			}
+			cons = c
+		}
+		n := qs.free()
+		if n <= 0 {
+			select {
+			case <-qs.ctx.Done():
+				return
+			case <-qs.room:
+			}
+			continue
+		}
+		batch, err := cons.Fetch(n, jetstream.FetchContext(qs.ctx))
+		if err != nil {
+			if !backoff() {
+				return
+			}
+			continue
+		}
+		for msg := range batch.Messages() {
+			qs.handle(msg)
+		}
+		if err := batch.Error(); err != nil && qs.ctx.Err() == nil {
+			qs.q.log.Debug("cluster queues: pull ended", "queue", qs.s.Key(), "err", err)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+				qs.q.mu.Lock()
+				delete(qs.q.consumers, qs.s.Key())
+				qs.q.mu.Unlock()
+				cons = nil
+			}
+			if !backoff() {
+				return
+			}
+			continue
+		}
+		delay = 50 * time.Millisecond
+	}
+}
+
+// handle hands one pulled message to the subscriber, or returns it.
+func (qs *qsub) handle(msg jetstream.Msg) {
+	m, err := decodeEnvelope(msg.Data())
+	if err != nil {
+		qs.q.log.Warn("cluster queues: dropping an undecodable message", "queue", qs.s.Key(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	redelivered := false
+	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
+		redelivered = true
+	}
+	qs.mu.Lock()
+	if qs.cancelled {
+		qs.mu.Unlock()
+		_ = msg.Nak()
+		return
+	}
+	if !qs.deliver(m, redelivered) {
+		qs.mu.Unlock()
+		// The connection is closing or over its limit: let another
+		// consumer have it, a little later so it does not bounce here.
+		_ = msg.NakWithDelay(100 * time.Millisecond)
+		return
+	}
+	if qs.s.Ack == router.AckAuto {
+		qs.mu.Unlock()
+		_ = msg.Ack()
+		return
+	}
+	qs.inflight = append(qs.inflight, inflight{id: string(m.ID), msg: msg})
+	qs.mu.Unlock()
+}
+
+// close stops every subscription loop and waits for them.
+func (q *Queues) close() {
+	q.cancel()
+	q.wg.Wait()
+}
