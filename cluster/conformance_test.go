@@ -219,12 +219,12 @@ func testBusConformance(t *testing.T, mk factory) {
 		subscribe(t, rs[2], "/topic/stock/*", slash, router.AckAuto, 0)
 		awaitRoute(t, rs[0], "/topic/stock.nasdaq", star, rest, lit)
 		awaitRoute(t, rs[0], "/topic/stock/x", slash)
-		publish(t, rs[0], message(t, "/topic/stock.nasdaq", "a", nil))       // star, rest, lit
-		publish(t, rs[0], message(t, "/topic/stock", "b", nil))              // rest (zero segments)
-		publish(t, rs[0], message(t, "/topic/stock.nasdaq.AAPL", "c", nil))  // rest
-		publish(t, rs[0], message(t, "/topic/stock/nyse", "d", nil))         // rest, slash
-		publish(t, rs[2], message(t, "/topic/stock.fence", "fence1", nil))   // star, rest
-		publish(t, rs[0], message(t, "/topic/stock/fence", "fence2", nil))   // rest, slash
+		publish(t, rs[0], message(t, "/topic/stock.nasdaq", "a", nil))      // star, rest, lit
+		publish(t, rs[0], message(t, "/topic/stock", "b", nil))             // rest (zero segments)
+		publish(t, rs[0], message(t, "/topic/stock.nasdaq.AAPL", "c", nil)) // rest
+		publish(t, rs[0], message(t, "/topic/stock/nyse", "d", nil))        // rest, slash
+		publish(t, rs[2], message(t, "/topic/stock.fence", "fence1", nil))  // star, rest
+		publish(t, rs[0], message(t, "/topic/stock/fence", "fence2", nil))  // rest, slash
 		want := map[*recorder][]string{
 			star:  {"a", "fence1"},
 			rest:  {"a", "b", "c", "d", "fence1", "fence2"},
