@@ -36,6 +36,8 @@ type Options struct {
 	// Auth and Authz, when set, authenticate and authorize the sessions.
 	Auth  session.Authenticator
 	Authz session.Authorizer
+	// Log, when set, receives the node's logs.
+	Log *slog.Logger
 }
 
 // Start runs a node on 127.0.0.1 random ports until the test ends.
@@ -49,6 +51,9 @@ func Start(t testing.TB, o Options) *server.Server {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if o.Log != nil {
+		log = o.Log
+	}
 	r := router.New(o.Router, o.Bus)
 	e := session.NewEnv(o.Node, r, o.Session, o.Auth, log)
 	e.Authz = o.Authz

@@ -1,0 +1,215 @@
+package auth_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/stompbus/stompbus/auth"
+	"github.com/stompbus/stompbus/internal/brokertest"
+	"github.com/stompbus/stompbus/server"
+	"github.com/stompbus/stompbus/session"
+)
+
+func permissionsNode(t *testing.T, k *keys) *server.Server {
+	perms, err := auth.NewPermissions(auth.PermissionsConfig{Roles: map[string]auth.Rules{
+		"admin": {Subscribe: []string{"/topic/#", "/queue/#", "/user/#"}, Send: []string{"/topic/#", "/queue/#", "/user/*/#"}},
+		"user":  {Subscribe: []string{"/topic/chat/#", "/user/#"}, Send: []string{"/topic/chat/#", "/user/{user}/#", "/user/*/queue/replies"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return brokertest.Start(t, brokertest.Options{Auth: &auth.Chain{Users: k.users}, Authz: perms})
+}
+
+func login(t *testing.T, srv *server.Server, tr, user, pass string) *raw {
+	t.Helper()
+	c := dialRaw(t, srv, tr, nil, "")
+	c.send(connect("login", user, "passcode", pass))
+	c.expect("CONNECTED")
+	return c
+}
+
+func TestPermissionsEndToEnd(t *testing.T) {
+	k := newKeys(t)
+	srv := permissionsNode(t, k)
+	cases := []struct {
+		user, pass string
+		frame      string
+		ok         bool
+	}{
+		{"alice", "wonderland", stompFrame("SUBSCRIBE", "id", "1", "destination", "/topic/admin.audit", "receipt", "r"), true},
+		{"alice", "wonderland", stompFrame("SEND", "destination", "/queue/jobs", "receipt", "r"), true},
+		{"alice", "wonderland", stompFrame("SEND", "destination", "/user/bob/queue/notes", "receipt", "r"), true},
+		{"bob", "builder", stompFrame("SUBSCRIBE", "id", "1", "destination", "/topic/chat/room1", "receipt", "r"), true},
+		{"bob", "builder", stompFrame("SUBSCRIBE", "id", "1", "destination", "/topic/chat/#", "receipt", "r"), true},
+		{"bob", "builder", stompFrame("SEND", "destination", "/topic/chat/room1", "receipt", "r"), true},
+		{"bob", "builder", stompFrame("SUBSCRIBE", "id", "1", "destination", "/topic/admin.audit", "receipt", "r"), false},
+		{"bob", "builder", stompFrame("SUBSCRIBE", "id", "1", "destination", "/topic/#", "receipt", "r"), false},
+		{"bob", "builder", stompFrame("SUBSCRIBE", "id", "1", "destination", "/queue/jobs", "receipt", "r"), false},
+		{"bob", "builder", stompFrame("SEND", "destination", "/queue/jobs", "receipt", "r"), false},
+		{"bob", "builder", stompFrame("SEND", "destination", "/user/alice/queue/notes", "receipt", "r"), false},
+		{"bob", "builder", stompFrame("SEND", "destination", "/user/alice/queue/replies", "receipt", "r"), true},
+		{"bob", "builder", stompFrame("SEND", "destination", "/user/bob/queue/notes", "receipt", "r"), true},
+	}
+	for _, tr := range []string{"tcp", "ws"} {
+		for _, tc := range cases {
+			name := tr + "/" + tc.user + "/" + strings.SplitN(tc.frame, "\n", 2)[0] + strings.Split(strings.SplitN(tc.frame, "destination:", 2)[1], "\n")[0]
+			t.Run(name, func(t *testing.T) {
+				c := login(t, srv, tr, tc.user, tc.pass)
+				c.send(tc.frame)
+				if tc.ok {
+					if f := c.expect("RECEIPT"); f.Header.Get("receipt-id") != "r" {
+						t.Fatalf("receipt-id %q", f.Header.Get("receipt-id"))
+					}
+					return
+				}
+				f := c.expectError("permission denied")
+				if f.Header.Get("receipt-id") != "r" || !strings.Contains(string(f.Body), tc.user) {
+					t.Fatalf("ERROR %v body %q", f.Header, f.Body)
+				}
+			})
+		}
+	}
+}
+
+func TestUserDestinationsAreIsolated(t *testing.T) {
+	k := newKeys(t)
+	srv := permissionsNode(t, k)
+	for _, tr := range []string{"tcp", "ws"} {
+		t.Run(tr, func(t *testing.T) {
+			bob := login(t, srv, tr, "bob", "builder")
+			carol := login(t, srv, tr, "carol", "c4rol")
+			// bob tries every way to read carol's replies.
+			for i, d := range []string{"/user/carol/queue/replies", "/user/queue/replies", "/user/*/queue/replies", "/user/#"} {
+				bob.send(stompFrame("SUBSCRIBE", "id", string(rune('a'+i)), "destination", d, "receipt", "b"+d))
+				bob.expect("RECEIPT")
+			}
+			carol.send(stompFrame("SUBSCRIBE", "id", "mine", "destination", "/user/queue/replies", "receipt", "c"))
+			carol.expect("RECEIPT")
+			// bob may send to carol's replies queue (rule /user/*/queue/replies).
+			bob.send(stompFrame("SEND", "destination", "/user/carol/queue/replies", "receipt", "s") + "")
+			bob.expect("RECEIPT")
+			m := carol.expect("MESSAGE")
+			if m.Header.Get("destination") != "/user/queue/replies" || m.Header.Get("subscription") != "mine" {
+				t.Fatalf("carol got %v", m.Header)
+			}
+			// A marker to bob's own destination proves nothing of carol's
+			// reached him before it.
+			bob.send(stompFrame("SEND", "destination", "/user/bob/queue/replies"))
+			m = bob.expect("MESSAGE")
+			if m.Header.Get("destination") != "/user/queue/replies" {
+				t.Fatalf("bob got %v first, want only his own message", m.Header)
+			}
+		})
+	}
+}
+
+func TestInvalidUserNamesAreRefused(t *testing.T) {
+	// Without an authenticator the login names the user unchecked; names
+	// that would reach into other users' destinations are refused.
+	srv := brokertest.Start(t, brokertest.Options{})
+	for _, name := range []string{"*", "#", "a/b", "x.*", ">"} {
+		for _, tr := range []string{"tcp", "ws"} {
+			t.Run(tr+"/"+name, func(t *testing.T) {
+				c := dialRaw(t, srv, tr, nil, "")
+				c.send(connect("login", name))
+				c.expectError("invalid login")
+			})
+		}
+	}
+	// A token naming such a user fails authentication.
+	k := newKeys(t)
+	hs, err := auth.NewJWT(auth.JWTConfig{Secret: k.secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv = brokertest.Start(t, brokertest.Options{Auth: hs})
+	c := dialRaw(t, srv, "tcp", nil, "")
+	c.send(connect("passcode", token(t, jwt.SigningMethodHS256, []byte(k.secret), "*", time.Now().Add(time.Hour))))
+	c.expectError("authentication failed")
+}
+
+func TestTokenExpiresDuringSession(t *testing.T) {
+	k := newKeys(t)
+	hs, err := auth.NewJWT(auth.JWTConfig{Secret: k.secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := brokertest.Start(t, brokertest.Options{Auth: &auth.Chain{JWT: hs}})
+	tok := func(sub string, exp time.Time) string { return token(t, jwt.SigningMethodHS256, []byte(k.secret), sub, exp) }
+	counters := srv.Env().Counters
+	for _, tr := range []string{"tcp", "ws"} {
+		t.Run(tr+"/expires", func(t *testing.T) {
+			before := counters.LimitHits[session.LimitTokenExpired].Load()
+			exp := time.Now().Add(2 * time.Second)
+			c := dialRaw(t, srv, tr, nil, "")
+			c.send(connect("passcode", tok("carol", exp)))
+			c.expect("CONNECTED")
+			f := c.expectError("token expired")
+			if time.Now().Before(exp.Truncate(time.Second)) {
+				t.Fatalf("closed at %s, before the token's exp %s", time.Now(), exp)
+			}
+			if !strings.Contains(string(f.Body), session.RefreshDestination) {
+				t.Fatalf("body %q does not say how to refresh", f.Body)
+			}
+			if got := counters.LimitHits[session.LimitTokenExpired].Load(); got != before+1 {
+				t.Fatalf("token_expired hits %d, want %d", got, before+1)
+			}
+		})
+		t.Run(tr+"/refreshed", func(t *testing.T) {
+			exp := time.Now().Add(2 * time.Second)
+			c := dialRaw(t, srv, tr, nil, "")
+			_ = c.nc.SetDeadline(time.Now().Add(3 * wait))
+			c.send(connect("passcode", tok("carol", exp)))
+			c.expect("CONNECTED")
+			c.send(stompFrame("SEND", "destination", session.RefreshDestination, "passcode", tok("carol", time.Now().Add(time.Hour)), "receipt", "fresh"))
+			if f := c.expect("RECEIPT"); f.Header.Get("receipt-id") != "fresh" {
+				t.Fatalf("receipt %v", f.Header)
+			}
+			// Let the first token's expiry pass, then prove the session
+			// lives: a subscribe and a message round trip.
+			time.Sleep(time.Until(exp.Add(700 * time.Millisecond)))
+			c.send(stompFrame("SUBSCRIBE", "id", "1", "destination", "/topic/t") + stompFrame("SEND", "destination", "/topic/t", "receipt", "after"))
+			if f := c.next(); f == nil || f.Command == "ERROR" {
+				t.Fatalf("after the first expiry: %v", describe(f))
+			}
+		})
+		t.Run(tr+"/refresh with the authorization header", func(t *testing.T) {
+			c := dialRaw(t, srv, tr, nil, "")
+			c.send(connect("passcode", tok("carol", time.Now().Add(time.Minute))))
+			c.expect("CONNECTED")
+			c.send(stompFrame("SEND", "destination", session.RefreshDestination, "authorization", "Bearer "+tok("carol", time.Now().Add(time.Hour)), "receipt", "h"))
+			c.expect("RECEIPT")
+		})
+		for _, bad := range []struct{ name, token string }{
+			{"another user", tok("bob", time.Now().Add(time.Hour))},
+			{"expired", tok("carol", time.Now().Add(-time.Minute))},
+			{"alg none", token(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "carol", time.Now().Add(time.Hour))},
+			{"garbage", "nope"},
+		} {
+			t.Run(tr+"/refresh refused/"+bad.name, func(t *testing.T) {
+				before := counters.AuthFailures.Load()
+				c := dialRaw(t, srv, tr, nil, "")
+				c.send(connect("passcode", tok("carol", time.Now().Add(time.Minute))))
+				c.expect("CONNECTED")
+				c.send(stompFrame("SEND", "destination", session.RefreshDestination, "passcode", bad.token, "receipt", "x"))
+				f := c.expectError("authentication failed")
+				if len(f.Body) != 0 {
+					t.Fatalf("ERROR body %q", f.Body)
+				}
+				if counters.AuthFailures.Load() != before+1 {
+					t.Fatal("auth failure not counted")
+				}
+			})
+		}
+	}
+	// Without an authenticator there is nothing to refresh.
+	plain := brokertest.Start(t, brokertest.Options{})
+	c := dialRaw(t, plain, "tcp", nil, "")
+	c.send(connect() + stompFrame("SEND", "destination", session.RefreshDestination, "passcode", "x"))
+	c.expect("CONNECTED")
+	c.expectError("token refresh unavailable")
+}
