@@ -257,7 +257,9 @@ func TestAuthenticatorsEndToEnd(t *testing.T) {
 	}
 	hour := time.Now().Add(time.Hour)
 	past := time.Now().Add(-time.Minute)
-	hsTok := func(sub string, exp time.Time) string { return token(t, jwt.SigningMethodHS256, []byte(k.secret), sub, exp) }
+	hsTok := func(sub string, exp time.Time) string {
+		return token(t, jwt.SigningMethodHS256, []byte(k.secret), sub, exp)
+	}
 	otherSecret := []byte(strings.Repeat("x", 48))
 	none := token(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "alice", hour)
 	otherRSA, err := rsa.GenerateKey(rand.Reader, 2048)

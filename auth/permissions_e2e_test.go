@@ -139,7 +139,9 @@ func TestTokenExpiresDuringSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := brokertest.Start(t, brokertest.Options{Auth: &auth.Chain{JWT: hs}})
-	tok := func(sub string, exp time.Time) string { return token(t, jwt.SigningMethodHS256, []byte(k.secret), sub, exp) }
+	tok := func(sub string, exp time.Time) string {
+		return token(t, jwt.SigningMethodHS256, []byte(k.secret), sub, exp)
+	}
 	counters := srv.Env().Counters
 	for _, tr := range []string{"tcp", "ws"} {
 		t.Run(tr+"/expires", func(t *testing.T) {
