@@ -8,6 +8,7 @@ import (
 	"github.com/stompbus/stompbus/frame"
 	"github.com/stompbus/stompbus/outbox"
 	"github.com/stompbus/stompbus/router"
+	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
 )
 
@@ -38,6 +39,7 @@ type Config struct {
 	MaxSubscriptions int           // max-subscriptions: per connection
 	MaxTransactions  int           // max-transactions: open per connection
 	MaxTxFrames      int           // max-tx-frames: frames held in a connection's transactions
+	MaxUnacked       int           // max-unacked: unacknowledged queue messages of one connection
 	HeartBeat        time.Duration // heart-beat: server heart-beat offer, both directions
 	HeartBeatGrace   float64       // heart-beat-grace: multiple of the client interval before a drop
 	ConnectTimeout   time.Duration // connect-timeout: wait for CONNECT
@@ -47,6 +49,18 @@ type Config struct {
 	DefaultPrefetch  int           // default-prefetch: in-flight messages of a client-ack queue subscription
 	ReadBufferSize   int           // read-buffer-size: per connection
 	UpgradeTimeout   time.Duration // upgrade-timeout: WebSocket handshake and HTTP request headers
+
+	// Connection limits (server.Limits).
+	MaxConnections      int           // max-connections: live connections of the node
+	MaxConnectionsPerIP int           // max-connections-per-ip: live connections from one address
+	ConnectRate         float64       // connect-rate: new connections per second from one address
+	ConnectBurst        int           // connect-burst: new connections one address may open at once
+	AuthFailureDelay    time.Duration // auth-failure-delay: first hold-back of a failed CONNECT's ERROR
+	AuthFailureMaxDelay time.Duration // auth-failure-max-delay: longest hold-back
+	MaxAuthFailures     int           // max-auth-failures: failures in the window before an address is refused
+	AuthFailureWindow   time.Duration // auth-failure-window: window of counted failures
+	LimitLoopback       bool          // limit-loopback: apply per-address limits to loopback too
+	LimitExempt         []string      // limit-exempt: addresses and CIDR prefixes the per-address limits skip
 
 	// Drain on SIGTERM/SIGINT.
 	DrainReadyDelay  time.Duration // drain-ready-delay: /readyz answers 503 this long before listeners close
@@ -85,6 +99,7 @@ func Default() Config {
 		MaxSubscriptions: session.DefaultMaxSubscriptions,
 		MaxTransactions:  session.DefaultMaxTransactions,
 		MaxTxFrames:      session.DefaultMaxTxFrames,
+		MaxUnacked:       session.DefaultMaxUnacked,
 		HeartBeat:        session.DefaultHeartBeat,
 		HeartBeatGrace:   session.DefaultHeartBeatGrace,
 		ConnectTimeout:   session.DefaultConnectTimeout,
@@ -94,6 +109,15 @@ func Default() Config {
 		DefaultPrefetch:  router.DefaultPrefetch,
 		ReadBufferSize:   4096,
 		UpgradeTimeout:   10 * time.Second,
+
+		MaxConnections:      server.DefaultMaxConnections,
+		MaxConnectionsPerIP: server.DefaultMaxConnectionsPerIP,
+		ConnectRate:         server.DefaultConnectRate,
+		ConnectBurst:        server.DefaultConnectBurst,
+		AuthFailureDelay:    server.DefaultAuthFailureDelay,
+		AuthFailureMaxDelay: server.DefaultAuthFailureMaxDelay,
+		MaxAuthFailures:     server.DefaultMaxAuthFailures,
+		AuthFailureWindow:   server.DefaultAuthFailureWindow,
 
 		DrainReadyDelay:  time.Second,
 		DrainTimeout:     9 * time.Second,
@@ -117,6 +141,7 @@ func (c *Config) Session(serverHeader string) session.Config {
 		MaxSubscriptions: c.MaxSubscriptions,
 		MaxTransactions:  c.MaxTransactions,
 		MaxTxFrames:      c.MaxTxFrames,
+		MaxUnacked:       c.MaxUnacked,
 		Server:           serverHeader,
 	}
 }

@@ -73,7 +73,7 @@ allowed-origins: [https://a.example, https://b.example]
 		"STOMPBUS_NODE":           "from-env",
 		"STOMPBUS_MAX_FRAME_SIZE": "128KiB",
 	}
-	res, err := load(t, []string{"-node", "from-flag", "-log-level", "debug"}, e)
+	res, err := load(t, []string{"-node", "from-flag", "-log-level", "debug", "-limit-loopback"}, e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +89,7 @@ allowed-origins: [https://a.example, https://b.example]
 		{"heart-beat (file)", c.HeartBeat, 3 * time.Second},
 		{"log-level (flag)", c.LogLevel, "debug"},
 		{"log-format (default)", c.LogFormat, "text"},
+		{"limit-loopback (bare bool flag)", c.LimitLoopback, true},
 		{"allowed-origins (file list)", c.AllowedOrigins, []string{"https://a.example", "https://b.example"}},
 	}
 	for _, ch := range checks {
@@ -151,6 +152,8 @@ func TestRefused(t *testing.T) {
 		{name: "unknown flag", args: []string{"-max-headerz", "3"}, want: []string{"max-headerz"}},
 		{name: "tls half", args: []string{"-tls-cert", "c.pem"}, want: []string{"tls-cert and tls-key"}},
 		{name: "nats and embedded", args: []string{"-nats", "nats://x:4222", "-cluster-listen", ":6222"}, want: []string{"nats and cluster-listen"}},
+		{name: "bad bool", env: env{"STOMPBUS_LIMIT_LOOPBACK": "maybe"}, want: []string{"STOMPBUS_LIMIT_LOOPBACK", "not a boolean"}},
+		{name: "bad exempt", args: []string{"-limit-exempt", "10.0.0.0/33"}, want: []string{"limit-exempt"}},
 		{name: "missing file", args: []string{"-config", "/nonexistent/stompbus.yaml"}, want: []string{"config file", "nonexistent"}},
 	}
 	for _, tc := range cases {

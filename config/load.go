@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/stompbus/stompbus/auth"
+	"github.com/stompbus/stompbus/server"
 )
 
 // Result is what Load found: the configuration and the one-shot commands.
@@ -139,6 +140,9 @@ func (f *flagValue) String() string {
 	}
 	return f.def
 }
+
+// IsBoolFlag lets boolean settings be given as a bare -flag.
+func (f *flagValue) IsBoolFlag() bool { return f.s.isBool }
 
 func (f *flagValue) Set(v string) error {
 	// Check now so that a bad flag is reported with the usage.
@@ -280,6 +284,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DrainReadyDelay >= c.DrainTimeout {
 		return fmt.Errorf("drain-ready-delay (%s) must be shorter than drain-timeout (%s)", c.DrainReadyDelay, c.DrainTimeout)
+	}
+	if err := (server.Limits{Exempt: c.LimitExempt}).Validate(); err != nil {
+		return fmt.Errorf("limit-exempt: %w", err)
 	}
 	if c.NATS != nil && (c.ClusterListen != "" || c.ClusterRoutes != nil) {
 		return errors.New("nats and cluster-listen/cluster-routes: an external NATS cluster replaces the embedded one; give one or the other")

@@ -18,6 +18,18 @@ func (c *Config) Server() (server.Config, error) {
 		UpgradeTimeout:   c.UpgradeTimeout,
 		DrainRetryWindow: c.DrainRetryWindow,
 		ReadBufferSize:   c.ReadBufferSize,
+		Limits: server.Limits{
+			MaxConnections:      c.MaxConnections,
+			MaxConnectionsPerIP: c.MaxConnectionsPerIP,
+			ConnectRate:         c.ConnectRate,
+			ConnectBurst:        c.ConnectBurst,
+			AuthFailureDelay:    c.AuthFailureDelay,
+			AuthFailureMaxDelay: c.AuthFailureMaxDelay,
+			MaxAuthFailures:     c.MaxAuthFailures,
+			AuthFailureWindow:   c.AuthFailureWindow,
+			LimitLoopback:       c.LimitLoopback,
+			Exempt:              c.LimitExempt,
+		},
 	}
 	if c.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)

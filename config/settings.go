@@ -26,6 +26,8 @@ type setting struct {
 	show func(c *Config) any
 	// fileOnly settings have no flag and no environment variable.
 	fileOnly bool
+	// isBool flags may be given without a value (-limit-loopback).
+	isBool bool
 }
 
 // envName is the environment variable of a key: STOMPBUS_MAX_FRAME_SIZE.
@@ -169,6 +171,25 @@ func duration(key, usage string, lo time.Duration, f func(*Config) *time.Duratio
 	}
 }
 
+// boolean is true or false (also 1/0, yes/no, on/off).
+func boolean(key, usage string, f func(*Config) *bool) setting {
+	return setting{key: key, usage: usage,
+		set: func(c *Config, v string) error {
+			switch strings.ToLower(strings.TrimSpace(v)) {
+			case "true", "1", "yes", "on":
+				*f(c) = true
+			case "false", "0", "no", "off":
+				*f(c) = false
+			default:
+				return fmt.Errorf("%q is not a boolean (true or false)", v)
+			}
+			return nil
+		},
+		show:   func(c *Config) any { return *f(c) },
+		isBool: true,
+	}
+}
+
 // number is a float of at least lo.
 func number(key, usage string, lo float64, f func(*Config) *float64) setting {
 	return setting{key: key, usage: usage,
@@ -218,10 +239,22 @@ var settings = []setting{
 	duration("connect-timeout", "wait for the CONNECT frame of a new connection", 100*time.Millisecond, func(c *Config) *time.Duration { return &c.ConnectTimeout }),
 	size("outbox-max-bytes", "outgoing bytes queued for one connection before it is closed as a slow consumer", 1024, func(c *Config) *int { return &c.OutboxMaxBytes }),
 	duration("write-timeout", "a client that accepts no bytes for this long is dropped", 100*time.Millisecond, func(c *Config) *time.Duration { return &c.WriteTimeout }),
+	integer("max-unacked", "most unacknowledged queue messages of one connection (its client-ack prefetches add up to at most this)", 1, func(c *Config) *int { return &c.MaxUnacked }),
 	integer("max-queue-depth", "most waiting messages of one /queue/ destination; SEND beyond is refused", 1, func(c *Config) *int { return &c.MaxQueueDepth }),
 	integer("default-prefetch", "in-flight messages of a client-ack queue subscription without prefetch-count", 1, func(c *Config) *int { return &c.DefaultPrefetch }),
 	size("read-buffer-size", "read buffer of each connection (bytes)", 512, func(c *Config) *int { return &c.ReadBufferSize }),
 	duration("upgrade-timeout", "bound on the WebSocket handshake and on reading HTTP request headers", 100*time.Millisecond, func(c *Config) *time.Duration { return &c.UpgradeTimeout }),
+
+	integer("max-connections", "most live connections of the node, both transports", 1, func(c *Config) *int { return &c.MaxConnections }),
+	integer("max-connections-per-ip", "most live connections from one client address", 1, func(c *Config) *int { return &c.MaxConnectionsPerIP }),
+	number("connect-rate", "new connections per second one client address may sustain", 0.001, func(c *Config) *float64 { return &c.ConnectRate }),
+	integer("connect-burst", "new connections one client address may open at once", 1, func(c *Config) *int { return &c.ConnectBurst }),
+	duration("auth-failure-delay", "the ERROR of a failed authentication is held back this long, doubling per further failure from the address", time.Millisecond, func(c *Config) *time.Duration { return &c.AuthFailureDelay }),
+	duration("auth-failure-max-delay", "longest hold-back of a failed authentication", time.Millisecond, func(c *Config) *time.Duration { return &c.AuthFailureMaxDelay }),
+	integer("max-auth-failures", "authentication failures of one address within auth-failure-window before its connections are refused", 1, func(c *Config) *int { return &c.MaxAuthFailures }),
+	duration("auth-failure-window", "window over which authentication failures are counted", time.Second, func(c *Config) *time.Duration { return &c.AuthFailureWindow }),
+	boolean("limit-loopback", "apply the per-address limits to loopback clients too (off: a local proxy or test harness is not limited)", func(c *Config) *bool { return &c.LimitLoopback }),
+	list("limit-exempt", "comma-separated addresses or CIDR prefixes the per-address limits skip", func(c *Config) *[]string { return &c.LimitExempt }),
 
 	duration("drain-ready-delay", "on SIGTERM, /readyz answers 503 this long before the listeners close", 0, func(c *Config) *time.Duration { return &c.DrainReadyDelay }),
 	duration("drain-timeout", "on SIGTERM, bound on the whole drain (keep under 10s)", 100*time.Millisecond, func(c *Config) *time.Duration { return &c.DrainTimeout }),
