@@ -71,6 +71,8 @@ export class Chat {
       roomList: $('room-list'),
       dmList: $('dm-list'),
       dmEmpty: $('dm-empty'),
+      dmForm: $('dm-form'),
+      dmName: $('dm-name'),
       joinForm: $('join-room'),
       joinName: $('join-room-name'),
       title: $('conv-title'),
@@ -108,6 +110,19 @@ export class Chat {
       this.saveRooms();
     });
     el.joinName.addEventListener('input', () => el.joinName.setCustomValidity(''));
+    el.dmForm.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const who = el.dmName.value.trim();
+      if (!NAME_RE.test(who)) {
+        el.dmName.setCustomValidity('Names are 1-32 letters, digits, dots, dashes or underscores.');
+        el.dmName.reportValidity();
+        return;
+      }
+      el.dmName.setCustomValidity('');
+      el.dmName.value = '';
+      this.openDM(who, true);
+    });
+    el.dmName.addEventListener('input', () => el.dmName.setCustomValidity(''));
     el.composer.addEventListener('submit', (e) => {
       e.preventDefault();
       this.sendFromComposer();
@@ -262,6 +277,9 @@ export class Chat {
       c.ready = true;
       c.button.dataset.ready = 'true';
       this.el.dmEmpty.hidden = true;
+      if (this.presence && this.presence.available && !this.presence.has(user)) {
+        this.notice(c, `${user} is not online now: private messages reach only people who are connected.`);
+      }
     }
     if (focus) this.select(key);
     return c;
@@ -515,7 +533,7 @@ export class Chat {
       const meta = [];
       if (u.sessions > 1) meta.push(`${u.sessions} tabs`);
       if (u.nodes.length) meta.push(u.nodes.join(', '));
-      const b = h('button', { type: 'button', disabled: self, title: self ? 'you' : `Write to ${u.user} privately`, dataset: { user: u.user } },
+      const b = h(self ? 'span' : 'button', self ? { class: 'self' } : { type: 'button', title: `Write to ${u.user} privately` },
         h('span', { class: 'presence', 'aria-hidden': 'true' }),
         h('span', { class: `author ${colourOf(u.user)}` }, u.user),
         self ? h('span', { class: 'muted' }, '(you)') : null,
