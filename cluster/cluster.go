@@ -301,3 +301,7 @@ func (l *natsLogger) Fatalf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v.
 func (l *natsLogger) Errorf(f string, v ...any)  { l.log.Warn(fmt.Sprintf(f, v...)) }
 func (l *natsLogger) Debugf(f string, v ...any)  { l.log.Debug(fmt.Sprintf(f, v...)) }
 func (l *natsLogger) Tracef(f string, v ...any)  {}
+
+// Replicas returns the replication factor used for the queue stream (use
+// the same for other JetStream state, such as presence).
+func (c *Cluster) Replicas() int { return c.queues.cfg.Replicas }
