@@ -113,8 +113,10 @@ func NewMessage(kind Kind, key, dest string, id []byte, headers []frame.Header, 
 			esc = true
 		}
 	}
-	m.Binary = !Textual(ctype) || !utf8.Valid(body)
 	m.shared = encodeShared(make([]byte, 0, size), dest, id, headers, body, true)
+	// Headers count too: a text frame with invalid UTF-8 anywhere makes
+	// browsers drop the connection.
+	m.Binary = !Textual(ctype) || !utf8.Valid(m.shared)
 	m.idOff = idOffset(dest, true)
 	m.ID = m.shared[m.idOff : m.idOff+len(id)]
 	if esc {

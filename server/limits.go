@@ -44,6 +44,11 @@ type Limits struct {
 	LimitLoopback bool `yaml:"limit_loopback"`
 	// Exempt lists addresses or CIDR prefixes the per-IP limits skip.
 	Exempt []string `yaml:"exempt"`
+	// StrictUTF8 closes a WebSocket (code 1007) whose text message is not
+	// valid UTF-8, as RFC 6455 asks. Off by default: clients split STOMP
+	// frames over messages at byte boundaries, and the broker never
+	// forwards invalid UTF-8 in a text frame either way.
+	StrictUTF8 bool `yaml:"strict_utf8"`
 }
 
 // Defaults for Limits.

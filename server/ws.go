@@ -102,6 +102,7 @@ var errProtocol = errors.New("websocket protocol error")
 // session ended the connection itself (after an ERROR or DISCONNECT).
 func (s *Server) readWS(c *conn, br *bufio.Reader) error {
 	var big []byte
+	msgs := wsMessages{strict: s.cfg.Limits.StrictUTF8}
 	limit := maxWSPayload(s.env.Config.Limits)
 	for {
 		h, err := ws.ReadHeader(br)
@@ -123,6 +124,9 @@ func (s *Server) readWS(c *conn, br *bufio.Reader) error {
 			return err
 		}
 		ws.Cipher(p, h.Mask, 0)
+		if code, why := msgs.check(h, p); code != 0 {
+			return s.wsFail(c, code, why)
+		}
 		var ferr error
 		switch h.OpCode {
 		case ws.OpClose:
