@@ -13,7 +13,7 @@
 //           {op:"ack"|"nack", id, ackId, headers?}
 //           {op:"disconnect", id}
 //           {op:"exit"}
-// events:   {ev:"ready"} {ev:"connected", id, headers} {ev:"message", id, sub, headers, body, base64, binary}
+// events:   {ev:"ready"} {ev:"connected", id, headers} {ev:"message", id, sub, headers, body, base64}
 //           {ev:"receipt", id, receipt} {ev:"stomp-error", id, headers, body}
 //           {ev:"closed", id, code, reason} {ev:"frame", id, dir, text} {ev:"fail", id, op, error}
 import readline from 'node:readline';
@@ -63,15 +63,15 @@ function connect(cmd) {
   c.activate();
 }
 
+// stomp.js marks every received frame as binary (it parses bytes), so the
+// event carries both readings of the body: UTF-8 text and base64.
 function messageEvent(id, sub, m) {
-  const binary = m.isBinaryBody;
   return {
     ev: 'message',
     id,
     sub,
     headers: m.headers,
-    binary,
-    body: binary ? null : m.body,
+    body: m.body,
     base64: Buffer.from(m.binaryBody).toString('base64'),
   };
 }

@@ -35,10 +35,20 @@ final class Await<T> {
   }
 
   synchronized T first(Predicate<? super T> p, Duration timeout, String what) {
+    return first(0, p, timeout, what);
+  }
+
+  /** The number of items so far: a mark for {@link #first(int, Predicate, Duration, String)}. */
+  synchronized int size() {
+    return items.size();
+  }
+
+  /** Waits for an item matching p among those added at or after index from. */
+  synchronized T first(int from, Predicate<? super T> p, Duration timeout, String what) {
     long deadline = System.nanoTime() + timeout.toNanos();
     int seen = 0;
     while (true) {
-      for (int i = 0; i < items.size(); i++) {
+      for (int i = from; i < items.size(); i++) {
         if (p.test(items.get(i))) {
           return items.get(i);
         }
