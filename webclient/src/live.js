@@ -181,7 +181,11 @@ export class LiveView {
 
   render() {
     const now = Date.now();
-    const opts = { now, windowMs: WINDOW_MS };
+    // the window grows with the history, from one minute up to five
+    let first = now;
+    for (const arr of this.nodes.values()) if (arr.length && arr[0].t < first) first = arr[0].t;
+    const windowMs = Math.min(WINDOW_MS, Math.max(60000, Math.ceil((now - first) / 60000) * 60000));
+    const opts = { now, windowMs };
     this.charts.conns.update(this.series((p) => p.ws + p.tcp), opts);
     this.charts.subs.update(this.series((p) => p.subs), opts);
     this.charts.pub.update(this.series((p) => p.pubRate), opts);

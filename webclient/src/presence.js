@@ -3,7 +3,9 @@
 //   GET /api/v1/presence          {"users":[{"user":"alice","sessions":2,"nodes":["n1"]}]}
 //   /topic/stompbus.presence      {"type":"join"|"leave","user":"alice","node":"n1","time":"RFC3339"}
 //
-// Events are applied at once (optimistically) and a snapshot is fetched
+// Events say when a user came online (first session anywhere) or went
+// offline (last session gone). They are applied at once and a snapshot
+// (with session counts and nodes) is fetched
 // shortly after each burst of events and on every (re)connect, so the list
 // converges on the broker's view even when an event and a snapshot cross.
 // When the broker has no presence endpoint the list is built from events
@@ -65,18 +67,17 @@ export class Presence extends EventTarget {
   apply(ev) {
     if (!ev || typeof ev.user !== 'string' || ev.user === '') return;
     const cur = this.users.get(ev.user);
+    // events are per user, not per session: join is a user's first
+    // session anywhere, leave their last one gone
     if (ev.type === 'join') {
       if (cur) {
-        cur.sessions += 1;
         if (ev.node) cur.nodes.add(String(ev.node));
       } else {
         this.users.set(ev.user, { sessions: 1, nodes: new Set(ev.node ? [String(ev.node)] : []) });
       }
     } else if (ev.type === 'leave') {
-      if (cur) {
-        cur.sessions -= 1;
-        if (cur.sessions <= 0) this.users.delete(ev.user);
-      }
+      if (!cur) return;
+      this.users.delete(ev.user);
     } else {
       return;
     }

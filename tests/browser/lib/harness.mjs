@@ -25,17 +25,9 @@ export function withTimeout(promise, ms, what) {
 
 // ---------------------------------------------------------------- broker
 
-// brokerPackage is what the tests run: cmd/broker once it mounts the page,
-// until then the test-only stand-in (see testbroker/main.go).
-export function brokerPackage() {
-  if (process.env.STOMPBUS_BROWSER_PKG) return process.env.STOMPBUS_BROWSER_PKG;
-  const main = fs.readFileSync(path.join(ROOT, 'cmd', 'broker', 'main.go'), 'utf8');
-  return /webclient\.Handler\(\)/.test(main) ? './cmd/broker' : './tests/browser/testbroker';
-}
-
 let built = null;
 
-// brokerBinary returns STOMPBUS_BROKER if set, else builds brokerPackage()
+// brokerBinary returns STOMPBUS_BROKER if set, else builds ./cmd/broker
 // into out/ (go's build cache makes repeat builds cheap).
 export function brokerBinary() {
   if (built) return built;
@@ -44,7 +36,7 @@ export function brokerBinary() {
     return built;
   }
   fs.mkdirSync(OUT, { recursive: true });
-  const pkg = brokerPackage();
+  const pkg = './cmd/broker';
   const out = path.join(OUT, `broker-${process.pid}`);
   const res = spawnSync('go', ['build', '-o', out, pkg], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
   if (res.status !== 0) throw new Error(`go build ${pkg} failed:\n${res.stdout}${res.stderr}${res.error || ''}`);
