@@ -77,6 +77,24 @@ final class Broker implements AutoCloseable {
     return Path.of(p);
   }
 
+  /**
+   * Writes a users file (-users) with a bcrypt hash of each login's
+   * password; JsAgent and JavaClient log in with "secret-" + login.
+   */
+  static Path usersFile(String... logins) throws IOException {
+    org.springframework.security.crypto.bcrypt.BCryptPasswordEncoder enc =
+        new org.springframework.security.crypto.bcrypt.BCryptPasswordEncoder(4);
+    StringBuilder b = new StringBuilder("# written by the Spring compatibility tests\n");
+    for (String l : logins) {
+      b.append(l).append(':').append(enc.encode(l.startsWith("spring-") ? l.substring(7) + "-secret" : "secret-" + l))
+          .append('\n');
+    }
+    Path p = Files.createTempFile("stompbus-users-", ".txt");
+    Files.writeString(p, b.toString(), StandardCharsets.UTF_8);
+    p.toFile().deleteOnExit();
+    return p;
+  }
+
   /** A TCP port that was free a moment ago. */
   static int freePort() throws IOException {
     try (ServerSocket s = new ServerSocket(0)) {

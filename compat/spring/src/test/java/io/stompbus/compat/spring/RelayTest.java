@@ -17,8 +17,9 @@ import org.springframework.context.ConfigurableApplicationContext;
 
 /**
  * stompbus as the external broker behind Spring's
- * {@code enableStompBrokerRelay}: one app, one node (restarted by the last
- * test), stomp.js clients on the app and straight on the node.
+ * {@code enableStompBrokerRelay}: one app, one node (with a users file, so
+ * the relay's credentials are checked; restarted by the last test),
+ * stomp.js clients on the app and straight on the node.
  */
 @ExtendWith(DumpOnFailure.class)
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
@@ -32,7 +33,10 @@ class RelayTest {
 
   @BeforeAll
   static void start() throws Exception {
-    broker = Broker.start("relay");
+    // The node checks passwords: the relay's system and client logins, and
+    // dave, who connects straight to it.
+    broker = Broker.start("relay", "-users",
+        Broker.usersFile("spring-system", "spring-client", "dave").toString());
     tap = new TcpTap("relay", "127.0.0.1", broker.stompPort());
     app = RelayApp.run("relay-app", "127.0.0.1", tap.port());
     availability = app.getBean(RelayApp.Availability.class);
