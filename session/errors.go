@@ -42,7 +42,7 @@ func asError(err error) *Error {
 	if errors.As(err, &fe) {
 		d := fe.Detail
 		if len(fe.Snippet) > 0 {
-			d += fmt.Sprintf(" (near %q)", fe.Snippet)
+			d += fmt.Sprintf(" (near %q)", redact(fe.Snippet))
 		}
 		return &Error{Message: fe.Reason, Detail: d, Cause: err}
 	}

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 
@@ -128,4 +129,21 @@ func (s *Session) giveUnacked(sub *router.Subscription) {
 	if sub.Kind() == router.Queue && sub.Ack != router.AckAuto {
 		s.unacked -= sub.Prefetch
 	}
+}
+
+// secretHeaders are the header names whose values are never quoted back.
+var secretHeaders = [...]string{"passcode:", "authorization:", "access_token"}
+
+// redact hides the value of a secret header in a parse error's snippet:
+// an ERROR frame quotes the offending bytes, and a malformed passcode line
+// must not end up in an ERROR or a log.
+func redact(snippet []byte) []byte {
+	low := bytes.ToLower(snippet)
+	for _, h := range secretHeaders {
+		if i := bytes.Index(low, []byte(h)); i >= 0 {
+			out := append([]byte(nil), snippet[:i+len(h)]...)
+			return append(out, "<redacted>"...)
+		}
+	}
+	return snippet
 }
