@@ -339,6 +339,14 @@ func (o *Outbox) finish() {
 	})
 }
 
+// Reason returns why the outbox is closing or closed (nil for an orderly
+// close or while open).
+func (o *Outbox) Reason() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closeErr
+}
+
 // Closing reports whether the outbox takes no more frames.
 func (o *Outbox) Closing() bool {
 	o.mu.Lock()

@@ -46,7 +46,7 @@ func (s *Server) open(nc net.Conn, transport string, info session.Info) *conn {
 	} else {
 		s.nTCP.Add(1)
 	}
-	s.log.Debug("connection opened", "session", c.sess.ID(), "transport", transport, "remote", c.remote)
+	s.log.Info("connection opened", "session", c.sess.ID(), "transport", transport, "remote", c.remote)
 	return c
 }
 
@@ -69,6 +69,8 @@ func (s *Server) done(c *conn, err error) {
 	reason := "closed"
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		reason = err.Error()
+	} else if r := c.out.Reason(); r != nil {
+		reason = r.Error() // the server closed it: slow consumer, timeout, shutdown...
 	}
 	s.log.Info("connection closed", "session", c.sess.ID(), "user", c.sess.User(), "transport", c.transport,
 		"remote", c.remote, "duration", time.Since(c.opened).Round(time.Millisecond), "reason", reason)
