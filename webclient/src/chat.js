@@ -57,6 +57,7 @@ export class Chat {
     this.conn = null;
     this.presence = null;
     this.me = null;
+    this.credentials = null; // { login, passcode } while joined, never stored
     this.convs = new Map();
     this.active = null;
     this.outbox = new Map(); // id -> { destinations, body, conv }
@@ -165,8 +166,18 @@ export class Chat {
     this.start(name, this.el.pass.value, room);
   }
 
+  // authHeaders gives HTTP requests the chat login (HTTP Basic), so the
+  // broker's API sees the same user as the STOMP session.
+  authHeaders() {
+    const c = this.credentials;
+    if (!c || !c.passcode) return {};
+    const bytes = new TextEncoder().encode(`${c.login}:${c.passcode}`);
+    return { authorization: `Basic ${btoa(String.fromCharCode(...bytes))}` };
+  }
+
   start(name, passcode, room) {
     this.me = name;
+    this.credentials = { login: name, passcode };
     const rooms = new Set([room]);
     const saved = store(STORE_ROOMS);
     if (Array.isArray(saved)) for (const r of saved) if (ROOM_RE.test(r)) rooms.add(r);
@@ -175,7 +186,7 @@ export class Chat {
 
     const debug = new URLSearchParams(window.location.search).has('debug');
     this.conn = new Connection({ url: brokerURL(), login: name, passcode, debug });
-    this.presence = new Presence();
+    this.presence = new Presence({ headers: () => this.authHeaders() });
     this.presence.addEventListener('change', () => this.renderOnline());
     this.conn.addEventListener('state', (e) => this.onStatus(e.detail));
     this.conn.addEventListener('connected', (e) => this.onConnected(e.detail));
@@ -201,6 +212,8 @@ export class Chat {
   async leave() {
     const conn = this.conn;
     this.conn = null;
+    this.credentials = null;
+    this.el.pass.value = '';
     if (this.presence) this.presence.stop();
     this.presence = null;
     for (const c of this.convs.values()) {

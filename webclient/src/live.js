@@ -45,8 +45,9 @@ export function rate(prev, cur, field) {
 }
 
 export class LiveView {
-  constructor({ fetchImpl = (...a) => fetch(...a) } = {}) {
+  constructor({ fetchImpl = (...a) => fetch(...a), headers = () => ({}) } = {}) {
     this.fetch = fetchImpl;
+    this.headers = headers;
     this.nodes = new Map(); // node -> [{ t, ...raw, pubRate, delRate }]
     this.visible = false;
     this.timer = null;
@@ -89,7 +90,7 @@ export class LiveView {
   async poll() {
     let res;
     try {
-      res = await this.fetch(STATS_URL, { headers: { accept: 'application/json' }, cache: 'no-store' });
+      res = await this.fetch(STATS_URL, { headers: { accept: 'application/json', ...this.headers() }, cache: 'no-store' });
     } catch {
       this.gap();
       this.setStatus('Broker unreachable; trying again.', 'down');
@@ -98,6 +99,11 @@ export class LiveView {
     if (res.status === 404) {
       this.setStatus(`This broker does not serve ${STATS_URL} (HTTP 404): nothing to chart.`, 'missing');
       return 'missing';
+    }
+    if (res.status === 401 || res.status === 403) {
+      this.gap();
+      this.setStatus(`The broker wants a login for ${STATS_URL} (HTTP ${res.status}): join the chat with your login first.`, 'auth');
+      return 'error';
     }
     if (!res.ok) {
       this.gap();

@@ -71,7 +71,7 @@ function boot() {
   let show = () => {};
   const chat = new Chat({ onStatus: (d) => show(d) });
   show = setupStatus(chat);
-  const live = new LiveView();
+  const live = new LiveView({ headers: () => chat.authHeaders() });
   live.start();
   setupTabs((name) => live.setVisible(name === 'live'));
 }

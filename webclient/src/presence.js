@@ -17,9 +17,10 @@ const RECONCILE_DELAY_MS = 400;
 const RECONCILE_EVERY_MS = 30000;
 
 export class Presence extends EventTarget {
-  constructor({ fetchImpl = (...a) => fetch(...a) } = {}) {
+  constructor({ fetchImpl = (...a) => fetch(...a), headers = () => ({}) } = {}) {
     super();
     this.fetch = fetchImpl;
+    this.headers = headers;
     this.users = new Map(); // user -> { sessions, nodes: Set }
     this.complete = false; // true once a snapshot came from the broker
     this.available = null; // null: unknown yet; false: broker has no endpoint
@@ -95,7 +96,7 @@ export class Presence extends EventTarget {
     const seq = ++this.seq;
     let res;
     try {
-      res = await this.fetch(PRESENCE_URL, { headers: { accept: 'application/json' }, cache: 'no-store' });
+      res = await this.fetch(PRESENCE_URL, { headers: { accept: 'application/json', ...this.headers() }, cache: 'no-store' });
     } catch {
       return; // broker unreachable: the connection status says so already
     }

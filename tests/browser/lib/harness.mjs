@@ -163,7 +163,8 @@ export class ChatPage {
     this.console = [];
   }
 
-  async open({ room = 'general', viewport = { width: 1280, height: 800 } } = {}) {
+  // load opens the page without joining.
+  async load({ viewport = { width: 1280, height: 800 } } = {}) {
     this.context = await this.browser.newContext({ viewport });
     this.page = await this.context.newPage();
     this.page.setDefaultTimeout(TIMEOUT);
@@ -177,6 +178,12 @@ export class ChatPage {
       if (this.console.length > 500) this.console.shift();
     });
     await this.page.goto(this.broker.url);
+    return this;
+  }
+
+  // open loads the page and joins room as this.name.
+  async open({ room = 'general', viewport } = {}) {
+    await this.load({ viewport });
     await this.page.getByLabel('Your name').fill(this.name);
     await this.page.getByLabel('Room', { exact: true }).fill(room);
     await this.page.getByRole('button', { name: 'Join' }).click();

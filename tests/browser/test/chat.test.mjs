@@ -78,6 +78,9 @@ test('two pages join a room and exchange messages both ways', wrap(async () => {
   assert.equal(await alice.page.locator('.msg .text', { hasText: 'only in other' }).count(), 0);
 
   await alice.page.screenshot({ path: screenshotPath('chat.png') });
+  await bob.page.setViewportSize({ width: 390, height: 844 });
+  await bob.page.locator('.conv[data-conv="room:lobby"]').click();
+  await bob.page.screenshot({ path: screenshotPath('chat-narrow.png'), fullPage: true });
   for (const p of [alice, bob]) {
     assert.deepEqual(p.errors, [], `${p.name}: no page errors`);
     assert.deepEqual(p.consoleErrors(), [], `${p.name}: no console errors (CSP violations would show here)`);
