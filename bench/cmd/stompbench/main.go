@@ -52,10 +52,11 @@ func run(args []string) error {
 	fs.IntVar(&tc.BodySize, "body", 128, "message body bytes")
 	fs.DurationVar(&tc.StepTime, "step", time.Second, "length of each saturation-search step")
 	fs.DurationVar(&tc.HalfTime, "hold", 3*time.Second, "length of the half-rate (and slow) runs")
-	fs.Float64Var(&tc.StartPerSec, "start", 20000, "first offered deliveries/s of the search")
+	fs.Float64Var(&tc.StartPerSec, "start", 5000, "first offered deliveries/s of the search")
 	fs.Float64Var(&tc.Factor, "factor", 1.5, "search step factor")
-	fs.IntVar(&tc.MaxSteps, "max-steps", 14, "bound on search steps")
-	fs.DurationVar(&tc.MaxP99, "max-p99", 50*time.Millisecond, "a step with a higher p99 fails")
+	fs.IntVar(&tc.MaxSteps, "max-steps", 16, "bound on search steps")
+	fs.DurationVar(&tc.MaxP50, "max-p50", 25*time.Millisecond, "a search step with a higher p50 fails")
+	fs.DurationVar(&tc.MaxP99, "max-p99", 500*time.Millisecond, "a search step with a higher p99 fails")
 	fs.DurationVar(&tc.Drain, "drain", 2*time.Second, "bound on the wait for in-flight deliveries after a step")
 	fs.Float64Var(&tc.SlowFraction, "slow-fraction", 0.01, "slow: fraction of subscribers that stop reading")
 	rate := fs.Float64("rate", 0, "slow: offered deliveries/s (0: half the target's fanout saturation from -rate-from)")
@@ -71,14 +72,28 @@ func run(args []string) error {
 	var ic load.IdleConfig
 	fs.IntVar(&ic.Connections, "conns", 1000, "idle: connections")
 	fs.DurationVar(&ic.Settle, "settle", 2*time.Second, "idle: pause before reading RSS")
+	quiet := fs.Bool("q", false, "no per-step lines on stderr")
+	serveCeiling := fs.String("serve-ceiling", "", "run only the ceiling server on this address (a separate process, like a broker) until SIGTERM")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if !*quiet {
+		tc.Log = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 	}
 	for i := 0; i < *sources; i++ {
 		t.LocalIPs = append(t.LocalIPs, net.IPv4(127, 0, 0, byte(1+i)))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if *serveCeiling != "" {
+		srv, err := ceiling.Start(*serveCeiling)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "msg=listening transport=http addr=%s\n", strings.TrimSuffix(strings.TrimPrefix(srv.URL(), "ws://"), "/ws"))
+		<-ctx.Done()
+		return srv.Close()
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
@@ -96,6 +111,7 @@ func run(args []string) error {
 	}
 
 	var res load.Result
+	load0 := load.LoadAvg1()
 	switch *scenario {
 	case "fanout", "crossnode":
 		tc.Topics = 1
@@ -122,6 +138,7 @@ func run(args []string) error {
 		return fmt.Errorf("unknown scenario %q", *scenario)
 	}
 	res.Mode = *mode
+	res.LoadAvg = [2]float64{load0, load.LoadAvg1()}
 	w := os.Stdout
 	if *out != "" {
 		f, err := os.OpenFile(*out, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)

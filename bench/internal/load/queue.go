@@ -109,8 +109,12 @@ func Queue(ctx context.Context, t Target, cfg QueueConfig) (res Result) {
 	for i, c := range cons {
 		// subscribe with a receipt so the queue exists with its consumers
 		// before anything is sent
+		// (a SEND with a receipt right after it: not every broker answers a
+		// SUBSCRIBE's receipt, every one answers a SEND's, and a connection's
+		// frames are handled in order)
 		c.Queue("SUBSCRIBE", nil, "id", "0", "destination", dest, "ack", "client-individual",
-			"prefetch-count", strconv.Itoa(cfg.Prefetch), "receipt", "sub")
+			"prefetch-count", strconv.Itoa(cfg.Prefetch))
+		c.Queue("SEND", []byte("P-sync"), "destination", "/topic/bench.sync", "receipt", "sub")
 		if err := c.Flush(); err != nil {
 			res.Error = "subscribe: " + err.Error()
 			return res

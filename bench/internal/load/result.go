@@ -54,15 +54,18 @@ type Step struct {
 	Seconds     float64 `json:"seconds"`
 	// AchievedPerSec is deliveries received divided by the time from the
 	// first scheduled send to the last delivery (drain included).
-	AchievedPerSec float64         `json:"achieved_per_s"`
-	Expected       int64           `json:"expected"`
-	Delivered      int64           `json:"delivered"`
-	Lost           int64           `json:"lost"`
-	Duplicates     int64           `json:"duplicates"`
-	Latency        latency.Summary `json:"latency"`
-	Dead           int             `json:"dead_subscribers"`
-	Pass           bool            `json:"pass"`
-	Why            string          `json:"why,omitempty"`
+	AchievedPerSec float64 `json:"achieved_per_s"`
+	Expected       int64   `json:"expected"`
+	Delivered      int64   `json:"delivered"`
+	Lost           int64   `json:"lost"`
+	Duplicates     int64   `json:"duplicates"`
+	// Reordered counts deliveries that arrived after a later message of
+	// the same publisher (STOMP brokers should keep publish order).
+	Reordered int64           `json:"reordered"`
+	Latency   latency.Summary `json:"latency"`
+	Dead      int             `json:"dead_subscribers"`
+	Pass      bool            `json:"pass"`
+	Why       string          `json:"why,omitempty"`
 }
 
 // Result is one scenario's outcome against one target.
@@ -74,6 +77,9 @@ type Result struct {
 	Started   time.Time `json:"started"`
 	Seconds   float64   `json:"seconds"`
 	Error     string    `json:"error,omitempty"`
+	// LoadAvg is the machine's 1-minute load average at the start and end
+	// (the machine is shared; a high figure means a noisy measurement).
+	LoadAvg [2]float64 `json:"loadavg"`
 
 	Subscribers int `json:"subscribers,omitempty"`
 	Publishers  int `json:"publishers,omitempty"`
@@ -201,4 +207,18 @@ func SaturationFrom(file, target string, subs int) (float64, error) {
 		return 0, fmt.Errorf("no fanout result for %s with %d subscribers in %s", target, subs, file)
 	}
 	return sat, nil
+}
+
+// LoadAvg1 returns the 1-minute load average, or 0 when unknown.
+func LoadAvg1() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }

@@ -1,0 +1,285 @@
+// Package report turns benchmark results into the tables, CSV and SVG plot
+// of BENCHMARKS.md. It is pure: values in, text out.
+package report
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/stompbus/stompbus/bench/internal/load"
+)
+
+// Targets in table order, with their display names.
+var Targets = []struct{ Key, Label string }{
+	{"stompbus", "stompbus (ws)"},
+	{"ceiling", "ceiling: bare gobwas/ws (ws)"},
+	{"rabbitmq", "RabbitMQ Web-STOMP (ws)"},
+	{"spring", "Spring simple broker (ws)"},
+	{"stompbus-tcp", "stompbus (tcp)"},
+	{"gostomp", "go-stomp server (tcp)"},
+}
+
+// Peers stompbus is compared against in ratio columns.
+var Peers = []string{"rabbitmq", "spring", "ceiling", "gostomp"}
+
+// Row is one line of the main table.
+type Row struct {
+	Scenario, Metric string
+	// HigherBetter says which way the ratio reads.
+	HigherBetter bool
+	Values       map[string]float64
+	Notes        map[string]string
+}
+
+// latest returns the last result per (scenario, target, size).
+func latest(rs []load.Result) map[string]load.Result {
+	m := map[string]load.Result{}
+	for _, r := range rs {
+		m[key(r.Scenario, r.Target, size(r))] = r
+	}
+	return m
+}
+
+func key(scenario, target string, n int) string { return fmt.Sprintf("%s|%s|%d", scenario, target, n) }
+
+func size(r load.Result) int {
+	switch r.Scenario {
+	case "idle":
+		return r.Connections
+	case "queue":
+		return r.Producers*1000 + r.Consumers
+	}
+	return r.Subscribers
+}
+
+// sizes returns the distinct sizes of a scenario, ascending.
+func sizes(rs []load.Result, scenario string) []int {
+	seen := map[int]bool{}
+	var out []int
+	for _, r := range rs {
+		if r.Scenario == scenario && !seen[size(r)] {
+			seen[size(r)] = true
+			out = append(out, size(r))
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// Rows builds the main table from results.
+func Rows(rs []load.Result) []Row {
+	m := latest(rs)
+	var rows []Row
+	add := func(scn, metric string, hb bool, n int, f func(load.Result) (float64, string)) {
+		row := Row{Scenario: scn, Metric: metric, HigherBetter: hb, Values: map[string]float64{}, Notes: map[string]string{}}
+		any := false
+		for _, t := range Targets {
+			r, ok := m[key(scn, t.Key, n)]
+			if !ok {
+				continue
+			}
+			any = true
+			if r.Error != "" && !strings.Contains(r.Error, "no step passed") {
+				row.Notes[t.Key] = "error: " + short(r.Error)
+			}
+			v, note := f(r)
+			if !math.IsNaN(v) {
+				row.Values[t.Key] = v
+			}
+			if note != "" {
+				row.Notes[t.Key] = note
+			}
+		}
+		if any {
+			rows = append(rows, row)
+		}
+	}
+	for _, scn := range []string{"fanout", "pairs", "crossnode"} {
+		for _, n := range sizes(rs, scn) {
+			label := fmt.Sprintf("%s, %d subscribers", scn, n)
+			if scn == "pairs" {
+				label = fmt.Sprintf("pairs, %d pairs", n)
+			}
+			add(scn, label+": saturation deliveries/s", true, n, func(r load.Result) (float64, string) {
+				if r.SaturationPerSec == 0 {
+					return math.NaN(), "no rate passed"
+				}
+				return r.SaturationPerSec, ""
+			})
+			add(scn, label+": p99 ms at half saturation", false, n, func(r load.Result) (float64, string) {
+				if r.Half == nil {
+					return math.NaN(), ""
+				}
+				note := ""
+				if r.Half.Lost > 0 {
+					note = fmt.Sprintf("lost %d", r.Half.Lost)
+				}
+				return r.Half.Latency.P99, note
+			})
+		}
+	}
+	for _, n := range sizes(rs, "queue") {
+		add("queue", fmt.Sprintf("queue, %d producers / %d consumers: msg/s", n/1000, n%1000), true, n, func(r load.Result) (float64, string) {
+			note := ""
+			if r.Lost > 0 || r.Duplicates > 0 {
+				note = fmt.Sprintf("lost %d, dup %d", r.Lost, r.Duplicates)
+			}
+			if r.Consumed == 0 {
+				return math.NaN(), note
+			}
+			return r.ThroughputSec, note
+		})
+	}
+	for _, n := range sizes(rs, "slow") {
+		add("slow", fmt.Sprintf("slow, %d subscribers: healthy p99 ms, no slow ones", n), false, n, func(r load.Result) (float64, string) {
+			if r.Baseline == nil {
+				return math.NaN(), ""
+			}
+			return r.Baseline.Latency.P99, ""
+		})
+		add("slow", fmt.Sprintf("slow, %d subscribers: healthy p99 ms, 1%% slow", n), false, n, func(r load.Result) (float64, string) {
+			if r.Slow == nil {
+				return math.NaN(), ""
+			}
+			note := ""
+			if r.Slow.Lost > 0 {
+				note = fmt.Sprintf("healthy lost %d", r.Slow.Lost)
+			}
+			return r.Slow.Latency.P99, note
+		})
+		add("slow", fmt.Sprintf("slow, %d subscribers: broker peak RSS MiB", n), false, n, func(r load.Result) (float64, string) {
+			if r.PeakRSSKiB == 0 {
+				return math.NaN(), ""
+			}
+			return float64(r.PeakRSSKiB) / 1024, ""
+		})
+	}
+	for _, n := range sizes(rs, "idle") {
+		add("idle", fmt.Sprintf("idle, %d connections: broker RSS KiB per connection", n), false, n, func(r load.Result) (float64, string) {
+			if r.RSSAfterKiB == 0 {
+				return math.NaN(), ""
+			}
+			note := ""
+			if r.ProbeDelivered < r.Connections {
+				note = fmt.Sprintf("delivered to %d", r.ProbeDelivered)
+			}
+			return r.RSSPerConnKiB, note
+		})
+		add("idle", fmt.Sprintf("idle, %d connections: connects/s", n), true, n, func(r load.Result) (float64, string) {
+			return r.ConnectsPerSec, ""
+		})
+	}
+	return rows
+}
+
+func short(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "…"
+	}
+	return s
+}
+
+// Ratio is stompbus's advantage over a peer on a row: above 1 means
+// stompbus is better (higher throughput, or lower latency and memory).
+func (r Row) Ratio(peer string) (float64, bool) {
+	s, ok1 := r.Values["stompbus"]
+	p, ok2 := r.Values[peer]
+	if !ok1 || !ok2 || s <= 0 || p <= 0 {
+		return 0, false
+	}
+	if r.HigherBetter {
+		return s / p, true
+	}
+	return p / s, true
+}
+
+func num(v float64) string {
+	switch {
+	case v >= 100000:
+		return fmt.Sprintf("%.0fk", v/1000)
+	case v >= 1000:
+		return fmt.Sprintf("%.1fk", v/1000)
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+// WriteTable writes the main table as Markdown.
+func WriteTable(w io.Writer, rows []Row) {
+	present := map[string]bool{}
+	for _, r := range rows {
+		for k := range r.Values {
+			present[k] = true
+		}
+		for k := range r.Notes {
+			present[k] = true
+		}
+	}
+	var cols []string
+	fmt.Fprint(w, "| measure |")
+	for _, t := range Targets {
+		if present[t.Key] {
+			cols = append(cols, t.Key)
+			fmt.Fprintf(w, " %s |", t.Label)
+		}
+	}
+	var peers []string
+	for _, p := range Peers {
+		if present[p] && present["stompbus"] {
+			peers = append(peers, p)
+			fmt.Fprintf(w, " stompbus vs %s |", p)
+		}
+	}
+	fmt.Fprint(w, "\n|---|")
+	for range len(cols) + len(peers) {
+		fmt.Fprint(w, "---:|")
+	}
+	fmt.Fprintln(w)
+	for _, r := range rows {
+		fmt.Fprintf(w, "| %s |", r.Metric)
+		for _, c := range cols {
+			cell := "–"
+			if v, ok := r.Values[c]; ok {
+				cell = num(v)
+			}
+			if n := r.Notes[c]; n != "" {
+				cell += " (" + n + ")"
+			}
+			fmt.Fprintf(w, " %s |", cell)
+		}
+		for _, p := range peers {
+			if x, ok := r.Ratio(p); ok {
+				fmt.Fprintf(w, " %.2f× |", x)
+			} else {
+				fmt.Fprint(w, " – |")
+			}
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// WriteCSV writes one line per (row, target).
+func WriteCSV(w io.Writer, rows []Row) {
+	fmt.Fprintln(w, "scenario,measure,target,value,note")
+	for _, r := range rows {
+		for _, t := range Targets {
+			v, ok := r.Values[t.Key]
+			n := r.Notes[t.Key]
+			if !ok && n == "" {
+				continue
+			}
+			val := ""
+			if ok {
+				val = fmt.Sprintf("%g", v)
+			}
+			fmt.Fprintf(w, "%s,%q,%s,%s,%q\n", r.Scenario, r.Metric, t.Key, val, n)
+		}
+	}
+}

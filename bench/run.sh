@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Runs the stompbus benchmarks and their peers in one go, on loopback.
+#
+#   bench/run.sh [quick|full] [target ...]
+#
+# quick: about 3 minutes; full: about 20. Targets (default all): stompbus,
+# ceiling, rabbitmq, spring, stompbus-tcp, gostomp. Writes
+# bench/results/<mode>/{results.jsonl,summary.csv,table.md,*.svg,machine.txt,
+# pprof-top.txt} and, for full (or BENCH_MD=path), BENCHMARKS.md.
+# Needs: Go; for rabbitmq Debian's rabbitmq-server; for spring a JDK 17 and
+# Maven (the app is built from Maven Central on first use). A peer that
+# cannot be started is recorded as an error, not skipped silently.
+set -uo pipefail
+mode=${1:-quick}
+shift || true
+case $mode in quick|full) ;; *) echo "usage: $0 [quick|full] [target...]" >&2; exit 2 ;; esac
+targets=${*:-stompbus ceiling rabbitmq spring stompbus-tcp gostomp}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+out=bench/results/$mode
+raw=$out/raw
+rm -rf "$raw"; mkdir -p "$raw/bin"
+results=$out/results.jsonl
+: > "$results"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# sizes, scaled to a 2-core machine
+if [ "$mode" = quick ]; then
+  FANOUT="100"; SLOW_SUBS=100; PAIRS=20; Q_MSGS=10000; IDLE=500
+  STEP=0.4s; HOLD=1s; MAXSTEPS=12; PROFILE_SECS=3
+else
+  FANOUT="100 1000"; SLOW_SUBS=1000; PAIRS=50; Q_MSGS=50000; IDLE=10000
+  STEP=1s; HOLD=3s; MAXSTEPS=14; PROFILE_SECS=8
+fi
+SEARCH=(-start 1000 -factor 2 -max-steps "$MAXSTEPS" -step "$STEP" -hold "$HOLD")
+# The machine is shared: ask the scheduler to favour the benchmark (and the
+# brokers it starts, which inherit this) over other work. Harmless if refused.
+renice -n -10 $$ >/dev/null 2>&1 || true
+
+log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+log "building"
+go build -o "$raw/bin/broker" ./cmd/broker || exit 1
+go build -o "$raw/bin/stompbench" ./bench/cmd/stompbench || exit 1
+go build -o "$raw/bin/gostomp-server" ./bench/cmd/gostomp-server || exit 1
+go build -o "$raw/bin/stompbus-pprof" ./bench/cmd/stompbus-pprof || exit 1
+go build -o "$raw/bin/benchreport" ./bench/cmd/benchreport || exit 1
+SB=$raw/bin/stompbench
+
+# the machine, for BENCHMARKS.md
+{
+  echo "date:     $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "cpu:      $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) x $(nproc)"
+  echo "memory:   $(free -g | awk '/Mem:/{print $2}') GiB"
+  echo "kernel:   $(uname -r)"
+  echo "go:       $(go version | cut -d' ' -f3-)"
+  echo "stompbus: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet -- cmd router session server outbox frame 2>/dev/null || echo ' (+ uncommitted broker changes)')"
+  dpkg-query -W -f='rabbitmq: ${Version} (Debian rabbitmq-server, Web-STOMP plugin)\n' rabbitmq-server 2>/dev/null
+  echo "java:     $(java -version 2>&1 | head -n1)"
+  echo "spring:   Spring Boot $(sed -n 's:.*<version>\(4[^<]*\)</version>.*:\1:p' bench/peers/spring-simple/pom.xml | head -n1) simple broker"
+  echo "mode:     $mode (sizes: fanout subscribers $FANOUT, pairs $PAIRS, queue $Q_MSGS messages, idle $IDLE connections, slow $SLOW_SUBS subscribers)"
+} > "$out/machine.txt"
+
+URL=""; URL2=""; PID=0
+STARTED_PIDS=()
+
+wait_log() { # file pattern seconds
+  local i
+  for i in $(seq 1 $(( $3 * 10 ))); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+wait_port() { # port seconds
+  local i
+  for i in $(seq 1 $(( $2 * 10 ))); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+start_target() {
+  local t=$1
+  URL=""; URL2=""; PID=0
+  case $t in
+  stompbus|stompbus-tcp)
+    "$raw/bin/broker" -http 127.0.0.1:18080 -stomp 127.0.0.1:16613 -node bench -data "$raw/data" -log-level warn > "$raw/$t.log" 2>&1 &
+    PID=$!; STARTED_PIDS+=("$PID")
+    wait_port 18080 10 || return 1
+    if [ "$t" = stompbus ]; then URL=ws://127.0.0.1:18080/ws; else URL=tcp://127.0.0.1:16613; fi ;;
+  ceiling)
+    "$SB" -serve-ceiling 127.0.0.1:18099 > "$raw/ceiling.log" 2>&1 &
+    PID=$!; STARTED_PIDS+=("$PID")
+    wait_port 18099 10 || return 1
+    URL=ws://127.0.0.1:18099/ws ;;
+  gostomp)
+    "$raw/bin/gostomp-server" -addr 127.0.0.1:16614 > "$raw/gostomp.log" 2>&1 &
+    PID=$!; STARTED_PIDS+=("$PID")
+    wait_port 16614 10 || return 1
+    URL=tcp://127.0.0.1:16614 ;;
+  rabbitmq)
+    if ! [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+      log "installing rabbitmq-server (apt)"
+      { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends rabbitmq-server; } > "$raw/apt.log" 2>&1 || return 1
+    fi
+    PID=$(bench/peers/rabbitmq.sh start "$raw/rabbitmq" 2> "$raw/rabbitmq.log") || return 1
+    URL=ws://127.0.0.1:15674/ws ;;
+  spring)
+    local jar=bench/peers/spring-simple/target/spring-simple.jar
+    if ! [ -f "$jar" ]; then
+      log "building the Spring peer (maven)"
+      (cd bench/peers/spring-simple && mvn -q -B -DskipTests package) > "$raw/mvn.log" 2>&1 || return 1
+    fi
+    java -jar "$jar" --server.port=18091 > "$raw/spring.log" 2>&1 &
+    PID=$!; STARTED_PIDS+=("$PID")
+    wait_port 18091 60 || return 1
+    URL=ws://127.0.0.1:18091/ws ;;
+  *) return 1 ;;
+  esac
+}
+
+stop_target() {
+  local t=$1
+  if [ "$t" = rabbitmq ]; then
+    bench/peers/rabbitmq.sh stop "$raw/rabbitmq" >/dev/null 2>&1
+    return
+  fi
+  if [ "$PID" != 0 ]; then
+    kill "$PID" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$PID" 2>/dev/null
+  fi
+}
+cleanup() {
+  for p in "${STARTED_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  bench/peers/rabbitmq.sh stop "$raw/rabbitmq" >/dev/null 2>&1
+}
+trap cleanup EXIT
+
+bench() { # target scenario args...
+  local t=$1 s=$2; shift 2
+  "$SB" -q -mode "$mode" -target "$t" -url "$URL" -pid "$PID" -scenario "$s" -out "$results" "$@" 2>> "$raw/stompbench.log" || true
+  tail -n1 "$raw/stompbench.log" >&2
+}
+record_error() { # target scenario message [extra json fields]
+  printf '{"scenario":"%s","target":"%s","mode":"%s","error":"%s"%s}\n' "$2" "$1" "$mode" "$3" "${4:+,$4}" >> "$results"
+}
+
+for t in $targets; do
+  log "== $t"
+  if ! start_target "$t"; then
+    log "$t did not start; see $raw"
+    record_error "$t" fanout "did not start"
+    stop_target "$t"
+    continue
+  fi
+  # warm-up (JIT, caches), not recorded
+  "$SB" -q -target "$t" -url "$URL" -scenario fanout -subs 50 -start 2000 -factor 2 -max-steps 4 -step 0.5s -hold 0.5s -out /dev/null 2>/dev/null
+  # idle first, on the fresh process, so its RSS baseline is clean
+  bench "$t" idle -conns "$IDLE"
+  for n in $FANOUT; do bench "$t" fanout -subs "$n" "${SEARCH[@]}"; done
+  bench "$t" pairs -pairs "$PAIRS" "${SEARCH[@]}"
+  if [ "$t" = spring ]; then
+    record_error spring queue "not run: the simple broker has no point-to-point queues (a /queue destination goes to every subscriber) and ignores acks" '"producers":4,"consumers":4'
+  elif [ "$t" != ceiling ]; then
+    bench "$t" queue -producers 4 -consumers 4 -messages "$Q_MSGS"
+  fi
+  bench "$t" slow -subs "$SLOW_SUBS" -rate-from "$results" -hold "$HOLD" -step "$STEP"
+  stop_target "$t"
+done
+
+# crossnode: needs the cluster flags
+if [[ " $targets " == *" stompbus "* ]]; then
+  if "$raw/bin/broker" -h 2>&1 | grep -q -- -cluster-listen; then
+    log "== crossnode"
+    "$raw/bin/broker" -http 127.0.0.1:18081 -stomp off -node n1 -data "$raw/n1" -cluster-listen 127.0.0.1:16221 -cluster-routes nats-route://127.0.0.1:16222 -log-level warn > "$raw/n1.log" 2>&1 &
+    P1=$!; STARTED_PIDS+=("$P1")
+    "$raw/bin/broker" -http 127.0.0.1:18082 -stomp off -node n2 -data "$raw/n2" -cluster-listen 127.0.0.1:16222 -cluster-routes nats-route://127.0.0.1:16221 -log-level warn > "$raw/n2.log" 2>&1 &
+    P2=$!; STARTED_PIDS+=("$P2")
+    wait_port 18081 10; wait_port 18082 10
+    for _ in $(seq 1 100); do curl -fs http://127.0.0.1:18081/readyz >/dev/null 2>&1 && curl -fs http://127.0.0.1:18082/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+    URL=ws://127.0.0.1:18081/ws; PID=$P2
+    for n in $FANOUT; do bench stompbus crossnode -url2 ws://127.0.0.1:18082/ws -subs "$n" "${SEARCH[@]}"; done
+    kill "$P1" "$P2" 2>/dev/null
+  else
+    for n in $FANOUT; do
+      record_error stompbus crossnode "blocked: cmd/broker has no -cluster-listen/-cluster-routes yet" "\"subscribers\":$n"
+    done
+  fi
+fi
+
+# profile stompbus during fanout (the pprof variant: same broker packages)
+if [[ " $targets " == *" stompbus "* ]]; then
+  log "== profile"
+  "$raw/bin/stompbus-pprof" -http 127.0.0.1:18085 -stomp off > "$raw/pprof-broker.log" 2>&1 &
+  PP=$!; STARTED_PIDS+=("$PP")
+  if wait_port 18085 10; then
+    n=${FANOUT##* }
+    rate=$("$raw/bin/benchreport" -dir "$out" -saturation stompbus -subs "$n" 2>/dev/null || echo 200000)
+    curl -fs -o "$raw/cpu.pprof" "http://127.0.0.1:18085/debug/pprof/profile?seconds=$PROFILE_SECS" &
+    CP=$!
+    "$SB" -q -target stompbus-pprof -url ws://127.0.0.1:18085/ws -scenario fanout -subs "$n" -start "$rate" -factor 1.01 -max-steps 3 -step "$PROFILE_SECS"s -hold 0.5s -out /dev/null 2>/dev/null
+    wait "$CP"
+    go tool pprof -top -nodecount=30 "$raw/bin/stompbus-pprof" "$raw/cpu.pprof" > "$out/pprof-top.txt" 2>/dev/null
+    go tool pprof -top -cum -nodecount=30 "$raw/bin/stompbus-pprof" "$raw/cpu.pprof" > "$out/pprof-top-cum.txt" 2>/dev/null
+    { echo "fanout, $n subscribers, offered $rate deliveries/s (stompbus's saturation rate), ${PROFILE_SECS}s CPU profile, flat:"; cat "$out/pprof-top.txt"; } > "$out/pprof-top.txt.tmp" && mv "$out/pprof-top.txt.tmp" "$out/pprof-top.txt"
+  fi
+  kill "$PP" 2>/dev/null
+fi
+
+md=${BENCH_MD:-}
+if [ "$mode" = full ] && [ -z "$md" ]; then md=BENCHMARKS.md; fi
+"$raw/bin/benchreport" -dir "$out" ${md:+-md "$md"} -command "bench/run.sh $mode" > /dev/null || exit 1
+cat "$out/table.md"
+log "done: $out"
