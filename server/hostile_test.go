@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-stomp/stomp/v3"
+	"github.com/gobwas/ws"
+	"golang.org/x/crypto/bcrypt"
 
+	"github.com/stompbus/stompbus/auth"
 	"github.com/stompbus/stompbus/frame"
 	"github.com/stompbus/stompbus/internal/brokertest"
 	"github.com/stompbus/stompbus/server"
@@ -43,19 +47,19 @@ type bystanders struct {
 	n    atomic.Int64
 }
 
-func newBystanders(t *testing.T, srv *server.Server) *bystanders {
+func newBystanders(t *testing.T, srv *server.Server, opts ...func(*stomp.Conn) error) *bystanders {
 	t.Helper()
 	b := &bystanders{}
 	base := srv.Router().Subscriptions()
 	for _, tr := range transports {
-		s, err := tr.dial(t, srv).Subscribe("/topic/bystander", stomp.AckAuto)
+		s, err := tr.dial(t, srv, opts...).Subscribe("/topic/bystander", stomp.AckAuto)
 		if err != nil {
 			t.Fatal(err)
 		}
 		b.subs = append(b.subs, s)
 	}
 	waitSubscribed(t, srv, base+len(b.subs))
-	b.pub = brokertest.DialTCP(t, srv)
+	b.pub = brokertest.DialTCP(t, srv, opts...)
 	return b
 }
 
@@ -286,4 +290,433 @@ func (c *rawClient) expectIn(cmd string) []byte {
 			c.t.Fatalf("waiting for %s: %q", cmd, f)
 		}
 	}
+}
+
+// wsHostile are WebSocket framing violations, each answered by an ERROR
+// and a close frame with the code.
+func TestHostileWebSocketFrames(t *testing.T) {
+	o := hostileOptions()
+	srv := brokertest.Start(t, o)
+	by := newBystanders(t, srv)
+	masked := func(h ws.Header, p []byte) []byte {
+		h.Masked, h.Mask, h.Length = true, ws.NewMask(), int64(len(p))
+		var b bytes.Buffer
+		_ = ws.WriteHeader(&b, h)
+		q := append([]byte(nil), p...)
+		ws.Cipher(q, h.Mask, 0)
+		return append(b.Bytes(), q...)
+	}
+	cases := []struct {
+		name  string
+		bytes []byte
+		code  ws.StatusCode
+		limit session.Limit
+	}{
+		{"compressed frame (RSV1) without negotiation", masked(ws.Header{Fin: true, Rsv: ws.Rsv(true, false, false), OpCode: ws.OpText}, []byte(connect12)), ws.StatusProtocolError, noLimit},
+		{"continuation without a message", masked(ws.Header{Fin: true, OpCode: ws.OpContinuation}, []byte(connect12)), ws.StatusProtocolError, noLimit},
+		{"new message inside a fragmented one", append(masked(ws.Header{OpCode: ws.OpText}, []byte("CONN")), masked(ws.Header{Fin: true, OpCode: ws.OpText}, []byte("ECT\n\n\x00"))...), ws.StatusProtocolError, noLimit},
+		{"ping over 125 bytes", masked(ws.Header{Fin: true, OpCode: ws.OpPing}, make([]byte, 126)), ws.StatusProtocolError, noLimit},
+		{"fragmented close", masked(ws.Header{OpCode: ws.OpClose}, nil), ws.StatusProtocolError, noLimit},
+		{"unknown opcode", masked(ws.Header{Fin: true, OpCode: 0x3}, []byte("x")), ws.StatusProtocolError, noLimit},
+		{"length of 2^62 bytes", func() []byte {
+			var b bytes.Buffer
+			_ = ws.WriteHeader(&b, ws.Header{Fin: true, OpCode: ws.OpBinary, Masked: true, Mask: ws.NewMask(), Length: 1 << 62})
+			return b.Bytes()
+		}(), ws.StatusMessageTooBig, session.LimitFrameSize},
+	}
+	counters := srv.Env().Counters
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var before uint64
+			if tc.limit != noLimit {
+				before = counters.LimitHits[tc.limit].Load()
+			}
+			wc, err := brokertest.DialWSRaw("ws://"+srv.HTTPAddr()+"/ws", nil, "v12.stomp")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer wc.Close()
+			_ = wc.Conn.SetDeadline(time.Now().Add(wait))
+			if _, err := wc.Conn.Write(tc.bytes); err != nil {
+				t.Fatal(err)
+			}
+			out := readRawWS(t, wc.Conn)
+			if out.code != tc.code {
+				t.Fatalf("close code %d, want %d (data %q)", out.code, tc.code, out.data)
+			}
+			errorIs(t, out.data, "websocket protocol error")
+			if tc.limit != noLimit && counters.LimitHits[tc.limit].Load() != before+1 {
+				t.Fatalf("%s not counted", tc.limit)
+			}
+			by.check(t)
+		})
+	}
+
+	t.Run("invalid UTF-8 in a text frame reaches browsers as binary", func(t *testing.T) {
+		sub, err := brokertest.DialWSRaw("ws://"+srv.HTTPAddr()+"/ws", nil, "v12.stomp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		_ = sub.Conn.SetDeadline(time.Now().Add(wait))
+		_, _ = sub.Write([]byte(connect12 + "SUBSCRIBE\nid:1\ndestination:/topic/utf\nreceipt:s\n\n\x00"))
+		for _, want := range []string{"CONNECTED", "RECEIPT"} {
+			if p, _, err := sub.ReadMessage(); err != nil || !bytes.HasPrefix(p, []byte(want)) {
+				t.Fatalf("want %s, got %q %v", want, p, err)
+			}
+		}
+		pub, err := brokertest.DialWSRaw("ws://"+srv.HTTPAddr()+"/ws", nil, "v12.stomp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pub.Close()
+		_ = pub.Conn.SetDeadline(time.Now().Add(wait))
+		// Text frames, text content-type, bytes that are not UTF-8 in a
+		// header and in the body.
+		_, _ = pub.Write([]byte(connect12 + "SEND\ndestination:/topic/utf\ncontent-type:text/plain\nx-h:\xc3\x28\nreceipt:p\n\nbad \xff\xfe body\x00"))
+		for _, want := range []string{"CONNECTED", "RECEIPT"} {
+			if p, _, err := pub.ReadMessage(); err != nil || !bytes.HasPrefix(p, []byte(want)) {
+				t.Fatalf("publisher: want %s, got %q %v", want, p, err)
+			}
+		}
+		p, op, err := sub.ReadMessage()
+		if err != nil || op != ws.OpBinary || !bytes.Contains(p, []byte("bad \xff\xfe body")) {
+			t.Fatalf("subscriber got opcode %v %q %v, want a binary MESSAGE", op, p, err)
+		}
+		by.check(t)
+	})
+
+	t.Run("a frame split into one-byte messages", func(t *testing.T) {
+		wc, err := brokertest.DialWSRaw("ws://"+srv.HTTPAddr()+"/ws", nil, "v12.stomp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer wc.Close()
+		_ = wc.Conn.SetDeadline(time.Now().Add(wait))
+		in := connect12 + "SUBSCRIBE\nid:1\ndestination:/topic/bytes\nreceipt:one-by-one\n\n\x00"
+		for i := 0; i < len(in); i++ {
+			if _, err := wc.Write([]byte{in[i]}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rd := bufio.NewReader(wc)
+		for _, want := range []string{"CONNECTED", "RECEIPT\nreceipt-id:one-by-one"} {
+			f, err := rd.ReadBytes(0)
+			if err != nil || !bytes.HasPrefix(f, []byte(want)) {
+				t.Fatalf("want %s, got %q %v", want, f, err)
+			}
+		}
+	})
+}
+
+func TestHostileWebSocketStrictUTF8(t *testing.T) {
+	o := hostileOptions()
+	o.Server.Limits.StrictUTF8 = true
+	srv := brokertest.Start(t, o)
+	by := newBystanders(t, srv)
+	wc, err := brokertest.DialWSRaw("ws://"+srv.HTTPAddr()+"/ws", nil, "v12.stomp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wc.Close()
+	_ = wc.Conn.SetDeadline(time.Now().Add(wait))
+	_, _ = wc.Write([]byte(connect12 + "SEND\ndestination:/topic/a\n\n\xff\x00"))
+	out := readRawWS(t, wc.Conn)
+	if out.code != ws.StatusInvalidFramePayloadData {
+		t.Fatalf("close code %d, want 1007 (data %q)", out.code, out.data)
+	}
+	errorIs(t, out.data, "websocket protocol error")
+	by.check(t)
+}
+
+// httpExchange sends a raw request and returns the response (status line
+// and headers) and whether the server then closed the connection.
+func httpExchange(t *testing.T, addr, req string) string {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(wait))
+	go func() { _, _ = io.WriteString(nc, req) }()
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		t.Fatalf("no HTTP response: %v", err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d", resp.StatusCode)
+	for _, k := range []string{"Sec-Websocket-Extensions", "Retry-After", "Sec-Websocket-Version"} {
+		if v := resp.Header.Get(k); v != "" {
+			fmt.Fprintf(&b, " %s=%s", k, v)
+		}
+	}
+	return b.String()
+}
+
+const wsKey = "dGhlIHNhbXBsZSBub25jZQ=="
+
+func TestHostileUpgrades(t *testing.T) {
+	srv := brokertest.Start(t, hostileOptions())
+	by := newBystanders(t, srv)
+	up := "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+	for _, tc := range []struct{ name, req, want string }{
+		{"no Sec-WebSocket-Key", up + "Sec-WebSocket-Version: 13\r\n\r\n", "400"},
+		{"WebSocket version 8", up + "Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: " + wsKey + "\r\n\r\n", "426 Sec-Websocket-Version=13"},
+		{"POST instead of GET", "POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", "405"},
+		{"2 MiB of headers", "GET /ws HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2<<20) + "\r\n\r\n", "431"},
+		{"permessage-deflate is not negotiated", up + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + wsKey + "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n", "101"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := httpExchange(t, srv.HTTPAddr(), tc.req); got != tc.want {
+				t.Fatalf("response %q, want %q", got, tc.want)
+			}
+			by.check(t)
+		})
+	}
+	t.Run("slowloris upgrade", func(t *testing.T) {
+		nc, err := net.Dial("tcp", srv.HTTPAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		_ = nc.SetDeadline(time.Now().Add(wait))
+		// Half a request, then nothing: the server hangs up once the
+		// upgrade timeout (500ms here) has passed, without answering.
+		_, _ = io.WriteString(nc, up+"Sec-WebSocket-Version: 13\r\n")
+		start := time.Now()
+		out := readAll(t, nc)
+		if len(out) != 0 {
+			t.Fatalf("server answered %q", out)
+		}
+		if el := time.Since(start); el < 400*time.Millisecond {
+			t.Fatalf("closed after %s, before the upgrade timeout", el)
+		}
+		by.check(t)
+	})
+	t.Run("upgrade dribbled a byte at a time", func(t *testing.T) {
+		nc, err := net.Dial("tcp", srv.HTTPAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		_ = nc.SetDeadline(time.Now().Add(wait))
+		req := up + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + wsKey + "\r\n\r\n"
+		// One byte every 50ms: the whole request would take seconds, but
+		// the timeout bounds the request, not each read.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; i < len(req); i++ {
+				if _, err := nc.Write([]byte{req[i]}); err != nil {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+		out := readAll(t, nc)
+		<-done
+		if bytes.Contains(out, []byte("101")) {
+			t.Fatalf("server upgraded a dribbled request: %q", out)
+		}
+		by.check(t)
+	})
+}
+
+// limitOptions apply the per-IP limits to loopback, where tests run.
+func limitOptions(l server.Limits) brokertest.Options {
+	o := hostileOptions()
+	l.LimitLoopback = true
+	o.Server.Limits = l
+	return o
+}
+
+// tcpOutcome opens a STOMP connection, sends CONNECT and returns the
+// first frame's command and message header, with the connection.
+func tcpOutcome(t *testing.T, srv *server.Server, connect string) (string, net.Conn) {
+	t.Helper()
+	nc, err := net.Dial("tcp", srv.StompAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	_ = nc.SetDeadline(time.Now().Add(wait))
+	_, _ = io.WriteString(nc, connect)
+	f, err := bufio.NewReader(nc).ReadBytes(0)
+	if err != nil {
+		t.Fatalf("no frame: %v", err)
+	}
+	cmd, rest, _ := strings.Cut(string(f), "\n")
+	if cmd == "ERROR" {
+		for _, line := range strings.Split(rest, "\n") {
+			if m, ok := strings.CutPrefix(line, "message:"); ok {
+				return cmd + " " + m, nc
+			}
+		}
+	}
+	return cmd, nc
+}
+
+func wsStatus(t *testing.T, srv *server.Server) string {
+	t.Helper()
+	return httpExchange(t, srv.HTTPAddr(), "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "+wsKey+"\r\n\r\n")
+}
+
+func TestConnectionFloodFromOneAddress(t *testing.T) {
+	const perIP = 20
+	srv := brokertest.Start(t, limitOptions(server.Limits{MaxConnectionsPerIP: perIP, ConnectRate: 10000, ConnectBurst: 10000}))
+	by := newBystanders(t, srv) // three connections
+	counters := srv.Env().Counters
+	const n = 100
+	type result struct {
+		outcome string
+		nc      net.Conn
+	}
+	results := make(chan result, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			nc, err := net.Dial("tcp", srv.StompAddr())
+			if err != nil {
+				results <- result{outcome: "dial: " + err.Error()}
+				return
+			}
+			_ = nc.SetDeadline(time.Now().Add(wait))
+			_, _ = io.WriteString(nc, connect12)
+			f, _ := bufio.NewReader(nc).ReadBytes(0)
+			cmd, rest, _ := strings.Cut(string(f), "\n")
+			if cmd == "ERROR" {
+				cmd += " " + strings.SplitN(strings.TrimPrefix(rest, "message:"), "\n", 2)[0]
+			}
+			results <- result{cmd, nc}
+		}()
+	}
+	got := map[string]int{}
+	for i := 0; i < n; i++ {
+		r := <-results
+		got[r.outcome]++
+		if r.nc != nil {
+			defer r.nc.Close()
+		}
+	}
+	want := map[string]int{"CONNECTED": perIP - 3, "ERROR too many connections from this address": n - (perIP - 3)}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("outcomes %v, want %v", got, want)
+	}
+	if h := counters.LimitHits[session.LimitConnectionsPerIP].Load(); h != uint64(n-(perIP-3)) {
+		t.Fatalf("connections_per_ip hits %d", h)
+	}
+	// The WebSocket upgrade is refused the same way, with a hint.
+	if got := wsStatus(t, srv); got != "429 Retry-After=5" {
+		t.Fatalf("upgrade: %q", got)
+	}
+	by.check(t)
+}
+
+func TestConnectionLimitsReleaseAndRefuse(t *testing.T) {
+	t.Run("per address, released on close", func(t *testing.T) {
+		srv := brokertest.Start(t, limitOptions(server.Limits{MaxConnectionsPerIP: 5, ConnectRate: 10000, ConnectBurst: 10000}))
+		by := newBystanders(t, srv)
+		_, a := tcpOutcome(t, srv, connect12)
+		if got, _ := tcpOutcome(t, srv, connect12); got != "CONNECTED" {
+			t.Fatalf("5th: %s", got)
+		}
+		if got, _ := tcpOutcome(t, srv, connect12); got != "ERROR too many connections from this address" {
+			t.Fatalf("6th: %s", got)
+		}
+		a.Close()
+		deadline := time.Now().Add(wait)
+		for {
+			w, tcp := srv.Connections()
+			if w+tcp == 4 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("connections %d+%d after a close", w, tcp)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if got, _ := tcpOutcome(t, srv, connect12); got != "CONNECTED" {
+			t.Fatalf("after a close: %s", got)
+		}
+		by.check(t)
+	})
+	t.Run("connection rate", func(t *testing.T) {
+		srv := brokertest.Start(t, limitOptions(server.Limits{ConnectRate: 0.01, ConnectBurst: 5}))
+		by := newBystanders(t, srv) // three of the burst of five
+		for i, want := range []string{"CONNECTED", "CONNECTED", "ERROR connection rate exceeded"} {
+			if got, _ := tcpOutcome(t, srv, connect12); got != want {
+				t.Fatalf("connection %d: %q, want %q", i+4, got, want)
+			}
+		}
+		if got := wsStatus(t, srv); got != "429 Retry-After=1" {
+			t.Fatalf("upgrade: %q", got)
+		}
+		if h := srv.Env().Counters.LimitHits[session.LimitConnectRate].Load(); h != 2 {
+			t.Fatalf("connect_rate hits %d", h)
+		}
+		by.check(t)
+	})
+	t.Run("per node", func(t *testing.T) {
+		o := hostileOptions() // loopback exempt from per-address limits
+		o.Server.Limits = server.Limits{MaxConnections: 5}
+		srv := brokertest.Start(t, o)
+		by := newBystanders(t, srv)
+		for i, want := range []string{"CONNECTED", "CONNECTED", "ERROR too many connections"} {
+			if got, _ := tcpOutcome(t, srv, connect12); got != want {
+				t.Fatalf("connection %d: %q, want %q", i+4, got, want)
+			}
+		}
+		if got := wsStatus(t, srv); got != "503 Retry-After=5" {
+			t.Fatalf("upgrade: %q", got)
+		}
+		if h := srv.Env().Counters.LimitHits[session.LimitConnections].Load(); h != 2 {
+			t.Fatalf("connections hits %d", h)
+		}
+		by.check(t)
+	})
+}
+
+func TestAuthFailuresAreSlowedThenRefused(t *testing.T) {
+	h, err := bcrypt.GenerateFromPassword([]byte("builder"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, err := auth.ParseUsers(strings.NewReader("bob:" + string(h) + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const delay = 100 * time.Millisecond
+	o := limitOptions(server.Limits{MaxAuthFailures: 3, AuthFailureDelay: delay, AuthFailureMaxDelay: time.Second, ConnectRate: 10000, ConnectBurst: 10000})
+	o.Auth = &auth.Chain{Users: users}
+	srv := brokertest.Start(t, o)
+	by := newBystanders(t, srv, stomp.ConnOpt.Login("bob", "builder"))
+	bad := "CONNECT\naccept-version:1.2\nlogin:bob\npasscode:guess\n\n\x00"
+	for i, min := range []time.Duration{delay, 2 * delay, 4 * delay} {
+		start := time.Now()
+		got, _ := tcpOutcome(t, srv, bad)
+		if got != "ERROR authentication failed" {
+			t.Fatalf("failure %d: %q", i+1, got)
+		}
+		if el := time.Since(start); el < min {
+			t.Fatalf("failure %d answered after %s, want at least %s", i+1, el, min)
+		}
+	}
+	// The address is now refused before it can try again, on both
+	// transports, even with the right password.
+	if got, _ := tcpOutcome(t, srv, "CONNECT\naccept-version:1.2\nlogin:bob\npasscode:builder\n\n\x00"); got != "ERROR too many authentication failures" {
+		t.Fatalf("after 3 failures: %q", got)
+	}
+	if got := wsStatus(t, srv); !strings.HasPrefix(got, "429 Retry-After=") {
+		t.Fatalf("upgrade after 3 failures: %q", got)
+	}
+	c := srv.Env().Counters
+	if c.AuthFailures.Load() != 3 || c.LimitHits[session.LimitAuthFailures].Load() != 2 {
+		t.Fatalf("auth failures %d, refusals %d", c.AuthFailures.Load(), c.LimitHits[session.LimitAuthFailures].Load())
+	}
+	if !srv.Guard().AuthBlocked("127.0.0.1:1") {
+		t.Fatal("the guard does not report the address blocked")
+	}
+	// Connected clients are not affected.
+	by.check(t)
 }
