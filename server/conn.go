@@ -105,6 +105,12 @@ func (s *Server) acceptTCP(ln net.Listener) {
 
 // serveTCP is a plain STOMP connection's read loop.
 func (s *Server) serveTCP(nc net.Conn) {
+	if err := s.handshakeTLS(nc); err != nil {
+		s.guard.Release(nc.RemoteAddr().String())
+		_ = nc.Close()
+		s.log.Debug("tls handshake failed", "transport", "tcp", "remote", nc.RemoteAddr().String(), "err", err)
+		return
+	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}

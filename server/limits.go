@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -361,4 +362,18 @@ func (s *Server) refuseTCP(nc net.Conn, r *Refusal) {
 func refuseHTTP(w http.ResponseWriter, r *Refusal) {
 	w.Header().Set("Retry-After", strconv.Itoa(int(r.RetryAfter/time.Second)))
 	http.Error(w, r.Message+": "+r.Detail, r.Status)
+}
+
+// handshakeTLS completes a STOMP-over-TLS handshake within the upgrade
+// timeout, so a client that never sends its ClientHello cannot hold a
+// connection (and its reader) for ever. Plain connections pass through.
+func (s *Server) handshakeTLS(nc net.Conn) error {
+	tc, ok := nc.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	_ = tc.SetDeadline(time.Now().Add(s.cfg.UpgradeTimeout))
+	err := tc.Handshake()
+	_ = tc.SetDeadline(time.Time{})
+	return err
 }
