@@ -106,6 +106,7 @@ test('a private message reaches only its target', wrap(async () => {
   await bob.page.locator('.conv[data-conv="dm:alice2"]').click();
   await bob.send('got it');
   await alice.waitMessage('dm:bob2', 'got it');
+  await bob.page.screenshot({ path: screenshotPath('chat-private.png') });
 
   // a later room message from alice reaches carol: by then the private one
   // would have too, had it been sent to her
@@ -172,6 +173,7 @@ test('the page reconnects after a broker restart and can chat again', wrap(async
   }
   await alice.page.locator('.notice', { hasText: 'Connection lost' }).first().waitFor();
   await alice.page.locator('.notice', { hasText: 'Reconnecting in' }).first().waitFor();
+  await alice.page.screenshot({ path: screenshotPath('chat-reconnecting.png') });
 
   // written while offline: goes out after the reconnect
   await alice.send('written while offline');
