@@ -147,10 +147,7 @@ func testCrossNode(t *testing.T, bs []*broker) {
 				t.Fatal(err)
 			}
 		}
-		// A last message with a receipt from another node, as a fence.
-		pub2 := brokertest.DialTCP(t, bs[1].srv)
-		awaitRouteSTOMP(t, pub2, "/topic/news", subs...)
-		if err := pub2.Send("/topic/news", "text/plain", []byte("end"), stomp.SendOpt.Receipt); err != nil {
+		if err := pub.Send("/topic/news", "text/plain", []byte("end"), stomp.SendOpt.Receipt); err != nil {
 			t.Fatal(err)
 		}
 		for si, s := range subs {
@@ -162,6 +159,17 @@ func testCrossNode(t *testing.T, bs []*broker) {
 			}
 			if m := recvSTOMP(t, s); string(m.Body) != "end" {
 				t.Fatalf("node %d: %q after the %d messages (duplicate?)", si, m.Body, n)
+			}
+		}
+		// A fence from another node: an echo of the messages above would
+		// have reached the publisher's node before it.
+		pub2 := brokertest.DialTCP(t, bs[1].srv)
+		if err := pub2.Send("/topic/news", "text/plain", []byte("fence"), stomp.SendOpt.Receipt); err != nil {
+			t.Fatal(err)
+		}
+		for si, s := range subs {
+			if m := recvSTOMP(t, s); string(m.Body) != "fence" {
+				t.Fatalf("node %d: %q before the fence (duplicate)", si, m.Body)
 			}
 		}
 	})
@@ -304,6 +312,9 @@ func testCrossNode(t *testing.T, bs []*broker) {
 		ev, err := watch.Subscribe(presence.Destination, stomp.AckAuto)
 		if err != nil {
 			t.Fatal(err)
+		}
+		for _, b := range bs[1:] {
+			awaitRouteSTOMP(t, brokertest.DialTCP(t, b.srv), presence.Destination, ev)
 		}
 		// Dave connects on node 2 (twice) and node 3: one join.
 		d1 := connect(t, bs[1], "dave")

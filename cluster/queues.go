@@ -126,8 +126,14 @@ func (q *Queues) ensureStreamLoop() {
 	defer q.wg.Done()
 	delay := 50 * time.Millisecond
 	for {
-		ctx, cancel := context.WithTimeout(q.ctx, 5*time.Second)
-		_, err := q.js.CreateOrUpdateStream(ctx, q.streamConfig())
+		// Short attempts: a request made before the cluster has a leader
+		// gets no answer at all, and concurrent creates from several
+		// nodes may leave all but one unanswered.
+		ctx, cancel := context.WithTimeout(q.ctx, time.Second)
+		_, err := q.js.Stream(ctx, q.cfg.Stream)
+		if err != nil {
+			_, err = q.js.CreateOrUpdateStream(ctx, q.streamConfig())
+		}
 		cancel()
 		if err == nil {
 			q.ready.Store(true)
@@ -207,7 +213,14 @@ func (q *Queues) consumer(ctx context.Context, key string) (jetstream.Consumer, 
 	if !q.ready.Load() {
 		return nil, fmt.Errorf("%w: queue storage (JetStream) is not ready", router.ErrUnavailable)
 	}
-	c, err := q.js.CreateOrUpdateConsumer(ctx, q.cfg.Stream, jetstream.ConsumerConfig{
+	c, err := q.js.Consumer(ctx, q.cfg.Stream, durableName(key))
+	if err == nil {
+		q.mu.Lock()
+		q.consumers[key] = c
+		q.mu.Unlock()
+		return c, nil
+	}
+	c, err = q.js.CreateOrUpdateConsumer(ctx, q.cfg.Stream, jetstream.ConsumerConfig{
 		Durable:       durableName(key),
 		Description:   key,
 		FilterSubject: subjectOf(queuePrefix, key),
@@ -379,7 +392,7 @@ func (qs *qsub) run() {
 	}
 	for qs.ctx.Err() == nil {
 		if cons == nil {
-			ctx, cancel := context.WithTimeout(qs.ctx, 5*time.Second)
+			ctx, cancel := context.WithTimeout(qs.ctx, 2*time.Second)
 			c, err := qs.q.consumer(ctx, qs.s.Key())
 			cancel()
 			if err != nil {

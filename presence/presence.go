@@ -342,11 +342,14 @@ func (t *Tracker) runKV() {
 	defer t.wg.Done()
 	delay := 50 * time.Millisecond
 	for {
-		ctx, cancel := context.WithTimeout(t.ctx, 5*time.Second)
-		kv, err := t.cfg.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: t.cfg.Bucket, Description: "stompbus presence: sessions per user and node",
-			History: 1, Storage: jetstream.MemoryStorage, Replicas: t.cfg.Replicas,
-		})
+		ctx, cancel := context.WithTimeout(t.ctx, time.Second)
+		kv, err := t.cfg.JetStream.KeyValue(ctx, t.cfg.Bucket)
+		if err != nil {
+			kv, err = t.cfg.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket: t.cfg.Bucket, Description: "stompbus presence: sessions per user and node",
+				History: 1, Storage: jetstream.MemoryStorage, Replicas: t.cfg.Replicas,
+			})
+		}
 		cancel()
 		if err == nil {
 			t.kv = kv
