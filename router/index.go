@@ -77,9 +77,11 @@ func (ix *index) add(s *Subscription) (first bool) {
 func (ix *index) remove(s *Subscription) (last bool) {
 	if s.wildcard {
 		ix.wmu.Lock()
-		last = ix.root.remove(tokens(s.key), s)
-		ix.nwild--
-		ix.gen++
+		found, last := ix.root.remove(tokens(s.key), s)
+		if found {
+			ix.nwild--
+			ix.gen++
+		}
 		ix.wmu.Unlock()
 		return last
 	}
@@ -284,17 +286,17 @@ func removeSub(l []*Subscription, s *Subscription) ([]*Subscription, bool) {
 	return l, false
 }
 
-func (n *node) remove(ts []string, s *Subscription) (last bool) {
+// remove deletes s under the path ts; found says whether it was there,
+// last whether it was the pattern's last subscription.
+func (n *node) remove(ts []string, s *Subscription) (found, last bool) {
 	if len(ts) == 0 {
-		var ok bool
-		n.subs, ok = removeSub(n.subs, s)
-		return ok && len(n.subs) == 0
+		n.subs, found = removeSub(n.subs, s)
+		return found, found && len(n.subs) == 0
 	}
 	t := ts[0]
 	if isRest(t) && len(ts) == 1 {
-		var ok bool
-		n.rest, ok = removeSub(n.rest, s)
-		return ok && len(n.rest) == 0
+		n.rest, found = removeSub(n.rest, s)
+		return found, found && len(n.rest) == 0
 	}
 	var nx *node
 	if isStar(t) {
@@ -303,9 +305,9 @@ func (n *node) remove(ts []string, s *Subscription) (last bool) {
 		nx = n.next[t]
 	}
 	if nx == nil {
-		return false
+		return false, false
 	}
-	last = nx.remove(ts[1:], s)
+	found, last = nx.remove(ts[1:], s)
 	if nx.empty() {
 		if isStar(t) {
 			delete(n.star, t[0])
@@ -313,7 +315,7 @@ func (n *node) remove(ts []string, s *Subscription) (last bool) {
 			delete(n.next, t)
 		}
 	}
-	return last
+	return found, last
 }
 
 func (n *node) empty() bool {

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"strconv"
 	"sync"
 	"unicode/utf8"
@@ -117,7 +118,9 @@ func NewMessage(kind Kind, key, dest string, id []byte, headers []frame.Header, 
 	// Headers count too: a text frame with invalid UTF-8 anywhere makes
 	// browsers drop the connection.
 	m.Binary = !Textual(ctype) || !utf8.Valid(m.shared)
-	m.idOff = idOffset(dest, true)
+	// The escaped destination holds no raw LF, so the first LF ends its
+	// line and the message-id line follows.
+	m.idOff = bytes.IndexByte(m.shared, '\n') + 1 + len(idPrefix)
 	m.ID = m.shared[m.idOff : m.idOff+len(id)]
 	if esc {
 		m.needsEscape = true
@@ -143,15 +146,6 @@ func (m *Message) IDOffset() int { return m.idOff }
 func (m *Message) Encoded() []byte { return m.shared }
 
 const destPrefix, idPrefix = "destination:", "message-id:"
-
-// idOffset is where the message-id value starts in the shared encoding.
-func idOffset(dest string, escape bool) int {
-	n := len(dest)
-	if escape {
-		n = len(frame.AppendHeader(nil, "", dest, escapeMode(escape))) - 2
-	}
-	return len(destPrefix) + n + 1 + len(idPrefix)
-}
 
 func escapeMode(escape bool) frame.Escaping {
 	if escape {
