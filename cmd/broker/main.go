@@ -22,9 +22,10 @@ import (
 	"time"
 
 	"github.com/stompbus/stompbus/auth"
+	"github.com/stompbus/stompbus/cluster"
 	"github.com/stompbus/stompbus/config"
 	"github.com/stompbus/stompbus/metrics"
-	"github.com/stompbus/stompbus/router"
+	"github.com/stompbus/stompbus/presence"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
 	"github.com/stompbus/stompbus/webclient"
@@ -86,36 +87,99 @@ type node struct {
 	cfg      *config.Config
 	log      *slog.Logger
 	srv      *server.Server
+	cl       *cluster.Cluster
+	pres     *presence.Tracker
+	stats    *statsExchange
 	draining atomic.Bool
 }
 
-// start builds and starts a node.
-func start(cfg *config.Config, log *slog.Logger) (*node, error) {
+// standaloneReadyWait bounds the wait for a single node's own embedded
+// JetStream before the listeners open (a cluster's nodes do not wait: they
+// need each other, and /readyz says when they are ready).
+const standaloneReadyWait = 10 * time.Second
+
+// start builds and starts a node: cluster (embedded NATS, or an external
+// one), router, sessions, presence, metrics, the HTTP API and the page,
+// then the listeners.
+func start(cfg *config.Config, log *slog.Logger) (_ *node, err error) {
 	n := &node{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			n.closeCluster()
+		}
+	}()
 	authn, authz, err := buildAuth(cfg)
 	if err != nil {
 		return nil, err
 	}
-	r := router.New(cfg.Router(), nil)
-	e := session.NewEnv(cfg.Node, r, cfg.Session("stompbus/"+version), authn, log)
-	e.Authz = authz
 	scfg, err := cfg.Server()
 	if err != nil {
 		return nil, err
 	}
+	n.cl, err = cluster.Start(context.Background(), cluster.Config{
+		Node:        cfg.Node,
+		DataDir:     cfg.Data,
+		NATSURLs:    cfg.NATS,
+		RouteListen: cfg.ClusterListen,
+		Routes:      cfg.ClusterRoutes,
+		Log:         log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	standalone := len(cfg.NATS) == 0 && len(cfg.ClusterRoutes) == 0
+	if standalone {
+		waitReady(n.cl.Ready, standaloneReadyWait)
+	}
+	r := n.cl.NewRouter(cfg.Router())
+	e := session.NewEnv(cfg.Node, r, cfg.Session("stompbus/"+version), authn, log)
+	e.Authz = authz
+	n.pres = presence.New(presence.Config{Node: cfg.Node, Router: r, JetStream: n.cl.JetStream(), Replicas: n.cl.Replicas(), Log: log})
+	e.OnConnect, e.OnClose = n.pres.OnConnect, n.pres.OnClose
+
 	m := metrics.New()
 	scfg.Outbox.OnWrite = m.ObserveWrite
 	n.srv = server.New(scfg, e, log)
 	n.srv.Ready = n.ready
 	m.Watch(n.srv)
-	m.WatchCluster(metrics.Cluster{})
+	nc := n.cl.Conn()
+	m.WatchCluster(metrics.Cluster{
+		BusCounts:  n.cl.BusCounts,
+		Reconnects: func() uint64 { return nc.Stats().Reconnects },
+	})
+	started := time.Now()
+	peers := len(cfg.ClusterRoutes)
+	n.stats, err = newStatsExchange(nc, log, func() server.NodeStats { return n.srv.Stats(cfg.Node, started) }, func() int { return peers })
+	if err != nil {
+		return nil, fmt.Errorf("stats exchange: %w", err)
+	}
 	n.srv.Handle("GET /metrics", m.Handler())
-	n.srv.MountAPI(server.APIConfig{Node: cfg.Node})
+	n.srv.MountAPI(server.APIConfig{Node: cfg.Node, Peers: n.stats.Peers})
+	n.srv.Handle("GET /api/v1/presence", n.pres.Handler())
 	n.srv.Handle("GET /", webclient.Handler())
 	if err := n.srv.Start(); err != nil {
 		return nil, err
 	}
 	return n, nil
+}
+
+// waitReady polls ready until it holds or max has passed.
+func waitReady(ready func() bool, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for !ready() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// closeCluster stops what runs beside the server: stats, presence, cluster.
+func (n *node) closeCluster() {
+	n.stats.Close()
+	if n.pres != nil {
+		_ = n.pres.Close()
+	}
+	if n.cl != nil {
+		_ = n.cl.Close()
+	}
 }
 
 // buildAuth returns the authenticator and the permissions: nil, nil when
@@ -152,14 +216,25 @@ func buildAuth(cfg *config.Config) (session.Authenticator, session.Authorizer, e
 	return authn, authz, nil
 }
 
-// ready is the readiness hook: not while draining.
-func (n *node) ready() bool { return !n.draining.Load() }
+// ready is the readiness hook: not while draining, and only while the node
+// can deliver cluster-wide (NATS connected, queues and presence available).
+func (n *node) ready() bool {
+	return !n.draining.Load() && n.cl.Ready() && n.pres.Ready()
+}
+
+// clusterCloseReserve is the part of drain-timeout kept for leaving the
+// cluster after the clients are gone (presence writes its last counts,
+// queue consumers hand back held messages, NATS drains).
+const clusterCloseReserve = 2500 * time.Millisecond
 
 // drain turns readiness off, waits drain-ready-delay so that load
-// balancers notice, then shuts the server down within drain-timeout.
+// balancers notice, shuts the server down (every client gets what was
+// queued for it, then the ERROR), then leaves the cluster; all within
+// drain-timeout.
 func (n *node) drain() error {
 	n.draining.Store(true)
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.DrainTimeout)
+	begin := time.Now()
+	ctx, cancel := context.WithDeadline(context.Background(), begin.Add(n.cfg.DrainTimeout))
 	defer cancel()
 	if d := n.cfg.DrainReadyDelay; d > 0 {
 		t := time.NewTimer(d)
@@ -169,7 +244,18 @@ func (n *node) drain() error {
 			t.Stop()
 		}
 	}
-	return n.srv.Shutdown(ctx)
+	sdl := begin.Add(n.cfg.DrainTimeout - min(clusterCloseReserve, n.cfg.DrainTimeout/3))
+	sctx, scancel := context.WithDeadline(ctx, sdl)
+	err := n.srv.Shutdown(sctx)
+	scancel()
+	done := make(chan struct{})
+	go func() { n.closeCluster(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		n.log.Warn("drain: leaving the cluster did not finish in time")
+	}
+	return err
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

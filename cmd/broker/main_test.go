@@ -69,7 +69,7 @@ var listening = regexp.MustCompile(`msg=listening transport=(http|stomp) addr=(\
 // waits for its listening lines.
 func startProc(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	all := append([]string{"-http", "127.0.0.1:0", "-stomp", "127.0.0.1:0", "-node", "t1"}, args...)
+	all := append([]string{"-http", "127.0.0.1:0", "-stomp", "127.0.0.1:0", "-node", "t1", "-data", t.TempDir()}, args...)
 	p := &proc{cmd: exec.Command(brokerBin, all...), exited: make(chan struct{}), lineAdded: make(chan struct{}, 1)}
 	p.cmd.Env = append(os.Environ(), env...)
 	errPipe, err := p.cmd.StderrPipe()
