@@ -27,12 +27,12 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # sizes, scaled to a 2-core machine
 if [ "$mode" = quick ]; then
   FANOUT="100"; SLOW_SUBS=100; PAIRS=20; Q_MSGS=10000; IDLE=500
-  STEP=0.4s; HOLD=1s; MAXSTEPS=12; PROFILE_SECS=3
+  STEP=0.4s; HOLD=1s; MAXSTEPS=12; PROFILE_SECS=3; ROUNDS=1
 else
   FANOUT="100 1000"; SLOW_SUBS=1000; PAIRS=50; Q_MSGS=50000; IDLE=10000
-  STEP=1s; HOLD=3s; MAXSTEPS=14; PROFILE_SECS=8
+  STEP=1s; HOLD=2s; MAXSTEPS=12; PROFILE_SECS=8; ROUNDS=2
 fi
-SEARCH=(-start 1000 -factor 2 -max-steps "$MAXSTEPS" -step "$STEP" -hold "$HOLD")
+SEARCH=(-start 2000 -factor 2 -max-steps "$MAXSTEPS" -step "$STEP" -hold "$HOLD")
 # The machine is shared: ask the scheduler to favour the benchmark (and the
 # brokers it starts, which inherit this) over other work. Harmless if refused.
 renice -n -10 $$ >/dev/null 2>&1 || true
@@ -86,7 +86,7 @@ start_target() {
   URL=""; URL2=""; PID=0
   case $t in
   stompbus|stompbus-tcp)
-    "$raw/bin/broker" -http 127.0.0.1:18080 -stomp 127.0.0.1:16613 -node bench -data "$raw/data" -log-level warn > "$raw/$t.log" 2>&1 &
+    "$raw/bin/broker" -http 127.0.0.1:18080 -stomp 127.0.0.1:16613 -node bench -data "$raw/data" -max-connections 200000 -log-level warn > "$raw/$t.log" 2>&1 &
     PID=$!; STARTED_PIDS+=("$PID")
     wait_port 18080 10 || return 1
     if [ "$t" = stompbus ]; then URL=ws://127.0.0.1:18080/ws; else URL=tcp://127.0.0.1:16613; fi ;;
@@ -148,8 +148,9 @@ record_error() { # target scenario message [extra json fields]
   printf '{"scenario":"%s","target":"%s","mode":"%s","error":"%s"%s}\n' "$2" "$1" "$mode" "$3" "${4:+,$4}" >> "$results"
 }
 
+for round in $(seq 1 "$ROUNDS"); do
 for t in $targets; do
-  log "== $t"
+  log "== $t (round $round of $ROUNDS)"
   if ! start_target "$t"; then
     log "$t did not start; see $raw"
     record_error "$t" fanout "did not start"
@@ -159,28 +160,29 @@ for t in $targets; do
   # warm-up (JIT, caches), not recorded
   "$SB" -q -target "$t" -url "$URL" -scenario fanout -subs 50 -start 2000 -factor 2 -max-steps 4 -step 0.5s -hold 0.5s -out /dev/null 2>/dev/null
   # idle first, on the fresh process, so its RSS baseline is clean
-  bench "$t" idle -conns "$IDLE"
+  [ "$round" = 1 ] && bench "$t" idle -conns "$IDLE"
   for n in $FANOUT; do bench "$t" fanout -subs "$n" "${SEARCH[@]}"; done
   bench "$t" pairs -pairs "$PAIRS" "${SEARCH[@]}"
   if [ "$t" = spring ]; then
-    record_error spring queue "not run: the simple broker has no point-to-point queues (a /queue destination goes to every subscriber) and ignores acks" '"producers":4,"consumers":4'
+    [ "$round" = 1 ] && record_error spring queue "not run: the simple broker has no point-to-point queues (a /queue destination goes to every subscriber) and ignores acks" '"producers":4,"consumers":4'
   elif [ "$t" != ceiling ]; then
     bench "$t" queue -producers 4 -consumers 4 -messages "$Q_MSGS"
   fi
-  bench "$t" slow -subs "$SLOW_SUBS" -rate-from "$results" -hold "$HOLD" -step "$STEP"
+  [ "$round" = 1 ] && bench "$t" slow -subs "$SLOW_SUBS" -rate-from "$results" -hold "$HOLD" -step "$STEP"
   stop_target "$t"
+done
 done
 
 # crossnode: needs the cluster flags
 if [[ " $targets " == *" stompbus "* ]]; then
   if "$raw/bin/broker" -h 2>&1 | grep -q -- -cluster-listen; then
     log "== crossnode"
-    "$raw/bin/broker" -http 127.0.0.1:18081 -stomp off -node n1 -data "$raw/n1" -cluster-listen 127.0.0.1:16221 -cluster-routes nats-route://127.0.0.1:16222 -log-level warn > "$raw/n1.log" 2>&1 &
+    "$raw/bin/broker" -http 127.0.0.1:18081 -stomp off -node n1 -data "$raw/n1" -cluster-listen 127.0.0.1:16221 -cluster-routes nats-route://127.0.0.1:16222 -max-connections 200000 -log-level warn > "$raw/n1.log" 2>&1 &
     P1=$!; STARTED_PIDS+=("$P1")
-    "$raw/bin/broker" -http 127.0.0.1:18082 -stomp off -node n2 -data "$raw/n2" -cluster-listen 127.0.0.1:16222 -cluster-routes nats-route://127.0.0.1:16221 -log-level warn > "$raw/n2.log" 2>&1 &
+    "$raw/bin/broker" -http 127.0.0.1:18082 -stomp off -node n2 -data "$raw/n2" -cluster-listen 127.0.0.1:16222 -cluster-routes nats-route://127.0.0.1:16221 -max-connections 200000 -log-level warn > "$raw/n2.log" 2>&1 &
     P2=$!; STARTED_PIDS+=("$P2")
     wait_port 18081 10; wait_port 18082 10
-    for _ in $(seq 1 100); do curl -fs http://127.0.0.1:18081/readyz >/dev/null 2>&1 && curl -fs http://127.0.0.1:18082/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+    for _ in $(seq 1 300); do curl -fs http://127.0.0.1:18081/readyz >/dev/null 2>&1 && curl -fs http://127.0.0.1:18082/readyz >/dev/null 2>&1 && break; sleep 0.1; done
     URL=ws://127.0.0.1:18081/ws; PID=$P2
     for n in $FANOUT; do bench stompbus crossnode -url2 ws://127.0.0.1:18082/ws -subs "$n" "${SEARCH[@]}"; done
     kill "$P1" "$P2" 2>/dev/null

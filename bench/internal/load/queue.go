@@ -68,7 +68,7 @@ func Queue(ctx context.Context, t Target, cfg QueueConfig) (res Result) {
 		cfg.BodySize = 128
 	}
 	if cfg.Deadline <= 0 {
-		cfg.Deadline = 60 * time.Second
+		cfg.Deadline = 20 * time.Second
 	}
 	per := cfg.Messages / int64(cfg.Producers)
 	if per < 1 {
@@ -151,11 +151,14 @@ func Queue(ctx context.Context, t Target, cfg QueueConfig) (res Result) {
 				if !f.Is("MESSAGE") {
 					return true
 				}
+				// 1.2 names the message by id (the ack header), 1.1 by
+				// message-id and subscription; send both (go-stomp's server
+				// reads message-id even in 1.2)
+				mid, _ := f.Header("message-id")
+				sub, _ := f.Header("subscription")
 				if id, ok := f.Header("ack"); ok {
-					c.Queue("ACK", nil, "id", string(id))
+					c.Queue("ACK", nil, "id", string(id), "message-id", string(mid), "subscription", string(sub))
 				} else {
-					mid, _ := f.Header("message-id")
-					sub, _ := f.Header("subscription")
 					c.Queue("ACK", nil, "message-id", string(mid), "subscription", string(sub))
 				}
 				if n++; n%16 == 0 {
@@ -197,13 +200,21 @@ func Queue(ctx context.Context, t Target, cfg QueueConfig) (res Result) {
 		}(p, c)
 	}
 	pwg.Wait()
-	timer := time.NewTimer(cfg.Deadline)
-	select {
-	case <-done:
-	case <-timer.C:
-	case <-ctx.Done():
+	// wait for the last message, a consumer failure, or the deadline
+	deadline := time.Now().Add(cfg.Deadline)
+wait:
+	for time.Now().Before(deadline) && readErr.Load() == nil && prodErr.Load() == nil {
+		t := time.NewTimer(10 * time.Millisecond)
+		select {
+		case <-done:
+			t.Stop()
+			break wait
+		case <-ctx.Done():
+			t.Stop()
+			break wait
+		case <-t.C:
+		}
 	}
-	timer.Stop()
 	elapsed := time.Since(start)
 	res.Consumed = set.count()
 	res.Duplicates = dups.Load()
