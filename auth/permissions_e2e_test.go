@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -214,4 +215,73 @@ func TestTokenExpiresDuringSession(t *testing.T) {
 	c.send(connect() + stompFrame("SEND", "destination", session.RefreshDestination, "passcode", "x"))
 	c.expect("CONNECTED")
 	c.expectError("token refresh unavailable")
+}
+
+func TestHTTPPublishUsesTheSameRules(t *testing.T) {
+	k := newKeys(t)
+	perms, err := auth.NewPermissions(auth.PermissionsConfig{Roles: map[string]auth.Rules{
+		"admin": {Send: []string{"/topic/#", "/queue/#"}},
+		"user":  {Subscribe: []string{"/topic/chat/#"}, Send: []string{"/topic/chat/#"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := auth.NewJWT(auth.JWTConfig{Secret: k.secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := brokertest.Options{Auth: &auth.Chain{Users: k.users, JWT: hs}, Authz: perms}
+	o.Server.Limits = server.Limits{LimitLoopback: true, MaxAuthFailures: 3, AuthFailureDelay: time.Millisecond, ConnectRate: 1000, ConnectBurst: 1000}
+	srv := brokertest.Start(t, o)
+	srv.MountAPI(server.APIConfig{Node: "test"})
+	sub := login(t, srv, "tcp", "bob", "builder")
+	sub.send(stompFrame("SUBSCRIBE", "id", "1", "destination", "/topic/chat/room", "receipt", "s"))
+	sub.expect("RECEIPT")
+
+	post := func(dest, user, pass, bearer string) int {
+		t.Helper()
+		req, err := http.NewRequest("POST", "http://"+srv.HTTPAddr()+"/api/v1/publish?destination="+dest, strings.NewReader("from http"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "text/plain")
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	carol := token(t, jwt.SigningMethodHS256, []byte(k.secret), "carol", time.Now().Add(time.Hour), "user")
+	expired := token(t, jwt.SigningMethodHS256, []byte(k.secret), "carol", time.Now().Add(-time.Hour), "user")
+	for _, tc := range []struct {
+		name, dest, user, pass, bearer string
+		status                         int
+	}{
+		{"admin to a queue", "/queue/jobs", "alice", "wonderland", "", 202},
+		{"user to chat", "/topic/chat/room", "bob", "builder", "", 202},
+		{"token user to chat", "/topic/chat/room", "", "", carol, 202},
+		{"user to a queue", "/queue/jobs", "bob", "builder", "", 403},
+		{"token user to a queue", "/queue/jobs", "", "", carol, 403},
+		{"no credentials", "/topic/chat/room", "", "", "", 401},
+		{"expired token", "/topic/chat/room", "", "", expired, 401},
+		{"wrong password", "/topic/chat/room", "bob", "nope", "", 401},
+		{"blocked after three failures", "/topic/chat/room", "bob", "builder", "", 429},
+	} {
+		if got := post(tc.dest, tc.user, tc.pass, tc.bearer); got != tc.status {
+			t.Fatalf("%s: status %d, want %d", tc.name, got, tc.status)
+		}
+	}
+	// The two accepted chat messages reached the STOMP subscriber.
+	for i := 0; i < 2; i++ {
+		if m := sub.expect("MESSAGE"); string(m.Body) != "from http" {
+			t.Fatalf("body %q", m.Body)
+		}
+	}
 }

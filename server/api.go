@@ -157,6 +157,12 @@ func (a *api) authenticate(r *http.Request) (session.Principal, error) {
 
 // principal authenticates r or answers 401 and returns false.
 func (a *api) principal(w http.ResponseWriter, r *http.Request) (session.Principal, bool) {
+	if a.s.env.Auth != nil && a.s.guard.AuthBlocked(r.RemoteAddr) {
+		a.s.env.Counters.Hit(session.LimitAuthFailures)
+		w.Header().Set("Retry-After", strconv.Itoa(int(a.s.guard.Limits().AuthFailureWindow/time.Second)))
+		writeError(w, http.StatusTooManyRequests, "too many authentication failures from this address; try again later")
+		return session.Principal{}, false
+	}
 	p, err := a.authenticate(r)
 	if err == nil && !p.Expires.IsZero() && !p.Expires.After(a.s.env.Now()) {
 		err = errors.New("credentials expired")
@@ -164,6 +170,7 @@ func (a *api) principal(w http.ResponseWriter, r *http.Request) (session.Princip
 	if err != nil {
 		a.s.env.Counters.AuthFailures.Add(1)
 		a.s.log.Info("authentication failed", "transport", "http", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
+		a.s.guard.Hold(a.s.guard.AuthFailed(r.RemoteAddr))
 		w.Header().Set("WWW-Authenticate", `Basic realm="stompbus", Bearer realm="stompbus"`)
 		writeError(w, http.StatusUnauthorized, "authentication failed")
 		return p, false

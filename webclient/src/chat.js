@@ -305,7 +305,7 @@ export class Chat {
       h('span', { class: 'name' }, label), badge);
     const leave = h('button', { type: 'button', class: 'leave', 'aria-label': `Close ${label}`, title: `Close ${label}` }, '×');
     const item = h('li', null, button, leave);
-    const log = h('ol', { class: 'log', role: 'log', 'aria-label': `Messages in ${label}`, dataset: { conv: key }, hidden: true, tabindex: '0' });
+    const log = h('div', { class: 'log', role: 'log', 'aria-label': `Messages in ${label}`, dataset: { conv: key }, hidden: true, tabindex: '0' });
     const c = { key, kind, name, label, item, button, badge, log, unread: 0, ready: false, unsubscribe: null, byId: new Map() };
     button.addEventListener('click', () => this.select(key));
     leave.addEventListener('click', () => this.close(key));
@@ -498,7 +498,7 @@ export class Chat {
   show(c, { id, from, text, time, pending = false, isPrivate = false }) {
     const when = parseTime(time);
     const mine = from === this.me;
-    const li = h('li', { class: `msg${mine ? ' mine' : ''}${pending ? ' pending' : ''}${isPrivate ? ' private' : ''}`, dataset: { id, author: from } },
+    const li = h('article', { class: `msg${mine ? ' mine' : ''}${pending ? ' pending' : ''}${isPrivate ? ' private' : ''}`, dataset: { id, author: from } },
       h('div', { class: 'head' },
         h('span', { class: `author ${colourOf(from)}` }, from),
         h('time', { datetime: when.toISOString(), title: when.toLocaleString() }, shortTime(when)),
@@ -514,7 +514,7 @@ export class Chat {
 
   notice(c, text) {
     const now = new Date();
-    this.append(c, h('li', { class: 'notice' }, h('time', { datetime: now.toISOString() }, clockTime(now)), text));
+    this.append(c, h('p', { class: 'notice' }, h('time', { datetime: now.toISOString() }, clockTime(now)), text));
   }
 
   noticeAll(text) {
