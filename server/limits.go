@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -135,6 +136,8 @@ type Guard struct {
 	now      func() time.Time
 	stop     chan struct{}
 	stopOnce sync.Once
+
+	refusing atomic.Int64 // STOMP refusals being answered
 
 	mu        sync.Mutex
 	total     int
@@ -339,10 +342,21 @@ func (g *Guard) Close() { g.stopOnce.Do(func() { close(g.stop) }) }
 // authentication-failure accounting).
 func (s *Server) Guard() *Guard { return s.guard }
 
+// maxRefusing bounds the STOMP refusals answered at once.
+const maxRefusing = 256
+
 // refuseTCP answers a STOMP connection that was not admitted with an ERROR
 // and closes it.
 func (s *Server) refuseTCP(nc net.Conn, r *Refusal) {
 	defer nc.Close()
+	// Under a flood from many addresses, answering each refusal would
+	// hold a goroutine and a descriptor for up to two seconds apiece:
+	// past maxRefusing at once, refused connections are just closed.
+	if s.guard.refusing.Add(1) > maxRefusing {
+		s.guard.refusing.Add(-1)
+		return
+	}
+	defer s.guard.refusing.Add(-1)
 	e := &session.Error{Message: r.Message, Detail: r.Detail}
 	b := session.EncodeError(nil, frame.V12, e, "retry-after", strconv.Itoa(int(r.RetryAfter/time.Second)))
 	s.env.Counters.Sent[frame.ERROR].Add(1)

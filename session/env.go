@@ -83,7 +83,8 @@ func (c Config) WithDefaults() Config {
 // Credentials are what a client presents to authenticate.
 type Credentials struct {
 	Login, Passcode string
-	// Headers of the CONNECT frame, valid only during the call.
+	// Headers of the CONNECT frame (or of the SEND to RefreshDestination
+	// when a session refreshes its token), valid only during the call.
 	Connect *frame.Frame
 	// Transport and Remote describe the connection.
 	Transport, Remote string
