@@ -114,7 +114,19 @@ func checkError(t *testing.T, out []byte, want, receipt string) {
 }
 
 func TestBadInputGetsErrorThenClose(t *testing.T) {
-	srv := brokertest.Start(t, smallLimits)
+	for _, mode := range readModes {
+		t.Run(mode, func(t *testing.T) { testBadInput(t, mode) })
+	}
+}
+
+// readModes are the two ways the server reads connections; the core
+// suites run under both.
+var readModes = []string{"epoll", "goroutine"}
+
+func testBadInput(t *testing.T, mode string) {
+	o := smallLimits
+	o.Server.ReadMode = mode
+	srv := brokertest.Start(t, o)
 	// A bystander must not notice any of this.
 	by := brokertest.DialTCP(t, srv)
 	bsub, _ := by.Subscribe("/topic/bystander", stomp.AckAuto)

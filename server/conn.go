@@ -1,10 +1,10 @@
 package server
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/stompbus/stompbus/frame"
@@ -19,6 +19,17 @@ type conn struct {
 	opened    time.Time
 	out       *outbox.Outbox
 	sess      *session.Session
+	// poll is set while an epoll worker reads the connection; finished
+	// makes the cleanup run once, whoever notices the end first.
+	poll     atomic.Pointer[pconn]
+	finished atomic.Bool
+}
+
+// finish runs the cleanup of a connection once.
+func (s *Server) finish(c *conn, err error) {
+	if c.finished.CompareAndSwap(false, true) {
+		s.done(c, err)
+	}
 }
 
 // open registers a connection and builds its outbox and session.
@@ -32,6 +43,15 @@ func (s *Server) open(nc net.Conn, transport string, info session.Info) *conn {
 		s.env.Counters.Sent[frame.ERROR].Add(1)
 		e := &session.Error{Message: "slow consumer", Detail: "the connection fell too far behind reading its messages; its outgoing queue limit was reached"}
 		return session.EncodeError(nil, c.sess.Version(), e)
+	}
+	prev := ocfg.OnClose
+	ocfg.OnClose = func(err error) {
+		if prev != nil {
+			prev(err)
+		}
+		if pc := c.poll.Load(); pc != nil {
+			pc.closed()
+		}
 	}
 	c.out = outbox.New(nc, ocfg)
 	info.Transport, info.Remote = transport, c.remote
@@ -115,6 +135,9 @@ func (s *Server) serveTCP(nc net.Conn) {
 		_ = tc.SetNoDelay(true)
 	}
 	c := s.open(nc, "tcp", session.Info{})
+	if s.watch(c, nc, nil) {
+		return
+	}
 	buf := make([]byte, s.cfg.ReadBufferSize)
 	var err error
 	for {
@@ -130,23 +153,20 @@ func (s *Server) serveTCP(nc net.Conn) {
 			break
 		}
 	}
-	s.done(c, err)
+	s.finish(c, err)
 }
 
-// readPayload returns the next n payload bytes of a WebSocket frame: a slice
-// of the read buffer when it fits (the caller discards it after use), or of
-// big, grown as needed.
-func readPayload(br *bufio.Reader, n int, big *[]byte) (p []byte, peeked bool, err error) {
-	if n <= br.Size() {
-		p, err = br.Peek(n)
-		return p, true, err
+// watch hands a connection to the epoll workers when the server has them;
+// it reports false when the caller must read the connection itself.
+func (s *Server) watch(c *conn, nc net.Conn, dec *wsDecoder) bool {
+	if s.poll == nil {
+		return false
 	}
-	if cap(*big) < n {
-		*big = make([]byte, n)
+	if err := s.poll.add(s, c, nc, dec); err != nil {
+		s.log.Debug("epoll: reading with a goroutine instead", "remote", c.remote, "err", err)
+		return false
 	}
-	p = (*big)[:n]
-	_, err = io.ReadFull(br, p)
-	return p, false, err
+	return true
 }
 
 // maxWSPayload bounds one WebSocket frame: a STOMP frame at its limit plus

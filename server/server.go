@@ -35,8 +35,17 @@ type Config struct {
 	// DrainRetryWindow is the window over which the retry-after hint sent
 	// to clients at shutdown is spread.
 	DrainRetryWindow time.Duration
-	// ReadBufferSize is each connection's read buffer.
+	// ReadBufferSize is each connection's read buffer (a pooled one, used
+	// only while data is there, in epoll mode).
 	ReadBufferSize int
+	// ReadMode picks how connections are read: "epoll" (Linux; idle
+	// connections hold no goroutine and no buffer; TLS connections still
+	// get a goroutine each), "goroutine" (one reader goroutine per
+	// connection), or "" (epoll where available).
+	ReadMode string
+	// PollWorkers bounds the goroutines that read ready connections in
+	// epoll mode.
+	PollWorkers int
 	// Limits bound connections per node and per client address.
 	Limits Limits
 }
@@ -52,6 +61,7 @@ type Server struct {
 	guard *Guard
 
 	httpLn, stompLn net.Listener
+	poll            *poller
 
 	ready    atomic.Bool
 	draining atomic.Bool
@@ -75,7 +85,10 @@ func New(cfg Config, env *session.Env, log *slog.Logger) *Server {
 		cfg.DrainRetryWindow = 30 * time.Second
 	}
 	if cfg.ReadBufferSize <= 0 {
-		cfg.ReadBufferSize = 4096
+		cfg.ReadBufferSize = 16 << 10
+	}
+	if cfg.PollWorkers <= 0 {
+		cfg.PollWorkers = 64
 	}
 	s := &Server{cfg: cfg, env: env, log: log, mux: http.NewServeMux(), conns: make(map[*conn]struct{})}
 	g, err := NewGuard(cfg.Limits, env.Counters)
@@ -123,6 +136,15 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 
 // Start opens the listeners and serves until Shutdown.
 func (s *Server) Start() error {
+	if s.cfg.ReadMode != "goroutine" && s.cfg.TLS == nil {
+		p, err := newPoller(s.cfg.PollWorkers, s.cfg.ReadBufferSize, s.log)
+		switch {
+		case err == nil:
+			s.poll = p
+		case s.cfg.ReadMode == "epoll":
+			return fmt.Errorf("read mode epoll: %w", err)
+		}
+	}
 	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen http on %s: %w", s.cfg.HTTPAddr, err)
@@ -191,7 +213,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.sess.Shutdown("node is shutting down", 1+rand.IntN(max(window, 1)))
 	}
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() {
+		s.wg.Wait()
+		if s.poll != nil {
+			s.poll.close()
+		}
+		close(done)
+	}()
 	select {
 	case <-done:
 		return nil

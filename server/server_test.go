@@ -41,10 +41,18 @@ var transports = []struct {
 }{{"tcp", brokertest.DialTCP}, {"ws", brokertest.DialWS}}
 
 func TestTopicFanOutInOrder(t *testing.T) {
+	for _, mode := range readModes {
+		t.Run(mode, func(t *testing.T) { testTopicFanOut(t, mode) })
+	}
+}
+
+func testTopicFanOut(t *testing.T, mode string) {
 	for _, pub := range transports {
 		for _, subT := range transports {
 			t.Run(pub.name+"-to-"+subT.name, func(t *testing.T) {
-				srv := brokertest.Start(t, brokertest.Options{})
+				o := brokertest.Options{}
+				o.Server.ReadMode = mode
+				srv := brokertest.Start(t, o)
 				var subs []*stomp.Subscription
 				for i := 0; i < 3; i++ {
 					c := subT.dial(t, srv)

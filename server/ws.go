@@ -83,8 +83,22 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	_ = nc.SetDeadline(time.Time{})
 	info := session.Info{MaxVersion: ver, HasMaxVersion: hasProto, Token: bearerToken(r)}
 	c := s.open(nc, "ws", info)
-	err = s.readWS(c, rw.Reader)
-	s.done(c, err)
+	dec := newWSDecoder(s.cfg.Limits.StrictUTF8, maxWSPayload(s.env.Config.Limits))
+	// Frames the client sent right behind the handshake are already in
+	// the handshake's read buffer.
+	if n := rw.Reader.Buffered(); n > 0 {
+		b, _ := rw.Reader.Peek(n)
+		stop := dec.feed(s, c, b)
+		_, _ = rw.Reader.Discard(n)
+		if stop {
+			s.finish(c, nil)
+			return
+		}
+	}
+	if s.watch(c, nc, dec) {
+		return
+	}
+	s.finish(c, s.readWS(c, rw.Reader, dec))
 }
 
 // bearerToken takes a token from the upgrade's Authorization header or its
@@ -98,57 +112,18 @@ func bearerToken(r *http.Request) string {
 
 var errProtocol = errors.New("websocket protocol error")
 
-// readWS is a WebSocket connection's read loop. It returns nil when the
-// session ended the connection itself (after an ERROR or DISCONNECT).
-func (s *Server) readWS(c *conn, br *bufio.Reader) error {
-	var big []byte
-	msgs := wsMessages{strict: s.cfg.Limits.StrictUTF8}
-	limit := maxWSPayload(s.env.Config.Limits)
+// readWS is a WebSocket connection's read loop (when no epoll worker
+// reads it). It returns nil when the connection ended on the server's side
+// (an ERROR, a close frame, DISCONNECT).
+func (s *Server) readWS(c *conn, br *bufio.Reader, dec *wsDecoder) error {
+	buf := make([]byte, s.cfg.ReadBufferSize)
 	for {
-		h, err := ws.ReadHeader(br)
+		n, err := br.Read(buf)
+		if n > 0 && dec.feed(s, c, buf[:n]) {
+			return nil
+		}
 		if err != nil {
 			return err
-		}
-		if !h.Masked {
-			return s.wsFail(c, ws.StatusProtocolError, "client frames must be masked")
-		}
-		if h.OpCode.IsControl() && (h.Length > 125 || !h.Fin) {
-			return s.wsFail(c, ws.StatusProtocolError, "control frames must be final and at most 125 bytes")
-		}
-		if h.Length > limit {
-			s.env.Counters.Hit(session.LimitFrameSize)
-			return s.wsFail(c, ws.StatusMessageTooBig, fmt.Sprintf("websocket frame of %d bytes exceeds the %d-byte limit", h.Length, limit))
-		}
-		p, peeked, err := readPayload(br, int(h.Length), &big)
-		if err != nil {
-			return err
-		}
-		ws.Cipher(p, h.Mask, 0)
-		if code, why := msgs.check(h, p); code != 0 {
-			return s.wsFail(c, code, why)
-		}
-		var ferr error
-		switch h.OpCode {
-		case ws.OpClose:
-			code, _ := ws.ParseCloseFrameData(p)
-			if code == 0 {
-				code = ws.StatusNormalClosure
-			}
-			c.out.Close(nil, code, nil)
-			return nil
-		case ws.OpPing:
-			c.out.Control(ws.OpPong, p)
-		case ws.OpPong:
-		case ws.OpText, ws.OpBinary, ws.OpContinuation:
-			ferr = c.sess.Feed(p)
-		default:
-			return s.wsFail(c, ws.StatusProtocolError, fmt.Sprintf("unknown websocket opcode %d", h.OpCode))
-		}
-		if peeked {
-			_, _ = br.Discard(len(p))
-		}
-		if ferr != nil {
-			return nil
 		}
 	}
 }

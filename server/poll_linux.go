@@ -1,0 +1,240 @@
+//go:build linux
+
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// poller reads idle-heavy connections without a goroutine each: one epoll
+// instance watches every registered socket (level-triggered, one-shot), and
+// when one is readable a worker from a bounded pool reads what is there
+// into a pooled buffer, hands it to the connection's decoder or session,
+// and re-arms the socket. A connection costs no goroutine and no read
+// buffer while it is idle. One-shot arming means at most one worker reads
+// a given connection at a time, which is the session's contract.
+//
+// Lifetimes: a connection leaves the poller when its reader sees EOF or an
+// error, or when its outbox closes it (conn.closed runs the cleanup under
+// the connection's read lock, so it never overlaps a Feed). Events carry
+// the file descriptor and a generation number, so an event for a closed
+// socket whose number was reused is recognised and dropped.
+type poller struct {
+	epfd int
+	log  *slog.Logger
+	bufs sync.Pool
+	work chan *pconn
+
+	mu    sync.Mutex
+	conns map[int32]*pconn
+	gen   uint32
+	quit  chan struct{}
+}
+
+// pconn is one connection registered with the poller.
+type pconn struct {
+	s       *Server
+	c       *conn
+	rc      syscall.RawConn
+	fd      int32
+	gen     uint32
+	mu      sync.Mutex // held while a worker reads and feeds
+	dec     *wsDecoder // nil for plain STOMP
+	stopped bool       // the session ended the connection; no more reads
+}
+
+const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+func newPoller(workers, bufSize int, log *slog.Logger) (*poller, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	p := &poller{
+		epfd:  fd,
+		log:   log,
+		work:  make(chan *pconn, 4*workers),
+		conns: make(map[int32]*pconn),
+		quit:  make(chan struct{}),
+	}
+	p.bufs.New = func() any { b := make([]byte, bufSize); return &b }
+	for i := 0; i < workers; i++ {
+		go p.worker()
+	}
+	go p.wait()
+	return p, nil
+}
+
+// add registers c. It fails for connections without a raw socket.
+func (p *poller) add(s *Server, c *conn, nc net.Conn, dec *wsDecoder) error {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return errors.New("not a raw socket")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	pc := &pconn{s: s, c: c, rc: rc, dec: dec}
+	var fd int
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return err
+	}
+	pc.fd = int32(fd)
+	p.mu.Lock()
+	p.gen++
+	pc.gen = p.gen
+	p.conns[pc.fd] = pc
+	p.mu.Unlock()
+	c.poll.Store(pc)
+	ev := unix.EpollEvent{Events: pollEvents, Fd: pc.fd, Pad: int32(pc.gen)}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		p.forget(pc)
+		c.poll.Store(nil)
+		return fmt.Errorf("epoll_ctl add: %w", err)
+	}
+	return nil
+}
+
+func (p *poller) forget(pc *pconn) {
+	p.mu.Lock()
+	if p.conns[pc.fd] == pc {
+		delete(p.conns, pc.fd)
+	}
+	p.mu.Unlock()
+}
+
+func (p *poller) rearm(pc *pconn) {
+	ev := unix.EpollEvent{Events: pollEvents, Fd: pc.fd, Pad: int32(pc.gen)}
+	// The socket may have been closed meanwhile; then there is nothing
+	// left to watch and the error does not matter.
+	_ = pc.rc.Control(func(fd uintptr) { _ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev) })
+}
+
+func (p *poller) wait() {
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		select {
+		case <-p.quit:
+			return
+		default:
+		}
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			p.log.Error("epoll_wait", "err", err)
+			return
+		}
+		for i := 0; i < n; i++ {
+			ev := &events[i]
+			p.mu.Lock()
+			pc := p.conns[ev.Fd]
+			p.mu.Unlock()
+			if pc == nil || pc.gen != uint32(ev.Pad) {
+				continue
+			}
+			p.work <- pc
+		}
+	}
+}
+
+func (p *poller) worker() {
+	for {
+		select {
+		case pc := <-p.work:
+			p.serve(pc)
+		case <-p.quit:
+			return
+		}
+	}
+}
+
+// serve reads what a ready connection has, within a fair bound, and
+// re-arms it.
+func (p *poller) serve(pc *pconn) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.stopped || pc.c.finished.Load() {
+		return
+	}
+	bp := p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(bp)
+	buf := *bp
+	for turn := 0; turn < 16; turn++ {
+		var n int
+		var rerr error
+		err := pc.rc.Read(func(fd uintptr) bool {
+			n, rerr = unix.Read(int(fd), buf)
+			return true
+		})
+		if err == nil {
+			err = rerr
+		}
+		if n > 0 {
+			if pc.consume(buf[:n]) {
+				pc.stopped = true
+				return
+			}
+		}
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+			p.rearm(pc)
+			return
+		case err != nil:
+			pc.end(err)
+			return
+		case n == 0:
+			pc.end(io.EOF)
+			return
+		case n < len(buf):
+			p.rearm(pc)
+			return
+		}
+	}
+	p.rearm(pc)
+}
+
+// consume hands bytes to the decoder or the session; true means the
+// connection is ending.
+func (pc *pconn) consume(b []byte) bool {
+	if pc.dec != nil {
+		return pc.dec.feed(pc.s, pc.c, b)
+	}
+	return pc.c.sess.Feed(b) != nil
+}
+
+// end finishes the connection after a read error or EOF; called with mu.
+func (pc *pconn) end(err error) {
+	pc.stopped = true
+	pc.s.poll.forget(pc)
+	pc.s.finish(pc.c, err)
+}
+
+// closed is called when the outbox closed the connection: it finishes the
+// connection once no worker is reading it.
+func (pc *pconn) closed() {
+	if pc.c.finished.Load() {
+		return
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.stopped = true
+	pc.s.poll.forget(pc)
+	pc.s.finish(pc.c, nil)
+}
+
+func (p *poller) close() {
+	close(p.quit)
+	_ = unix.Close(p.epfd)
+}
+

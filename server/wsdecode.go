@@ -1,0 +1,209 @@
+package server
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/gobwas/ws"
+
+	"github.com/stompbus/stompbus/session"
+)
+
+// wsDecoder turns the bytes of a client's WebSocket stream, fed in chunks
+// of any size, into STOMP bytes for the session and control-frame actions.
+// Payloads are unmasked in place in the chunk and handed on without a copy;
+// only a split frame header (at most 14 bytes) and a control frame's
+// payload (at most 125) are buffered. The same decoder serves the
+// goroutine-per-connection reader and the epoll workers, so both enforce
+// the same rules. One reader at a time; no lock.
+type wsDecoder struct {
+	msgs  wsMessages
+	limit int64
+
+	hdr  [14]byte
+	nhdr int
+
+	h         ws.Header
+	inFrame   bool
+	remaining int64
+	maskPos   int
+	ctrl      []byte
+}
+
+func newWSDecoder(strictUTF8 bool, limit int64) *wsDecoder {
+	return &wsDecoder{msgs: wsMessages{strict: strictUTF8}, limit: limit}
+}
+
+// headerLen returns the full header length announced by its first two
+// bytes.
+func headerLen(b0, b1 byte) int {
+	n := 2
+	switch b1 & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if b1&0x80 != 0 {
+		n += 4
+	}
+	return n
+}
+
+// parseHeader reads a complete header.
+func parseHeader(b []byte) ws.Header {
+	h := ws.Header{
+		Fin:    b[0]&0x80 != 0,
+		Rsv:    (b[0] >> 4) & 0x7,
+		OpCode: ws.OpCode(b[0] & 0x0f),
+		Masked: b[1]&0x80 != 0,
+	}
+	i := 2
+	switch l := b[1] & 0x7f; l {
+	case 126:
+		h.Length = int64(binary.BigEndian.Uint16(b[2:4]))
+		i = 4
+	case 127:
+		h.Length = int64(binary.BigEndian.Uint64(b[2:10]) & (1<<63 - 1))
+		i = 10
+	default:
+		h.Length = int64(l)
+	}
+	if h.Masked {
+		copy(h.Mask[:], b[i:i+4])
+	}
+	return h
+}
+
+// feed decodes p (unmasking it in place). It reports stop when the
+// connection is ending: a protocol violation or a close frame was answered,
+// or the session failed; the outbox then closes the connection.
+func (d *wsDecoder) feed(s *Server, c *conn, p []byte) (stop bool) {
+	for len(p) > 0 {
+		if !d.inFrame {
+			// Gather the header, which may be split across chunks.
+			if d.nhdr < 2 {
+				k := copy(d.hdr[d.nhdr:2], p)
+				d.nhdr += k
+				p = p[k:]
+				if d.nhdr < 2 {
+					return false
+				}
+			}
+			need := headerLen(d.hdr[0], d.hdr[1])
+			if d.nhdr < need {
+				k := copy(d.hdr[d.nhdr:need], p)
+				d.nhdr += k
+				p = p[k:]
+				if d.nhdr < need {
+					return false
+				}
+			}
+			d.h = parseHeader(d.hdr[:need])
+			d.nhdr = 0
+			if stop := d.begin(s, c); stop {
+				return true
+			}
+			if d.remaining == 0 {
+				if stop := d.end(s, c, nil); stop {
+					return true
+				}
+				continue
+			}
+		}
+		k := int64(len(p))
+		if k > d.remaining {
+			k = d.remaining
+		}
+		chunk := p[:k]
+		p = p[k:]
+		ws.Cipher(chunk, d.h.Mask, d.maskPos)
+		d.maskPos += int(k)
+		d.remaining -= k
+		last := d.remaining == 0
+		if d.h.OpCode.IsControl() {
+			d.ctrl = append(d.ctrl, chunk...)
+			if last {
+				if stop := d.end(s, c, d.ctrl); stop {
+					return true
+				}
+				d.ctrl = d.ctrl[:0]
+			}
+			continue
+		}
+		if d.msgs.strict && d.msgs.text && !d.msgs.validText(chunk, last && d.h.Fin) {
+			return s.wsStop(c, ws.StatusInvalidFramePayloadData, "text message is not valid UTF-8 (send binary frames for binary bodies)")
+		}
+		if c.sess.Feed(chunk) != nil {
+			return true
+		}
+		if last {
+			d.inFrame = false
+		}
+	}
+	return false
+}
+
+// begin validates a frame header.
+func (d *wsDecoder) begin(s *Server, c *conn) (stop bool) {
+	h := &d.h
+	if !h.Masked {
+		return s.wsStop(c, ws.StatusProtocolError, "client frames must be masked")
+	}
+	if h.OpCode.IsControl() && (h.Length > 125 || !h.Fin) {
+		return s.wsStop(c, ws.StatusProtocolError, "control frames must be final and at most 125 bytes")
+	}
+	if h.Length > d.limit {
+		s.env.Counters.Hit(session.LimitFrameSize)
+		return s.wsStop(c, ws.StatusMessageTooBig, fmt.Sprintf("websocket frame of %d bytes exceeds the %d-byte limit", h.Length, d.limit))
+	}
+	switch h.OpCode {
+	case ws.OpText, ws.OpBinary, ws.OpContinuation:
+		// The framing rules, checked on the header alone; UTF-8 is checked
+		// as the payload streams in.
+		strict := d.msgs.strict
+		d.msgs.strict = false
+		code, why := d.msgs.check(*h, nil)
+		d.msgs.strict = strict
+		if code != 0 {
+			return s.wsStop(c, code, why)
+		}
+	case ws.OpClose, ws.OpPing, ws.OpPong:
+		if h.Rsv != 0 {
+			return s.wsStop(c, ws.StatusProtocolError, "reserved bits set: no extension was negotiated (permessage-deflate is off)")
+		}
+	default:
+		return s.wsStop(c, ws.StatusProtocolError, fmt.Sprintf("unknown websocket opcode %d", h.OpCode))
+	}
+	d.inFrame, d.remaining, d.maskPos = true, h.Length, 0
+	return false
+}
+
+// end finishes a frame: control frames act on their whole payload; an
+// empty data frame still ends its message.
+func (d *wsDecoder) end(s *Server, c *conn, payload []byte) (stop bool) {
+	d.inFrame = false
+	switch d.h.OpCode {
+	case ws.OpClose:
+		code, _ := ws.ParseCloseFrameData(payload)
+		if code == 0 {
+			code = ws.StatusNormalClosure
+		}
+		c.out.Close(nil, code, nil)
+		return true
+	case ws.OpPing:
+		c.out.Control(ws.OpPong, payload)
+	case ws.OpText, ws.OpContinuation:
+		if d.msgs.strict && d.msgs.text && d.h.Fin && !d.msgs.validText(nil, true) {
+			return s.wsStop(c, ws.StatusInvalidFramePayloadData, "text message is not valid UTF-8 (send binary frames for binary bodies)")
+		}
+	}
+	return false
+}
+
+// wsStop answers a WebSocket-level violation with a STOMP ERROR and a close.
+func (s *Server) wsStop(c *conn, code ws.StatusCode, msg string) bool {
+	e := &session.Error{Message: "websocket protocol error", Detail: msg}
+	c.out.Close(session.EncodeError(nil, c.sess.Version(), e), code, e)
+	return true
+}
