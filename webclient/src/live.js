@@ -35,10 +35,19 @@ export function nodeSamples(body) {
 }
 
 // rate between two samples of a monotonic counter, per second, or null.
+// The time between them is the node's own uptime difference (a monotonic
+// clock with millisecond precision), else the stats' time stamps, else
+// when the answers arrived here.
 export function rate(prev, cur, field) {
   if (!prev) return null;
-  const dtServer = prev.time && cur.time ? cur.time - prev.time : 0;
-  const dt = dtServer > 0 ? dtServer : cur.t - prev.t;
+  let dt = 0;
+  if (prev.uptime > 0 && cur.uptime > 0) {
+    if (cur.uptime < prev.uptime) return null; // the node restarted
+    dt = (cur.uptime - prev.uptime) * 1000;
+  } else if (prev.time && cur.time) {
+    dt = cur.time - prev.time;
+  }
+  if (!(dt > 0)) dt = cur.t - prev.t;
   const dv = cur[field] - prev[field];
   if (dt <= 0 || dv < 0) return null;
   return (dv * 1000) / dt;

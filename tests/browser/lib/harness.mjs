@@ -5,6 +5,7 @@
 // event or a DOM state.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -66,8 +67,10 @@ function parseLogfmt(line) {
 // Broker runs the binary; the first start picks a free HTTP port, restarts
 // reuse it.
 export class Broker {
-  constructor(extraArgs = []) {
+  constructor(extraArgs = [], { node = 'n1', stompAddr = '127.0.0.1:0' } = {}) {
     this.extraArgs = extraArgs;
+    this.node = node;
+    this.stompAddr = stompAddr;
     this.httpAddr = null;
     this.proc = null;
     this.log = [];
@@ -80,7 +83,7 @@ export class Broker {
 
   async start() {
     const bin = brokerBinary();
-    const args = ['-http', this.httpAddr || '127.0.0.1:0', '-stomp', '127.0.0.1:0', '-node', 'n1',
+    const args = ['-http', this.httpAddr || '127.0.0.1:0', '-stomp', this.stompAddr, '-node', this.node,
       '-data', this.dataDir, '-log-level', 'debug', ...this.extraArgs];
     const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
@@ -113,6 +116,20 @@ export class Broker {
     return this;
   }
 
+  // ready waits until GET /readyz answers 200 (in a cluster: the node can
+  // deliver cluster-wide).
+  async ready(timeout = 30_000) {
+    await until(async () => {
+      try {
+        const res = await fetch(`${this.url}readyz`);
+        return res.status === 200;
+      } catch {
+        return false;
+      }
+    }, `${this.node} /readyz 200`, timeout, 200);
+    return this;
+  }
+
   // stop sends SIGTERM (the broker drains: ERROR with retry-after to every
   // client) and waits for the exit.
   async stop() {
@@ -138,6 +155,19 @@ export class Broker {
   dump() {
     return `--- broker log (last 200 lines) ---\n${this.log.slice(-200).join('\n')}`;
   }
+}
+
+// freePort asks the kernel for a free loopback TCP port (for listeners
+// that must be named before they start, such as cluster routes).
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 // ---------------------------------------------------------------- browser

@@ -108,5 +108,5 @@ test('the live view draws one series per node and computes rates', async () => {
     assert.deepEqual(await page.locator(`#${id} .legend li`).allTextContents().then((l) => l.map((x) => x.split(':')[0])), ['n1', 'n2', 'n3']);
   }
   assert.equal(await page.locator('#live-summary dd').first().textContent(), '3');
-  await page.screenshot({ path: screenshotPath('live-cluster.png'), fullPage: true });
+  await page.screenshot({ path: screenshotPath('live-nodes.png'), fullPage: true });
 });

@@ -8,12 +8,15 @@ import { niceCeil, formatNumber } from '../../../webclient/src/chart.js';
 import { Presence } from '../../../webclient/src/presence.js';
 
 test('rate: per second between two samples, none across a counter reset', () => {
-  const a = { t: 1000, time: 10_000, pub: 100 };
-  const b = { t: 3500, time: 12_000, pub: 140 };
-  assert.equal(rate(a, b, 'pub'), 20, 'server time wins over arrival time');
-  assert.equal(rate({ ...a, time: null }, { ...b, time: null }, 'pub'), 16, 'arrival time when stats carry no time');
+  const a = { t: 1000, time: 10_000, uptime: 50, pub: 100 };
+  const b = { t: 3500, time: 12_000, uptime: 52.5, pub: 150 };
+  assert.equal(rate(a, b, 'pub'), 20, 'the node\'s uptime is the clock');
+  const noUp = (x) => ({ ...x, uptime: 0 });
+  assert.equal(rate(noUp(a), noUp(b), 'pub'), 25, 'then the stats\' time');
+  assert.equal(rate({ ...noUp(a), time: null }, { ...noUp(b), time: null }, 'pub'), 20, 'then arrival time');
   assert.equal(rate(null, b, 'pub'), null);
-  assert.equal(rate(b, { t: 5000, time: 14_000, pub: 3 }, 'pub'), null, 'restarted node');
+  assert.equal(rate(b, { t: 5000, time: 14_000, uptime: 1, pub: 3 }, 'pub'), null, 'restarted node (uptime went down)');
+  assert.equal(rate(b, { ...b, t: 6000, uptime: 55, pub: 3 }, 'pub'), null, 'counter went down');
   assert.equal(rate(a, { ...a }, 'pub'), null, 'no time passed');
 });
 
