@@ -10,10 +10,15 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -247,3 +252,85 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("body %q", m.Body)
 	}
 }
+
+// TestOriginFromARealBrowser opens the broker's WebSocket from pages in
+// headless Chromium: a page on another origin is refused (the browser sees
+// only an error, the broker logs the refused Origin), a page served by the
+// broker itself connects.
+func TestOriginFromARealBrowser(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("chromium is not installed (CI installs Debian's chromium)")
+		}
+		t.Skip("no chromium on this machine")
+	}
+	results := make(chan string, 8)
+	page := func(report, wsURL string) string {
+		return `<!doctype html><title>origin test</title><script>
+const report = (o) => fetch(` + "`" + report + `?outcome=${o}` + "`" + `, {mode: 'no-cors'});
+const ws = new WebSocket('` + wsURL + `', ['v12.stomp']);
+ws.onopen = () => { report('open'); ws.close(); };
+ws.onerror = () => report('error');
+</script>`
+	}
+	rep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/result":
+			results <- r.URL.Query().Get("outcome")
+		case "/foreign":
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = io.WriteString(w, page("/result", r.URL.Query().Get("ws")))
+		}
+	}))
+	defer rep.Close()
+
+	var logs strings.Builder
+	var mu sync.Mutex
+	o := brokertest.Options{Log: slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	srv := brokertest.Start(t, o)
+	wsURL := "ws://" + srv.HTTPAddr() + "/ws"
+	srv.Handle("GET /origin-test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, page(rep.URL+"/result", wsURL))
+	}))
+
+	browse := func(url string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+			"--disable-extensions", "--user-data-dir="+t.TempDir(), url)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		select {
+		case r := <-results:
+			return r
+		case <-ctx.Done():
+			t.Fatalf("no result from %s", url)
+		}
+		return ""
+	}
+	if got := browse(rep.URL + "/foreign?ws=" + wsURL); got != "error" {
+		t.Fatalf("page on %s: WebSocket %s, want error", rep.URL, got)
+	}
+	mu.Lock()
+	refused := strings.Contains(logs.String(), `reason="origin not allowed" origin=`+rep.URL)
+	mu.Unlock()
+	if !refused {
+		t.Fatalf("the broker did not log refusing origin %s:\n%s", rep.URL, logs.String())
+	}
+	if got := browse("http://" + srv.HTTPAddr() + "/origin-test"); got != "open" {
+		t.Fatalf("page on the broker's own origin: WebSocket %s, want open", got)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
