@@ -53,7 +53,7 @@ func (c *Chain) Authenticate(cr session.Credentials) (session.Principal, error) 
 		if c.Users != nil {
 			return c.Users.Check(cr.Login, cr.Passcode) // constant-time refusal
 		}
-		return session.Principal{}, fmt.Errorf("%w: login %q given but no users file is configured", ErrFailed, cr.Login)
+		return session.Principal{}, fmt.Errorf("%w: login %q given but no users file is configured", ErrFailed, session.LoggableLogin(cr.Login))
 	}
 	if cr.Passcode != "" || cr.Token != "" {
 		return session.Principal{}, fmt.Errorf("%w: credentials this node cannot check", ErrFailed)

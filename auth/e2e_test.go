@@ -377,3 +377,22 @@ func TestAuthenticatorsEndToEnd(t *testing.T) {
 		})
 	}
 }
+
+func TestTokenInTheLoginHeaderIsNotLogged(t *testing.T) {
+	k := newKeys(t)
+	hs, err := auth.NewJWT(auth.JWTConfig{Secret: k.secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuf
+	srv := brokertest.Start(t, brokertest.Options{Auth: &auth.Chain{Users: k.users, JWT: hs}, Log: logs.logger()})
+	tok := token(t, jwt.SigningMethodHS256, []byte(k.secret), "carol", time.Now().Add(time.Hour))
+	for _, tr := range []string{"tcp", "ws"} {
+		c := dialRaw(t, srv, tr, nil, "")
+		c.send(connect("login", tok)) // a client that put its token in the wrong header
+		c.expectError("authentication failed")
+	}
+	if out := logs.String(); strings.Contains(out, tok[len(tok)-20:]) || !strings.Contains(out, "token-like login not shown") {
+		t.Fatalf("log:\n%s", out)
+	}
+}

@@ -107,7 +107,7 @@ func (u *Users) Check(login, password string) (session.Principal, error) {
 	e, ok := u.byLogin[login]
 	if !ok {
 		_ = bcrypt.CompareHashAndPassword(u.dummy, []byte(password))
-		return session.Principal{}, fmt.Errorf("%w: unknown login %q", ErrFailed, login)
+		return session.Principal{}, fmt.Errorf("%w: unknown login %q", ErrFailed, session.LoggableLogin(login))
 	}
 	if err := bcrypt.CompareHashAndPassword(e.hash, []byte(password)); err != nil {
 		return session.Principal{}, fmt.Errorf("%w: wrong password for login %q", ErrFailed, login)

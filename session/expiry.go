@@ -109,7 +109,7 @@ func (s *Session) refresh(f *frame.Frame) error {
 // authFailed counts and reports a failed CONNECT.
 func (s *Session) authFailed(login string, err error) *Error {
 	s.env.Counters.AuthFailures.Add(1)
-	s.env.Log.Info("authentication failed", "remote", s.info.Remote, "transport", s.info.Transport, "login", login, "err", err)
+	s.env.Log.Info("authentication failed", "remote", s.info.Remote, "transport", s.info.Transport, "login", LoggableLogin(login), "err", err)
 	if s.info.AuthFailed != nil {
 		s.info.AuthFailed()
 	}

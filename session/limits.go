@@ -147,3 +147,13 @@ func redact(snippet []byte) []byte {
 	}
 	return snippet
 }
+
+// LoggableLogin returns login for a log line, unless it looks like a
+// secret put in the wrong header (a token: long, or three dot-separated
+// parts), which is replaced by a note.
+func LoggableLogin(login string) string {
+	if len(login) > 64 || (len(login) > 16 && strings.Count(login, ".") == 2) {
+		return "<token-like login not shown>"
+	}
+	return login
+}
