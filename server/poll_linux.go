@@ -237,4 +237,3 @@ func (p *poller) close() {
 	close(p.quit)
 	_ = unix.Close(p.epfd)
 }
-

@@ -15,7 +15,9 @@ type pconn struct{}
 
 func newPoller(int, int, *slog.Logger) (*poller, error) { return nil, errors.New("epoll needs Linux") }
 
-func (p *poller) add(*Server, *conn, net.Conn, *wsDecoder) error { return errors.New("epoll needs Linux") }
+func (p *poller) add(*Server, *conn, net.Conn, *wsDecoder) error {
+	return errors.New("epoll needs Linux")
+}
 
 func (pc *pconn) closed() {}
 
