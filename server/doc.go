@@ -6,7 +6,12 @@
 // low-level API: the header, then the payload straight out of the read
 // buffer, unmasked in place and handed to the same parser TCP uses.
 //
+// Every new connection passes the Guard first (limits.go): connections per
+// node and per client address, connection rate, and refusal of addresses
+// with too many authentication failures; the WebSocket Origin allow-list is
+// checked before it.
+//
 // Concurrency: a Server's methods are safe for concurrent use. The
 // connection registry has its own lock, held only to add, remove or list
-// connections.
+// connections; the Guard has its own, held only to count.
 package server

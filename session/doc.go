@@ -7,8 +7,9 @@
 // and calls Session.Close once when the connection is gone. The session
 // never reads from or writes to a socket and owns no goroutine: it parses
 // the bytes in place, acts on each frame through the router, and hands
-// encoded frames to the connection's outbox, which writes them. Heart-beats
-// and the CONNECT deadline run on runtime timers (time.AfterFunc).
+// encoded frames to the connection's outbox, which writes them. Heart-beats,
+// the CONNECT deadline and token expiry run on runtime timers
+// (time.AfterFunc).
 //
 // Concurrency: Feed and Close are called by the transport's reader, never
 // concurrently. Deliver (the router.Consumer side) is called from any
