@@ -404,3 +404,41 @@ func TestChain(t *testing.T) {
 		t.Fatalf("bad basic: %v", err)
 	}
 }
+
+// BenchmarkVerify compares the cost of checking a CONNECT's credentials by
+// token algorithm and by password (bcrypt at the default cost).
+func BenchmarkVerify(b *testing.B) {
+	f := newFixture(b)
+	hs, _ := NewJWT(JWTConfig{Secret: f.secret})
+	pk, _ := NewJWT(JWTConfig{PublicKeyFile: f.pemFile})
+	for _, bc := range []struct {
+		name string
+		j    *JWT
+		tok  string
+	}{
+		{"HS256", hs, sign(b, jwt.SigningMethodHS256, []byte(f.secret), claims("a", time.Hour), "")},
+		{"RS256", pk, sign(b, jwt.SigningMethodRS256, f.rsaKey, claims("a", time.Hour), "")},
+		{"ES256", pk, sign(b, jwt.SigningMethodES256, f.ecKey, claims("a", time.Hour), "")},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bc.j.Verify(bc.tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("bcrypt-cost-10", func(b *testing.B) {
+		h, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.DefaultCost)
+		u, err := ParseUsers(strings.NewReader("a:" + string(h) + "\n"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := u.Check("a", "pw"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

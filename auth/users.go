@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 
 	"golang.org/x/crypto/bcrypt"
@@ -23,6 +24,10 @@ type Users struct {
 	// dummy is a hash compared against for unknown logins, so a failure
 	// takes as long whether or not the login exists.
 	dummy []byte
+	// slots bounds the bcrypt comparisons running at once (half the
+	// CPUs, at least one): a storm of logins queues here instead of
+	// taking every CPU from message delivery.
+	slots chan struct{}
 }
 
 type user struct {
@@ -49,7 +54,7 @@ func LoadUsers(path string) (*Users, error) {
 // user names (session.CheckUserName) and unique; hashes must be bcrypt
 // ($2a$, $2b$ or $2y$, as htpasswd -B writes them).
 func ParseUsers(r io.Reader) (*Users, error) {
-	u := &Users{byLogin: make(map[string]user)}
+	u := &Users{byLogin: make(map[string]user), slots: make(chan struct{}, max(runtime.GOMAXPROCS(0)/2, 1))}
 	sc := bufio.NewScanner(r)
 	n := 0
 	cost := bcrypt.MinCost // of the dummy hash: the highest cost in the file
@@ -104,6 +109,8 @@ func (u *Users) Has(login string) bool {
 
 // Check verifies a login and password and returns the user's principal.
 func (u *Users) Check(login, password string) (session.Principal, error) {
+	u.slots <- struct{}{}
+	defer func() { <-u.slots }()
 	e, ok := u.byLogin[login]
 	if !ok {
 		_ = bcrypt.CompareHashAndPassword(u.dummy, []byte(password))
