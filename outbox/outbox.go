@@ -88,6 +88,8 @@ type Outbox struct {
 
 	lastWrite atomic.Int64
 	bufs      net.Buffers
+	vectored  bool   // the conn does writev (a plain socket)
+	flat      []byte // a batch copied into one buffer for other conns
 	pubs      []int64
 	closeOnce sync.Once
 }
@@ -101,6 +103,10 @@ func New(conn net.Conn, cfg Config) *Outbox {
 		cfg.WriteTimeout = DefaultWriteTimeout
 	}
 	o := &Outbox{conn: conn, cfg: cfg}
+	switch conn.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		o.vectored = true
+	}
 	o.lastWrite.Store(time.Now().UnixNano())
 	return o
 }
@@ -313,9 +319,23 @@ func (o *Outbox) write(b *batch) error {
 	}
 	o.pubs = pubs
 	_ = o.conn.SetWriteDeadline(time.Now().Add(o.cfg.WriteTimeout))
-	// WriteTo consumes the slice it is given; keep our backing array.
-	w := bufs
-	_, err := w.WriteTo(o.conn)
+	var err error
+	if o.vectored {
+		// WriteTo consumes the slice it is given; keep our backing array.
+		w := bufs
+		_, err = w.WriteTo(o.conn)
+	} else {
+		// No writev (TLS): one record for the batch beats one per piece.
+		flat := o.flat[:0]
+		for _, p := range bufs {
+			flat = append(flat, p...)
+		}
+		_, err = o.conn.Write(flat)
+		if cap(flat) > 64<<10 {
+			flat = nil
+		}
+		o.flat = flat[:0]
+	}
 	clear(bufs)
 	o.bufs = bufs[:0]
 	o.lastWrite.Store(time.Now().UnixNano())
