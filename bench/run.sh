@@ -26,10 +26,10 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # sizes, scaled to a 2-core machine
 if [ "$mode" = quick ]; then
-  FANOUT="100"; SLOW_SUBS=100; PAIRS=20; Q_MSGS=10000; IDLE=500
+  FANOUT="100"; FANOUT_BIG=""; SLOW_SUBS=100; PAIRS=20; Q_MSGS=10000; IDLE=500
   STEP=0.4s; HOLD=1s; MAXSTEPS=12; PROFILE_SECS=3; ROUNDS=1
 else
-  FANOUT="100 1000"; SLOW_SUBS=1000; PAIRS=50; Q_MSGS=50000; IDLE=10000
+  FANOUT="100 1000"; FANOUT_BIG=10000; SLOW_SUBS=1000; PAIRS=50; Q_MSGS=50000; IDLE=10000
   STEP=1s; HOLD=2s; MAXSTEPS=12; PROFILE_SECS=8; ROUNDS=2
 fi
 SEARCH=(-start 2000 -factor 2 -max-steps "$MAXSTEPS" -step "$STEP" -hold "$HOLD")
@@ -39,11 +39,17 @@ renice -n -10 $$ >/dev/null 2>&1 || true
 
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
+# BENCH_REF=<commit> builds the broker (and its profiling variant) from that
+# commit instead of the working tree, e.g. while the tree is mid-edit.
 log "building"
-go build -o "$raw/bin/broker" ./cmd/broker || exit 1
+src=.
+if [ -n "${BENCH_REF:-}" ]; then
+  src=$raw/src; mkdir -p "$src"
+  git archive "$BENCH_REF" | tar -x -C "$src" || exit 1
+fi
+(cd "$src" && go build -o "$root/$raw/bin/broker" ./cmd/broker && go build -o "$root/$raw/bin/stompbus-pprof" ./bench/cmd/stompbus-pprof) || exit 1
 go build -o "$raw/bin/stompbench" ./bench/cmd/stompbench || exit 1
 go build -o "$raw/bin/gostomp-server" ./bench/cmd/gostomp-server || exit 1
-go build -o "$raw/bin/stompbus-pprof" ./bench/cmd/stompbus-pprof || exit 1
 go build -o "$raw/bin/benchreport" ./bench/cmd/benchreport || exit 1
 SB=$raw/bin/stompbench
 
@@ -54,11 +60,15 @@ SB=$raw/bin/stompbench
   echo "memory:   $(free -g | awk '/Mem:/{print $2}') GiB"
   echo "kernel:   $(uname -r)"
   echo "go:       $(go version | cut -d' ' -f3-)"
-  echo "stompbus: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet -- cmd router session server outbox frame 2>/dev/null || echo ' (+ uncommitted broker changes)')"
+  if [ -n "${BENCH_REF:-}" ]; then
+    echo "stompbus: $(git rev-parse --short "$BENCH_REF")"
+  else
+    echo "stompbus: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- cmd router session server outbox frame config 2>/dev/null || echo ' + uncommitted broker changes in the working tree')"
+  fi
   dpkg-query -W -f='rabbitmq: ${Version} (Debian rabbitmq-server, Web-STOMP plugin)\n' rabbitmq-server 2>/dev/null
   echo "java:     $(java -version 2>&1 | head -n1)"
   echo "spring:   Spring Boot $(sed -n 's:.*<version>\(4[^<]*\)</version>.*:\1:p' bench/peers/spring-simple/pom.xml | head -n1) simple broker"
-  echo "mode:     $mode (sizes: fanout subscribers $FANOUT, pairs $PAIRS, queue $Q_MSGS messages, idle $IDLE connections, slow $SLOW_SUBS subscribers)"
+  echo "mode:     $mode (sizes: fanout subscribers $FANOUT $FANOUT_BIG, pairs $PAIRS, queue $Q_MSGS messages, idle $IDLE connections, slow $SLOW_SUBS subscribers)"
 } > "$out/machine.txt"
 
 URL=""; URL2=""; PID=0
@@ -162,6 +172,11 @@ for t in $targets; do
   # idle first, on the fresh process, so its RSS baseline is clean
   [ "$round" = 1 ] && bench "$t" idle -conns "$IDLE"
   for n in $FANOUT; do bench "$t" fanout -subs "$n" "${SEARCH[@]}"; done
+  # the largest fan-out only for stompbus and the ceiling (setting up 10,000
+  # connections to the slower peers alone would take minutes)
+  if [ -n "$FANOUT_BIG" ] && [ "$round" = 1 ] && { [ "$t" = stompbus ] || [ "$t" = ceiling ]; }; then
+    bench "$t" fanout -subs "$FANOUT_BIG" "${SEARCH[@]}" -start 10000
+  fi
   bench "$t" pairs -pairs "$PAIRS" "${SEARCH[@]}"
   if [ "$t" = spring ]; then
     [ "$round" = 1 ] && record_error spring queue "not run: the simple broker has no point-to-point queues (a /queue destination goes to every subscriber) and ignores acks" '"producers":4,"consumers":4'

@@ -73,6 +73,19 @@ func TestParseVmRSS(t *testing.T) {
 	}
 }
 
+func TestParseStatCPU(t *testing.T) {
+	stat := "1234 (my (odd) name) S 1 1234 1234 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 9 0 100 0 0"
+	if got := parseStatCPU(stat); got != 3 {
+		t.Errorf("parseStatCPU = %v, want 3 (250+50 ticks)", got)
+	}
+	if parseStatCPU("garbage") != 0 {
+		t.Error("garbage parsed")
+	}
+	if CPUSeconds(os.Getpid()) < 0 {
+		t.Error("own CPU negative")
+	}
+}
+
 func TestSeen(t *testing.T) {
 	s := make(seen, 2)
 	if s.mark(3) || !s.mark(3) || s.mark(127) || s.count() != 2 {

@@ -187,6 +187,7 @@ func Queue(ctx context.Context, t Target, cfg QueueConfig) (res Result) {
 			}
 		}(i, c)
 	}
+	cpu0 := CPUSeconds(t.PID)
 	start := time.Now()
 	var pwg sync.WaitGroup
 	var prodErr atomic.Value
@@ -216,6 +217,9 @@ wait:
 		}
 	}
 	elapsed := time.Since(start)
+	if cpu := CPUSeconds(t.PID) - cpu0; t.PID > 0 && cpu > 0 {
+		res.PerCPUSec = float64(set.count()) / cpu
+	}
 	res.Consumed = set.count()
 	res.Duplicates = dups.Load()
 	res.Lost = total - res.Consumed

@@ -64,8 +64,13 @@ type Step struct {
 	Reordered int64           `json:"reordered"`
 	Latency   latency.Summary `json:"latency"`
 	Dead      int             `json:"dead_subscribers"`
-	Pass      bool            `json:"pass"`
-	Why       string          `json:"why,omitempty"`
+	// BrokerCPU is the CPU time (user+system, seconds) the broker process
+	// used during the step, drain included; PerCPUSec is deliveries per
+	// broker CPU-second, a figure the shared machine's noise moves little.
+	BrokerCPU float64 `json:"broker_cpu_s,omitempty"`
+	PerCPUSec float64 `json:"deliveries_per_cpu_s,omitempty"`
+	Pass      bool    `json:"pass"`
+	Why       string  `json:"why,omitempty"`
 }
 
 // Result is one scenario's outcome against one target.
@@ -110,14 +115,16 @@ type Result struct {
 	ProbeDelivered int     `json:"probe_delivered,omitempty"`
 
 	// queue
-	Producers     int              `json:"producers,omitempty"`
-	Consumers     int              `json:"consumers,omitempty"`
-	Messages      int64            `json:"messages,omitempty"`
-	Consumed      int64            `json:"consumed,omitempty"`
-	Lost          int64            `json:"lost,omitempty"`
-	Duplicates    int64            `json:"duplicates,omitempty"`
-	ThroughputSec float64          `json:"throughput_per_s,omitempty"`
-	QueueLatency  *latency.Summary `json:"queue_latency,omitempty"`
+	Producers     int     `json:"producers,omitempty"`
+	Consumers     int     `json:"consumers,omitempty"`
+	Messages      int64   `json:"messages,omitempty"`
+	Consumed      int64   `json:"consumed,omitempty"`
+	Lost          int64   `json:"lost,omitempty"`
+	Duplicates    int64   `json:"duplicates,omitempty"`
+	ThroughputSec float64 `json:"throughput_per_s,omitempty"`
+	// PerCPUSec is messages consumed per broker CPU-second.
+	PerCPUSec    float64          `json:"messages_per_cpu_s,omitempty"`
+	QueueLatency *latency.Summary `json:"queue_latency,omitempty"`
 }
 
 // WriteJSONL appends r as one JSON line.
@@ -221,4 +228,36 @@ func LoadAvg1() float64 {
 	}
 	v, _ := strconv.ParseFloat(f[0], 64)
 	return v
+}
+
+// CPUSeconds returns the user+system CPU time pid has used, from
+// /proc/<pid>/stat (clock ticks of 1/100 s), or 0 when unknown.
+func CPUSeconds(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	return parseStatCPU(string(b))
+}
+
+func parseStatCPU(stat string) float64 {
+	// the command name may hold spaces: fields start after its ')'
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(stat[i+1:])
+	// after ')': state(0) ppid(1) ... utime(11) stime(12)
+	if len(f) < 13 {
+		return 0
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return float64(u+s) / 100
 }

@@ -336,6 +336,7 @@ func (e *topicEngine) runStep(ctx context.Context, offered float64, d time.Durat
 		n = 1
 	}
 	e.rec.Reset()
+	cpu0 := CPUSeconds(e.t.PID)
 	id := e.step.Load() + 1
 	for _, s := range e.subs {
 		s.received.Store(0)
@@ -373,6 +374,9 @@ func (e *topicEngine) runStep(ctx context.Context, offered float64, d time.Durat
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	if e.t.PID > 0 {
+		st.BrokerCPU = CPUSeconds(e.t.PID) - cpu0
+	}
 	var last int64
 	for _, s := range e.subs {
 		if s.slow {
@@ -393,6 +397,9 @@ func (e *topicEngine) runStep(ctx context.Context, offered float64, d time.Durat
 		}
 	}
 	st.Lost = max(st.Expected-st.Delivered, 0)
+	if st.BrokerCPU > 0 {
+		st.PerCPUSec = float64(st.Delivered) / st.BrokerCPU
+	}
 	st.Latency = e.rec.Summary()
 	if span := time.Duration(last) - start.Sub(e.origin); span > 0 {
 		st.AchievedPerSec = float64(st.Delivered) / span.Seconds()

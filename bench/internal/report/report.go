@@ -138,6 +138,12 @@ func Rows(rs []load.Result) []Row {
 				}
 				return r.SaturationPerSec, ""
 			})
+			add(scn, label+": deliveries per broker CPU-second, at half saturation", true, n, func(r load.Result) (float64, string) {
+				if r.Half == nil || r.Half.PerCPUSec == 0 {
+					return math.NaN(), ""
+				}
+				return r.Half.PerCPUSec, ""
+			})
 			add(scn, label+": p99 ms at half saturation", false, n, func(r load.Result) (float64, string) {
 				if r.Half == nil {
 					return math.NaN(), ""
@@ -160,6 +166,14 @@ func Rows(rs []load.Result) []Row {
 				return math.NaN(), note
 			}
 			return r.ThroughputSec, note
+		})
+	}
+	for _, n := range sizes(rs, "queue") {
+		add("queue", fmt.Sprintf("queue, %d producers / %d consumers: messages per broker CPU-second", n/1000, n%1000), true, n, func(r load.Result) (float64, string) {
+			if r.PerCPUSec == 0 {
+				return math.NaN(), ""
+			}
+			return r.PerCPUSec, ""
 		})
 	}
 	for _, n := range sizes(rs, "slow") {
