@@ -305,3 +305,10 @@ func (l *natsLogger) Tracef(f string, v ...any)  {}
 // Replicas returns the replication factor used for the queue stream (use
 // the same for other JetStream state, such as presence).
 func (c *Cluster) Replicas() int { return c.queues.cfg.Replicas }
+
+// Reconnects returns how often the NATS connection was re-established.
+func (c *Cluster) Reconnects() uint64 { return c.nc.Stats().Reconnects }
+
+// QueuePending returns the messages held in the JetStream queues (waiting
+// or delivered and not yet acknowledged), read at most once a second.
+func (c *Cluster) QueuePending() uint64 { return c.queues.pending() }

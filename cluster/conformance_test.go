@@ -386,6 +386,12 @@ func testQueueConformance(t *testing.T, mk factory, n int) {
 				t.Fatalf("%s delivered %d times", id, c)
 			}
 		}
+		var per []int
+		for _, r := range recs {
+			m, _ := r.snapshot()
+			per = append(per, len(m))
+		}
+		t.Logf("deliveries per consumer: %v", per)
 		if len(rs) > 1 {
 			nodesUsed := 0
 			for i := 0; i < len(recs); i += 2 {

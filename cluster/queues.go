@@ -82,6 +82,10 @@ type Queues struct {
 
 	ready atomic.Bool
 
+	pendMu   sync.Mutex
+	pendAt   time.Time
+	pendMsgs uint64
+
 	mu        sync.Mutex
 	consumers map[string]jetstream.Consumer // by queue key
 	subs      map[*router.Subscription]*qsub
@@ -240,6 +244,13 @@ func (q *Queues) consumer(ctx context.Context, key string) (jetstream.Consumer, 
 	return c, nil
 }
 
+// Pull requests: how long one waits for messages, and the heartbeat the
+// server sends while it waits.
+const (
+	pullWait      = 12 * time.Second
+	pullHeartbeat = 2 * time.Second
+)
+
 // qsub is one local queue subscription.
 type qsub struct {
 	q       *Queues
@@ -387,7 +398,7 @@ func (qs *qsub) run() {
 			return false
 		case <-time.After(delay):
 		}
-		delay = min(delay*2, 2*time.Second)
+		delay = min(delay*2, 500*time.Millisecond)
 		return true
 	}
 	for qs.ctx.Err() == nil {
@@ -413,8 +424,14 @@ func (qs *qsub) run() {
 			}
 			continue
 		}
-		batch, err := cons.Fetch(n, jetstream.FetchContext(qs.ctx))
+		// A pull lasts at most pullWait and the server's heartbeats show
+		// it alive: a request lost while the consumer had no leader (it
+		// gets no answer at all) is noticed after two missed heartbeats.
+		pctx, pcancel := context.WithTimeout(qs.ctx, pullWait)
+		batch, err := cons.Fetch(n, jetstream.FetchContext(pctx), jetstream.FetchHeartbeat(pullHeartbeat))
 		if err != nil {
+			pcancel()
+			qs.q.log.Debug("cluster queues: pull failed", "queue", qs.s.Key(), "err", err)
 			if !backoff() {
 				return
 			}
@@ -423,7 +440,8 @@ func (qs *qsub) run() {
 		for msg := range batch.Messages() {
 			qs.handle(msg)
 		}
-		if err := batch.Error(); err != nil && qs.ctx.Err() == nil {
+		pcancel()
+		if err := batch.Error(); err != nil && qs.ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
 			qs.q.log.Debug("cluster queues: pull ended", "queue", qs.s.Key(), "err", err)
 			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
 				qs.q.mu.Lock()
@@ -478,4 +496,24 @@ func (qs *qsub) handle(msg jetstream.Msg) {
 func (q *Queues) close() {
 	q.cancel()
 	q.wg.Wait()
+}
+
+// pending returns the stream's message count, cached for a second.
+func (q *Queues) pending() uint64 {
+	q.pendMu.Lock()
+	defer q.pendMu.Unlock()
+	if !q.ready.Load() || time.Since(q.pendAt) < time.Second {
+		return q.pendMsgs
+	}
+	q.pendAt = time.Now()
+	ctx, cancel := context.WithTimeout(q.ctx, 500*time.Millisecond)
+	defer cancel()
+	st, err := q.js.Stream(ctx, q.cfg.Stream)
+	if err != nil {
+		return q.pendMsgs
+	}
+	if info := st.CachedInfo(); info != nil {
+		q.pendMsgs = info.State.Msgs
+	}
+	return q.pendMsgs
 }
