@@ -60,6 +60,10 @@ type Cluster struct {
 	closed atomic.Bool
 	// connClosed is closed when the NATS connection is (after Drain).
 	connClosed chan struct{}
+	// jsOK is whether JetStream answered the last health check.
+	jsOK   atomic.Bool
+	stop   chan struct{}
+	health chan struct{} // closed when the health loop ended
 }
 
 // Start runs the embedded server (unless cfg.NATSURLs is set) and connects
@@ -126,6 +130,8 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	c.cfg = cfg
 	c.queues = newQueues(c.js, cfg.Queues, c.log)
+	c.stop, c.health = make(chan struct{}), make(chan struct{})
+	go c.healthLoop()
 	if err := ctx.Err(); err != nil {
 		c.shutdown()
 		return nil, err
@@ -223,9 +229,42 @@ func (c *Cluster) NewRouter(cfg router.Config) *router.Router {
 }
 
 // Ready reports whether the node can deliver cluster-wide: connected to
-// NATS and its queue stream available (for /readyz).
+// NATS, JetStream answering and the queue stream available (for /readyz).
 func (c *Cluster) Ready() bool {
-	return !c.closed.Load() && c.nc.IsConnected() && c.queues.Ready()
+	return !c.closed.Load() && c.nc.IsConnected() && c.queues.Ready() && c.jsOK.Load()
+}
+
+// healthInterval is how often JetStream is asked whether it serves.
+const healthInterval = 2 * time.Second
+
+// healthLoop checks JetStream (a cluster that lost its quorum does not
+// answer) and logs every change of readiness.
+func (c *Cluster) healthLoop() {
+	defer close(c.health)
+	was := false
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := c.js.AccountInfo(ctx)
+		cancel()
+		c.jsOK.Store(err == nil)
+		now := c.Ready()
+		switch {
+		case now && !was:
+			c.log.Info("cluster ready: delivering cluster-wide")
+		case !now && was:
+			c.log.Warn("cluster not ready", "nats_connected", c.nc.IsConnected(), "jetstream_err", err)
+		}
+		was = now
+		d := healthInterval
+		if !now {
+			d = 100 * time.Millisecond // starting or down: notice recovery soon
+		}
+		select {
+		case <-c.stop:
+			return
+		case <-time.After(d):
+		}
+	}
 }
 
 // BusCounts returns the messages received from (in) and published to
@@ -270,6 +309,10 @@ func (c *Cluster) Close() error {
 }
 
 func (c *Cluster) shutdown() error {
+	if c.stop != nil {
+		close(c.stop)
+		<-c.health
+	}
 	if c.queues != nil {
 		c.queues.close()
 	}

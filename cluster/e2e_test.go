@@ -23,9 +23,10 @@ import (
 // broker is one complete node: cluster, router, sessions, presence and
 // listeners, wired the way cmd/broker wires them.
 type broker struct {
-	c   *Cluster
-	srv *server.Server
-	p   *presence.Tracker
+	c        *Cluster
+	srv      *server.Server
+	p        *presence.Tracker
+	stopOnce sync.Once
 }
 
 func startBroker(t testing.TB, cfg Config) *broker {
@@ -50,11 +51,13 @@ func startBroker(t testing.TB, cfg Config) *broker {
 }
 
 func (b *broker) stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = b.srv.Shutdown(ctx)
-	_ = b.p.Close()
-	_ = b.c.Close()
+	b.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = b.srv.Shutdown(ctx)
+		_ = b.p.Close()
+		_ = b.c.Close()
+	})
 }
 
 func startBrokers(t testing.TB, cfgs []Config) []*broker {
