@@ -151,13 +151,13 @@ func Queue(ctx context.Context, t Target, cfg QueueConfig) (res Result) {
 				if !f.Is("MESSAGE") {
 					return true
 				}
-				// 1.2 names the message by id (the ack header), 1.1 by
-				// message-id and subscription; send both (go-stomp's server
-				// reads message-id even in 1.2)
+				// 1.2 names the message by id (the MESSAGE's ack header),
+				// 1.1 by message-id and subscription; send all of them
+				// (go-stomp's server reads an ack header, then message-id)
 				mid, _ := f.Header("message-id")
 				sub, _ := f.Header("subscription")
 				if id, ok := f.Header("ack"); ok {
-					c.Queue("ACK", nil, "id", string(id), "message-id", string(mid), "subscription", string(sub))
+					c.Queue("ACK", nil, "id", string(id), "ack", string(id), "message-id", string(mid), "subscription", string(sub))
 				} else {
 					c.Queue("ACK", nil, "message-id", string(mid), "subscription", string(sub))
 				}
