@@ -283,6 +283,7 @@ export class Chat {
   }
 
   openDM(user, focus) {
+    if (!NAME_RE.test(user)) return null; // would not make a sane destination
     const key = `dm:${user}`;
     let c = this.convs.get(key);
     if (!c) {
@@ -492,6 +493,7 @@ export class Chat {
     const peer = v.from === this.me && typeof v.to === 'string' && v.to !== '' ? v.to : v.from;
     if (!NAME_RE.test(peer)) return;
     const c = this.openDM(peer, false);
+    if (!c) return;
     this.show(c, { id: v.id, from: v.from, text: v.text, time: v.time, isPrivate: true });
   }
 
