@@ -151,6 +151,8 @@ export class Chat {
   submitLogin() {
     const name = this.el.name.value.trim();
     const room = (this.el.room.value.trim() || 'general').toLowerCase();
+    this.el.name.setAttribute('aria-invalid', String(!NAME_RE.test(name)));
+    this.el.room.setAttribute('aria-invalid', String(!ROOM_RE.test(room)));
     if (!NAME_RE.test(name)) {
       this.showLoginError('Choose a name of 1-32 letters, digits, dots, dashes or underscores.');
       this.el.name.focus();
