@@ -55,7 +55,7 @@ func (s *Server) open(nc net.Conn, transport string, info session.Info) *conn {
 	}
 	c.out = outbox.New(nc, ocfg)
 	info.Transport, info.Remote = transport, c.remote
-	info.AuthFailed = func() { s.guard.Hold(s.guard.AuthFailed(c.remote)) }
+	info.AuthFailed = func() time.Duration { return s.guard.AuthFailed(c.remote) }
 	c.sess = session.New(s.env, c.out, info)
 	s.wg.Add(1)
 	s.mu.Lock()

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -106,12 +107,31 @@ func (s *Session) refresh(f *frame.Frame) error {
 	return nil
 }
 
-// authFailed counts and reports a failed CONNECT.
-func (s *Session) authFailed(login string, err error) *Error {
+// errHeldBack ends a session whose ERROR a timer sends later.
+var errHeldBack = errors.New("authentication failed; the answer is held back")
+
+// authFailed counts and reports a failed CONNECT. When the server asks
+// for a delay, the session ends now (the transport stops reading) and the
+// ERROR follows from a timer, so no reader is blocked meanwhile.
+func (s *Session) authFailed(f *frame.Frame, login string, err error) error {
 	s.env.Counters.AuthFailures.Add(1)
 	s.env.Log.Info("authentication failed", "remote", s.info.Remote, "transport", s.info.Transport, "login", LoggableLogin(login), "err", err)
+	e := &Error{Message: "authentication failed", Cause: err}
+	var d time.Duration
 	if s.info.AuthFailed != nil {
-		s.info.AuthFailed()
+		d = s.info.AuthFailed()
 	}
-	return &Error{Message: "authentication failed", Cause: err}
+	if d <= 0 {
+		return e
+	}
+	if r, ok := f.Get("receipt"); ok {
+		e.ReceiptID = string(r)
+	}
+	b := EncodeError(nil, s.version, e)
+	time.AfterFunc(d, func() {
+		s.env.Counters.ProtocolErrors.Add(1)
+		s.env.Counters.Sent[frame.ERROR].Add(1)
+		s.out.Close(b, ws.StatusProtocolError, e)
+	})
+	return errHeldBack
 }

@@ -15,7 +15,7 @@ import (
 func (s *Session) handle(f *frame.Frame) error {
 	s.env.Counters.Received[f.Command].Add(1)
 	err := s.dispatch(f)
-	if err == nil || errors.Is(err, errDisconnect) {
+	if err == nil || errors.Is(err, errDisconnect) || errors.Is(err, errHeldBack) {
 		return err
 	}
 	e := asError(err)
@@ -105,7 +105,7 @@ func (s *Session) connect(f *frame.Frame) error {
 			err = CheckUserName(s.principal.Name)
 		}
 		if err != nil {
-			return s.authFailed(login, err)
+			return s.authFailed(f, login, err)
 		}
 	} else if err := CheckUserName(login); err != nil {
 		return &Error{Message: "invalid login", Detail: err.Error(), Cause: err}

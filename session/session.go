@@ -25,11 +25,12 @@ type Info struct {
 	HasMaxVersion bool
 	// Token is a bearer token presented on the WebSocket upgrade.
 	Token string
-	// AuthFailed, when set, is called on the reader goroutine after a
-	// CONNECT failed authentication, before the ERROR is sent; the server
-	// counts failures per client address and may block here to slow the
-	// client down.
-	AuthFailed func()
+	// AuthFailed, when set, is called after a CONNECT failed
+	// authentication and returns how long to hold back the ERROR (the
+	// server counts failures per client address and slows repeat
+	// offenders). It must not block: the session stops reading at once
+	// and sends the ERROR from a timer.
+	AuthFailed func() time.Duration
 }
 
 // Session is the STOMP state of one connection.
@@ -130,7 +131,7 @@ func (s *Session) Feed(data []byte) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, errDisconnect) {
+	if errors.Is(err, errDisconnect) || errors.Is(err, errHeldBack) {
 		s.closed = true
 		return err
 	}
