@@ -495,3 +495,105 @@ func writeTemp(t *testing.T, body string) string {
 	}
 	return p
 }
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestClusterStats runs two nodes as an embedded cluster: /api/v1/stats on
+// either lists both, an HTTP publish on one reaches a subscriber on the
+// other, and the bus metrics count it on both sides.
+func TestClusterStats(t *testing.T) {
+	p1, p2 := freePort(t), freePort(t)
+	n1 := startProc(t, nil, "-node", "n1", "-cluster-listen", fmt.Sprintf("127.0.0.1:%d", p1), "-cluster-routes", fmt.Sprintf("nats-route://127.0.0.1:%d", p2))
+	n2 := startProc(t, nil, "-node", "n2", "-cluster-listen", fmt.Sprintf("127.0.0.1:%d", p2), "-cluster-routes", fmt.Sprintf("nats-route://127.0.0.1:%d", p1))
+	deadline := time.Now().Add(30 * time.Second)
+	for _, p := range []*proc{n1, n2} {
+		for {
+			code, _, _ := get("http://" + p.httpAddr + "/readyz")
+			if code == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not ready", p.httpAddr)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	// A subscriber on n2.
+	sub, err := net.DialTimeout("tcp", n2.tcp, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	fmt.Fprint(sub, "CONNECT\naccept-version:1.2\nhost:t\n\n\x00SUBSCRIBE\nid:1\ndestination:/topic/x\nreceipt:s\n\n\x00")
+	sr := &frameReader{br: bufio.NewReader(sub)}
+	_ = sub.SetReadDeadline(time.Now().Add(wait))
+	for _, want := range []string{"CONNECTED", "RECEIPT"} {
+		if f, err := sr.next(); err != nil || !strings.HasPrefix(f, want) {
+			t.Fatalf("want %s, got %q %v", want, f, err)
+		}
+	}
+	// The subscription reaches n1 over NATS a moment later: publish until
+	// one arrives (bounded).
+	var got string
+	for i := 0; i < 50 && got == ""; i++ {
+		resp, err := http.Post("http://"+n1.httpAddr+"/api/v1/publish?destination=/topic/x", "text/plain", strings.NewReader(fmt.Sprint("hello ", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("publish on n1: %d", resp.StatusCode)
+		}
+		_ = sub.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if f, err := sr.next(); err == nil {
+			got = f
+		}
+	}
+	if !strings.HasPrefix(got, "MESSAGE\n") || header(got, "content-type") != "text/plain" {
+		t.Fatalf("n2's subscriber got %q", got)
+	}
+
+	for _, p := range []*proc{n1, n2} {
+		code, body, err := get("http://" + p.httpAddr + "/api/v1/stats")
+		if err != nil || code != 200 {
+			t.Fatalf("stats: %d %v", code, err)
+		}
+		var rep struct {
+			Node  string `json:"node"`
+			Nodes []struct {
+				Node        string `json:"node"`
+				Connections struct{ TCP int } `json:"connections"`
+			} `json:"nodes"`
+		}
+		if err := json.Unmarshal([]byte(body), &rep); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, n := range rep.Nodes {
+			names = append(names, n.Node)
+		}
+		if len(names) != 2 || names[0] != rep.Node || !(strings.Contains(strings.Join(names, ","), "n1") && strings.Contains(strings.Join(names, ","), "n2")) {
+			t.Errorf("stats on %s lists nodes %v", rep.Node, names)
+		}
+	}
+	metric := func(p *proc, line string) bool {
+		_, body, _ := get("http://" + p.httpAddr + "/metrics")
+		return strings.Contains(body, line)
+	}
+	if metric(n1, `stompbus_bus_messages_total{direction="out"} 0`) {
+		t.Error("n1 counts no bus messages out")
+	}
+	if metric(n2, `stompbus_bus_messages_total{direction="in"} 0`) {
+		t.Error("n2 counts no bus messages in")
+	}
+}
