@@ -218,9 +218,10 @@ if [[ " $targets " == *" stompbus "* ]]; then
   if wait_port 18085 10; then
     n=${FANOUT##* }
     rate=$("$raw/bin/benchreport" -dir "$out" -saturation stompbus -subs "$n" 2>/dev/null || echo 200000)
-    curl -fs -o "$raw/cpu.pprof" "http://127.0.0.1:18085/debug/pprof/profile?seconds=$PROFILE_SECS" &
+    : > "$out/pprof-run.jsonl"
+    (sleep 1.5; curl -fs -o "$raw/cpu.pprof" "http://127.0.0.1:18085/debug/pprof/profile?seconds=$PROFILE_SECS") &
     CP=$!
-    "$SB" -q -target stompbus-pprof -url ws://127.0.0.1:18085/ws -scenario fanout -subs "$n" -start "$rate" -factor 1.01 -max-steps 3 -step "$PROFILE_SECS"s -hold 0.5s -out /dev/null 2>/dev/null
+    "$SB" -q -target stompbus-pprof -url ws://127.0.0.1:18085/ws -pid "$PP" -scenario fanout -subs "$n" -rate "$rate" -hold "$((PROFILE_SECS + 2))"s -out "$out/pprof-run.jsonl" 2>> "$raw/stompbench.log"
     wait "$CP"
     go tool pprof -top -nodecount=30 "$raw/bin/stompbus-pprof" "$raw/cpu.pprof" > "$out/pprof-top.txt" 2>/dev/null
     go tool pprof -top -cum -nodecount=30 "$raw/bin/stompbus-pprof" "$raw/cpu.pprof" > "$out/pprof-top-cum.txt" 2>/dev/null

@@ -59,7 +59,7 @@ func run(args []string) error {
 	fs.DurationVar(&tc.MaxP99, "max-p99", 500*time.Millisecond, "a search step with a higher p99 fails")
 	fs.DurationVar(&tc.Drain, "drain", 2*time.Second, "bound on the wait for in-flight deliveries after a step")
 	fs.Float64Var(&tc.SlowFraction, "slow-fraction", 0.01, "slow: fraction of subscribers that stop reading")
-	rate := fs.Float64("rate", 0, "slow: offered deliveries/s (0: half the target's fanout saturation from -rate-from)")
+	rate := fs.Float64("rate", 0, "fanout, crossnode: one fixed-rate run of -hold at this many deliveries/s instead of the search; slow: offered deliveries/s (0: half the target's fanout saturation from -rate-from)")
 	rateFrom := fs.String("rate-from", "", "slow: results file to read the fanout saturation from")
 
 	var qc load.QueueConfig
@@ -115,6 +115,10 @@ func run(args []string) error {
 	switch *scenario {
 	case "fanout", "crossnode":
 		tc.Topics = 1
+		if *rate > 0 {
+			res = load.Fixed(ctx, t, tc, *scenario, *rate)
+			break
+		}
 		res = load.Fanout(ctx, t, tc, *scenario)
 	case "pairs":
 		tc.SubsPerTopic = 1

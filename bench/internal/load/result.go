@@ -69,8 +69,10 @@ type Step struct {
 	// broker CPU-second, a figure the shared machine's noise moves little.
 	BrokerCPU float64 `json:"broker_cpu_s,omitempty"`
 	PerCPUSec float64 `json:"deliveries_per_cpu_s,omitempty"`
-	Pass      bool    `json:"pass"`
-	Why       string  `json:"why,omitempty"`
+	// LoadCPU is the load program's own CPU time during the step.
+	LoadCPU float64 `json:"loadgen_cpu_s,omitempty"`
+	Pass    bool    `json:"pass"`
+	Why     string  `json:"why,omitempty"`
 }
 
 // Result is one scenario's outcome against one target.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -45,8 +46,8 @@ func (c *TopicConfig) logStep(target, what string, st Step) {
 	if c.Log == nil {
 		return
 	}
-	c.Log("  %s %s offered=%.0f/s achieved=%.0f/s p50=%.2fms p99=%.2fms p99.9=%.2fms lost=%d dup=%d reord=%d dead=%d pass=%v %s",
-		target, what, st.OfferedPerSec, st.AchievedPerSec, st.Latency.P50, st.Latency.P99, st.Latency.P999, st.Lost, st.Duplicates, st.Reordered, st.Dead, st.Pass, st.Why)
+	c.Log("  %s %s offered=%.0f/s achieved=%.0f/s p50=%.2fms p99=%.2fms p99.9=%.2fms lost=%d dup=%d reord=%d dead=%d cpu(broker/load)=%.2fs/%.2fs pass=%v %s",
+		target, what, st.OfferedPerSec, st.AchievedPerSec, st.Latency.P50, st.Latency.P99, st.Latency.P999, st.Lost, st.Duplicates, st.Reordered, st.Dead, st.BrokerCPU, st.LoadCPU, st.Pass, st.Why)
 }
 
 func (c *TopicConfig) defaults() {
@@ -336,7 +337,7 @@ func (e *topicEngine) runStep(ctx context.Context, offered float64, d time.Durat
 		n = 1
 	}
 	e.rec.Reset()
-	cpu0 := CPUSeconds(e.t.PID)
+	cpu0, self0 := CPUSeconds(e.t.PID), CPUSeconds(os.Getpid())
 	id := e.step.Load() + 1
 	for _, s := range e.subs {
 		s.received.Store(0)
@@ -377,6 +378,7 @@ func (e *topicEngine) runStep(ctx context.Context, offered float64, d time.Durat
 	if e.t.PID > 0 {
 		st.BrokerCPU = CPUSeconds(e.t.PID) - cpu0
 	}
+	st.LoadCPU = CPUSeconds(os.Getpid()) - self0
 	var last int64
 	for _, s := range e.subs {
 		if s.slow {
@@ -541,6 +543,30 @@ func Fanout(ctx context.Context, t Target, cfg TopicConfig, scenario string) (re
 		cfg.logStep(t.Name, "half-retry", half)
 	}
 	res.Half = &half
+	return res
+}
+
+// Fixed runs one fixed-rate step of HalfTime at offered deliveries/s (for
+// profiling, or to compare brokers at one common rate); the step is the
+// result's Half.
+func Fixed(ctx context.Context, t Target, cfg TopicConfig, scenario string, offered float64) (res Result) {
+	cfg.defaults()
+	res = Result{Scenario: scenario, Target: t.Name, Transport: t.Transport(), Started: time.Now(),
+		Subscribers: cfg.Topics * cfg.SubsPerTopic, Publishers: cfg.Topics, Topics: cfg.Topics, BodySize: cfg.BodySize}
+	defer func() { res.Seconds = time.Since(res.Started).Seconds() }()
+	subURL := t.URL
+	if scenario == "crossnode" {
+		subURL = t.URL2
+	}
+	e, err := newTopicEngine(ctx, t, cfg, subURL)
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	defer e.close()
+	st := e.runStep(ctx, offered, cfg.HalfTime)
+	cfg.logStep(t.Name, "fixed", st)
+	res.Half = &st
 	return res
 }
 
