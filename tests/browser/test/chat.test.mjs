@@ -200,3 +200,20 @@ test('the page reconnects after a broker restart and can chat again', wrap(async
   }
   for (const p of [alice, bob]) await p.close();
 }));
+
+test('the login form refuses names that make no destination', wrap(async () => {
+  const p = new ChatPage(browser, broker, 'x y');
+  pages.push(p);
+  await p.load();
+  await p.page.getByLabel('Your name').fill('a/b');
+  await p.page.getByRole('button', { name: 'Join' }).click();
+  await p.page.locator('#login-error').waitFor();
+  assert.equal(await p.page.getByLabel('Your name').getAttribute('aria-invalid'), 'true');
+  assert.equal(await p.state(), 'idle');
+  // Enter in the form submits it too, and a good name gets in
+  await p.page.getByLabel('Your name').fill('zoë');
+  await p.page.getByLabel('Your name').press('Enter');
+  await p.waitConnected();
+  assert.equal(await p.page.locator('#status-text').textContent(), 'Connected as zoë');
+  await p.close();
+}));
