@@ -157,6 +157,14 @@ func (a *api) authenticate(r *http.Request) (session.Principal, error) {
 
 // principal authenticates r or answers 401 and returns false.
 func (a *api) principal(w http.ResponseWriter, r *http.Request) (session.Principal, bool) {
+	// A page on another origin must not publish with credentials the
+	// browser holds for this one (HTTP Basic is cached): the WebSocket
+	// Origin allow-list applies here too. Requests without Origin
+	// (non-browser clients) pass.
+	if !a.s.originAllowed(r) {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("origin %q is not allowed", r.Header.Get("Origin")))
+		return session.Principal{}, false
+	}
 	if a.s.env.Auth != nil && a.s.guard.AuthBlocked(r.RemoteAddr) {
 		a.s.env.Counters.Hit(session.LimitAuthFailures)
 		w.Header().Set("Retry-After", strconv.Itoa(int(a.s.guard.Limits().AuthFailureWindow/time.Second)))

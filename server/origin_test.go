@@ -334,3 +334,36 @@ ws.onerror = () => report('error');
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestOriginOnHTTPPublish: a page on another origin cannot publish through
+// the HTTP API with credentials the browser holds (cross-site request
+// forgery with cached Basic credentials); clients without Origin can.
+func TestOriginOnHTTPPublish(t *testing.T) {
+	srv := brokertest.Start(t, brokertest.Options{})
+	srv.MountAPI(server.APIConfig{Node: "test"})
+	post := func(origin string) int {
+		req, err := http.NewRequest("POST", "http://"+srv.HTTPAddr()+"/api/v1/publish?destination=/topic/a", strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "text/plain")
+		req.SetBasicAuth("alice", "pw")
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		origin string
+		status int
+	}{{"", 202}, {"http://" + srv.HTTPAddr(), 202}, {"http://evil.example", 403}, {"null", 403}} {
+		if got := post(tc.origin); got != tc.status {
+			t.Errorf("Origin %q: %d, want %d", tc.origin, got, tc.status)
+		}
+	}
+}
