@@ -127,15 +127,14 @@ func start(cfg *config.Config, log *slog.Logger) (_ *node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	standalone := len(cfg.NATS) == 0 && len(cfg.ClusterRoutes) == 0
-	if standalone {
-		waitReady(n.cl.Ready, standaloneReadyWait)
-	}
 	r := n.cl.NewRouter(cfg.Router())
 	e := session.NewEnv(cfg.Node, r, cfg.Session("stompbus/"+version), authn, log)
 	e.Authz = authz
 	n.pres = presence.New(presence.Config{Node: cfg.Node, Router: r, JetStream: n.cl.JetStream(), Replicas: n.cl.Replicas(), Log: log})
 	e.OnConnect, e.OnClose = n.pres.OnConnect, n.pres.OnClose
+	if standalone := len(cfg.NATS) == 0 && len(cfg.ClusterRoutes) == 0; standalone {
+		waitReady(func() bool { return n.cl.Ready() && n.pres.Ready() }, standaloneReadyWait)
+	}
 
 	m := metrics.New()
 	scfg.Outbox.OnWrite = m.ObserveWrite

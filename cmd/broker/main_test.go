@@ -69,6 +69,17 @@ var listening = regexp.MustCompile(`msg=listening transport=(http|stomp) addr=(\
 // waits for its listening lines.
 func startProc(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
+	p, err := tryStartProc(t, env, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// tryStartProc is startProc reporting a start failure instead of failing
+// the test.
+func tryStartProc(t *testing.T, env []string, args ...string) (*proc, error) {
+	t.Helper()
 	all := append([]string{"-http", "127.0.0.1:0", "-stomp", "127.0.0.1:0", "-node", "t1", "-data", t.TempDir()}, args...)
 	p := &proc{cmd: exec.Command(brokerBin, all...), exited: make(chan struct{}), lineAdded: make(chan struct{}, 1)}
 	p.cmd.Env = append(os.Environ(), env...)
@@ -127,12 +138,12 @@ func startProc(t *testing.T, env []string, args ...string) *proc {
 		select {
 		case <-p.lineAdded:
 		case <-p.exited:
-			t.Fatalf("broker exited: %v\n%s", p.exitErr, strings.Join(p.log(), "\n"))
+			return nil, fmt.Errorf("broker exited: %v\n%s", p.exitErr, strings.Join(p.log(), "\n"))
 		case <-deadline:
-			t.Fatalf("no listening lines:\n%s", strings.Join(p.log(), "\n"))
+			return nil, fmt.Errorf("no listening lines:\n%s", strings.Join(p.log(), "\n"))
 		}
 	}
-	return p
+	return p, nil
 }
 
 func (p *proc) log() []string {
@@ -511,9 +522,26 @@ func freePort(t *testing.T) int {
 // either lists both, an HTTP publish on one reaches a subscriber on the
 // other, and the bus metrics count it on both sides.
 func TestClusterStats(t *testing.T) {
-	p1, p2 := freePort(t), freePort(t)
-	n1 := startProc(t, nil, "-node", "n1", "-cluster-listen", fmt.Sprintf("127.0.0.1:%d", p1), "-cluster-routes", fmt.Sprintf("nats-route://127.0.0.1:%d", p2))
-	n2 := startProc(t, nil, "-node", "n2", "-cluster-listen", fmt.Sprintf("127.0.0.1:%d", p2), "-cluster-routes", fmt.Sprintf("nats-route://127.0.0.1:%d", p1))
+	// The route ports are picked free and then bound by the brokers; when
+	// another process took one in between, start again on new ports.
+	var n1, n2 *proc
+	for attempt := 1; n2 == nil; attempt++ {
+		p1, p2 := freePort(t), freePort(t)
+		var err error
+		n1, err = tryStartProc(t, nil, "-node", "n1", "-cluster-listen", fmt.Sprintf("127.0.0.1:%d", p1), "-cluster-routes", fmt.Sprintf("nats-route://127.0.0.1:%d", p2))
+		if err == nil {
+			n2, err = tryStartProc(t, nil, "-node", "n2", "-cluster-listen", fmt.Sprintf("127.0.0.1:%d", p2), "-cluster-routes", fmt.Sprintf("nats-route://127.0.0.1:%d", p1))
+		}
+		if err != nil {
+			if attempt == 3 {
+				t.Fatal(err)
+			}
+			t.Logf("attempt %d: %v", attempt, err)
+			if n1 != nil {
+				_ = n1.cmd.Process.Kill()
+			}
+		}
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for _, p := range []*proc{n1, n2} {
 		for {
@@ -571,7 +599,7 @@ func TestClusterStats(t *testing.T) {
 		var rep struct {
 			Node  string `json:"node"`
 			Nodes []struct {
-				Node        string `json:"node"`
+				Node        string            `json:"node"`
 				Connections struct{ TCP int } `json:"connections"`
 			} `json:"nodes"`
 		}
