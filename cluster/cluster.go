@@ -41,7 +41,8 @@ type Config struct {
 	// ClusterName names the NATS cluster (default "stompbus").
 	ClusterName string
 	// Queues tunes the JetStream queues; Replicas defaults to the number
-	// of embedded servers (at most 3), or 1 with external NATS.
+	// of NATS servers (embedded: this one and its routes; external: the
+	// URLs given plus those the server announces), at most 3.
 	Queues QueueConfig
 	// Log receives the cluster's and the embedded server's log.
 	Log *slog.Logger
@@ -107,9 +108,12 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			return nil, fmt.Errorf("connect to NATS %s: %w", strings.Join(cfg.NATSURLs, ","), err)
 		}
 		if cfg.Queues.Replicas <= 0 {
-			cfg.Queues.Replicas = 1
+			// As many copies as the NATS cluster has servers, at most 3:
+			// the servers the node knows are the configured URLs plus those
+			// the server announced.
+			cfg.Queues.Replicas = max(1, min(len(c.nc.Servers()), 3))
 		}
-		c.log.Info("cluster: using external NATS", "urls", strings.Join(cfg.NATSURLs, ","), "connected", c.nc.IsConnected())
+		c.log.Info("cluster: using external NATS", "urls", strings.Join(cfg.NATSURLs, ","), "connected", c.nc.IsConnected(), "queue_replicas", cfg.Queues.Replicas)
 	} else {
 		if err := c.startServer(); err != nil {
 			return nil, err
