@@ -143,8 +143,9 @@ func start(cfg *config.Config, log *slog.Logger) (_ *node, err error) {
 	m.Watch(n.srv)
 	nc := n.cl.Conn()
 	m.WatchCluster(metrics.Cluster{
-		BusCounts:  n.cl.BusCounts,
-		Reconnects: func() uint64 { return nc.Stats().Reconnects },
+		BusCounts:    n.cl.BusCounts,
+		Reconnects:   n.cl.Reconnects,
+		QueuePending: n.cl.QueuePending,
 	})
 	started := time.Now()
 	peers := len(cfg.ClusterRoutes)
