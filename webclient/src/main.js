@@ -52,8 +52,10 @@ function setupStatus(chat) {
   const show = (d) => {
     clearInterval(countdown);
     box.dataset.state = d.state;
+    box.dataset.since = String(Date.now());
     if (d.state === 'waiting' && d.until) {
       box.dataset.retryMs = String(d.waitMs);
+      box.dataset.retryUntil = String(d.until);
       const base = d.text.replace(/in \d+ s/, 'in %s');
       const tick = () => fill(text, base.replace('%s', `${Math.max(0, Math.ceil((d.until - Date.now()) / 1000))} s`));
       tick();
