@@ -23,6 +23,7 @@ package outbox
 
 import (
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -84,6 +85,7 @@ type Outbox struct {
 	closing  bool // no more frames; close after the queue drains
 	closed   bool
 	closeErr error
+	aborted  bool // closed without writing what was queued
 	wsClose  []byte
 
 	lastWrite atomic.Int64
@@ -222,6 +224,7 @@ func (o *Outbox) Close(last []byte, code ws.StatusCode, reason error) {
 func (o *Outbox) Abort(reason error) {
 	o.mu.Lock()
 	o.closing = true
+	o.aborted = true
 	if o.closeErr == nil {
 		o.closeErr = reason
 	}
@@ -294,6 +297,7 @@ func (o *Outbox) writeLoop() {
 		o.spare = b
 		if err != nil {
 			o.closing = true
+			o.aborted = true // the peer is gone or stuck: nothing to linger for
 			if o.closeErr == nil {
 				o.closeErr = err
 			}
@@ -345,14 +349,38 @@ func (o *Outbox) write(b *batch) error {
 	return err
 }
 
+// lingerTime bounds how long a closed connection's unread input is
+// drained.
+const lingerTime = 2 * time.Second
+
+// shut closes the socket. After a server-side close (an ERROR, a close
+// frame) the peer may still be sending: closing a socket with unread input
+// makes the kernel send a reset, which can destroy the ERROR frame before
+// the peer reads it. So the write side is shut first (FIN after the last
+// frame) and the input drained for a bounded time before the close.
+func (o *Outbox) shut(served bool) {
+	tc, ok := o.conn.(*net.TCPConn)
+	if !served || !ok {
+		_ = o.conn.Close()
+		return
+	}
+	_ = tc.CloseWrite()
+	go func() {
+		_ = tc.SetReadDeadline(time.Now().Add(lingerTime))
+		_, _ = io.Copy(io.Discard, io.LimitReader(tc, 1<<20))
+		_ = tc.Close()
+	}()
+}
+
 // finish closes the connection once and reports why.
 func (o *Outbox) finish() {
 	o.closeOnce.Do(func() {
 		o.mu.Lock()
 		o.closed = true
 		err := o.closeErr
+		served := o.closing && !o.aborted
 		o.mu.Unlock()
-		_ = o.conn.Close()
+		o.shut(served)
 		if o.cfg.OnClose != nil {
 			o.cfg.OnClose(err)
 		}

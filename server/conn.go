@@ -135,12 +135,14 @@ func (s *Server) serveTCP(nc net.Conn) {
 		_ = tc.SetNoDelay(true)
 	}
 	c := s.open(nc, "tcp", session.Info{})
-	if s.watch(c, nc, nil) {
-		return
-	}
 	buf := make([]byte, s.cfg.ReadBufferSize)
 	var err error
 	for {
+		// Until CONNECT succeeds the connection keeps its own reader:
+		// authentication (bcrypt) must not occupy a shared epoll worker.
+		if c.sess.Connected() && s.watch(c, nc, nil) {
+			return
+		}
 		var n int
 		n, err = nc.Read(buf)
 		if n > 0 {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -85,20 +86,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c := s.open(nc, "ws", info)
 	dec := newWSDecoder(s.cfg.Limits.StrictUTF8, maxWSPayload(s.env.Config.Limits))
 	// Frames the client sent right behind the handshake are already in
-	// the handshake's read buffer.
-	if n := rw.Reader.Buffered(); n > 0 {
-		b, _ := rw.Reader.Peek(n)
-		stop := dec.feed(s, c, b)
-		_, _ = rw.Reader.Discard(n)
-		if stop {
-			s.finish(c, nil)
-			return
-		}
+	// the handshake's read buffer; readWS reads them first.
+	if err := s.readWS(c, nc, rw.Reader, dec); err != errWatched {
+		s.finish(c, err)
 	}
-	if s.watch(c, nc, dec) {
-		return
-	}
-	s.finish(c, s.readWS(c, rw.Reader, dec))
 }
 
 // bearerToken takes a token from the upgrade's Authorization header or its
@@ -115,9 +106,16 @@ var errProtocol = errors.New("websocket protocol error")
 // readWS is a WebSocket connection's read loop (when no epoll worker
 // reads it). It returns nil when the connection ended on the server's side
 // (an ERROR, a close frame, DISCONNECT).
-func (s *Server) readWS(c *conn, br *bufio.Reader, dec *wsDecoder) error {
+func (s *Server) readWS(c *conn, nc net.Conn, br *bufio.Reader, dec *wsDecoder) error {
 	buf := make([]byte, s.cfg.ReadBufferSize)
 	for {
+		// Until CONNECT succeeds the connection keeps its own reader:
+		// authentication (bcrypt) must not occupy a shared epoll worker.
+		// The handshake's reader holds no unread bytes here: each Read
+		// drains what it buffered before touching the socket again.
+		if c.sess.Connected() && br.Buffered() == 0 && s.watch(c, nc, dec) {
+			return errWatched
+		}
 		n, err := br.Read(buf)
 		if n > 0 && dec.feed(s, c, buf[:n]) {
 			return nil
@@ -127,6 +125,9 @@ func (s *Server) readWS(c *conn, br *bufio.Reader, dec *wsDecoder) error {
 		}
 	}
 }
+
+// errWatched says the epoll workers took the connection over.
+var errWatched = errors.New("read by the epoll workers")
 
 // wsFail answers a WebSocket-level violation with a STOMP ERROR and a close.
 func (s *Server) wsFail(c *conn, code ws.StatusCode, msg string) error {

@@ -186,8 +186,11 @@ func (d *wsDecoder) end(s *Server, c *conn, payload []byte) (stop bool) {
 	switch d.h.OpCode {
 	case ws.OpClose:
 		code, _ := ws.ParseCloseFrameData(payload)
-		if code == 0 {
+		switch {
+		case len(payload) == 0:
 			code = ws.StatusNormalClosure
+		case len(payload) == 1 || !validCloseCode(code):
+			code = ws.StatusProtocolError
 		}
 		c.out.Close(nil, code, nil)
 		return true
@@ -205,5 +208,20 @@ func (d *wsDecoder) end(s *Server, c *conn, payload []byte) (stop bool) {
 func (s *Server) wsStop(c *conn, code ws.StatusCode, msg string) bool {
 	e := &session.Error{Message: "websocket protocol error", Detail: msg}
 	c.out.Close(session.EncodeError(nil, c.sess.Version(), e), code, e)
+	return true
+}
+
+// validCloseCode reports whether a peer may send code in a close frame
+// (RFC 6455 section 7.4): 1005, 1006 and 1015 are reserved for reporting,
+// 1004 and 1016-2999 are not assigned.
+func validCloseCode(code ws.StatusCode) bool {
+	switch {
+	case code < 1000 || code > 4999:
+		return false
+	case code == 1004 || code == 1005 || code == 1006 || code == 1015:
+		return false
+	case code >= 1016 && code < 3000:
+		return false
+	}
 	return true
 }

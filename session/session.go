@@ -88,6 +88,9 @@ func New(env *Env, out *outbox.Outbox, info Info) *Session {
 	return s
 }
 
+// Connected reports whether CONNECT succeeded (reader goroutine only).
+func (s *Session) Connected() bool { return s.connected }
+
 // ID returns the session id sent in CONNECTED.
 func (s *Session) ID() string { return s.id }
 
