@@ -56,6 +56,11 @@ func (testAuthz) Allow(p *session.Principal, a session.Action, dest string) erro
 // startAPI runs a node with the HTTP API on loopback.
 func startAPI(t *testing.T, auth session.Authenticator, authz session.Authorizer) (*server.Server, string) {
 	t.Helper()
+	return startAPIWith(t, server.Config{}, auth, authz)
+}
+
+func startAPIWith(t *testing.T, cfg server.Config, auth session.Authenticator, authz session.Authorizer) (*server.Server, string) {
+	t.Helper()
 	level := slog.LevelWarn
 	if os.Getenv("STOMPBUS_TEST_LOG") != "" {
 		level = slog.LevelDebug
@@ -63,7 +68,8 @@ func startAPI(t *testing.T, auth session.Authenticator, authz session.Authorizer
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	e := session.NewEnv("n1", router.New(router.Config{}, nil), session.Config{}, auth, log)
 	e.Authz = authz
-	srv := server.New(server.Config{HTTPAddr: "127.0.0.1:0", StompAddr: "127.0.0.1:0"}, e, log)
+	cfg.HTTPAddr, cfg.StompAddr = "127.0.0.1:0", "127.0.0.1:0"
+	srv := server.New(cfg, e, log)
 	srv.MountAPI(server.APIConfig{Node: "n1", MaxBody: 64 << 10})
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -432,5 +438,28 @@ func TestAdminConnections(t *testing.T) {
 	}
 	if r := do(t, "DELETE", base+"/api/v1/connections/"+all.Connections[0].Session, "basic:root:root-pw", "", nil); r.status != http.StatusNotFound {
 		t.Errorf("second DELETE: %d", r.status)
+	}
+}
+
+// TestHTTPAuthFailuresLimited: an address that keeps failing is held back,
+// then refused with 429 (even with good credentials) like STOMP clients.
+func TestHTTPAuthFailuresLimited(t *testing.T) {
+	srv, base := startAPIWith(t, server.Config{Limits: server.Limits{
+		LimitLoopback: true, MaxAuthFailures: 3, AuthFailureDelay: 20 * time.Millisecond, AuthFailureMaxDelay: 50 * time.Millisecond,
+	}}, testAuth{}, nil)
+	for i := 0; i < 3; i++ {
+		if r := do(t, "POST", publishURL(base, "/topic/a"), "basic:alice:wrong", "text/plain", nil); r.status != http.StatusUnauthorized {
+			t.Fatalf("attempt %d: %d", i, r.status)
+		}
+	}
+	r := do(t, "POST", publishURL(base, "/topic/a"), "basic:alice:alice-pw", "text/plain", nil)
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Fatalf("after 3 failures: %d %q", r.status, r.header.Get("Retry-After"))
+	}
+	if got := srv.Env().Counters.AuthFailures.Load(); got != 3 {
+		t.Errorf("auth failures %d, want 3", got)
+	}
+	if got := srv.Env().Counters.LimitHits[session.LimitAuthFailures].Load(); got != 1 {
+		t.Errorf("auth_failures limit hits %d, want 1", got)
 	}
 }
