@@ -624,4 +624,25 @@ func TestClusterStats(t *testing.T) {
 	if metric(n2, `stompbus_bus_messages_total{direction="in"} 0`) {
 		t.Error("n2 counts no bus messages in")
 	}
+
+	// Both drain and leave the cluster within 10 seconds, with the
+	// subscriber on n2 told first.
+	n1.signal(t, syscall.SIGTERM)
+	n2.signal(t, syscall.SIGTERM)
+	_ = sub.SetReadDeadline(time.Now().Add(wait))
+	for {
+		f, err := sr.next()
+		if err != nil {
+			t.Fatalf("n2's subscriber: no ERROR before the close: %v", err)
+		}
+		if strings.HasPrefix(f, "ERROR\n") {
+			break
+		}
+	}
+	for _, p := range []*proc{n1, n2} {
+		took := p.waitExit(t)
+		if p.exitErr != nil || took > 10*time.Second {
+			t.Errorf("exit %v after %s", p.exitErr, took)
+		}
+	}
 }
