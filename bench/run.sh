@@ -91,42 +91,54 @@ wait_port() { # port seconds
   return 1
 }
 
+port() { "$SB" -free-port; }
+# owns PID PORT: the listener on PORT belongs to PID (not to some other
+# process that happened to hold the port)
+owns() { ss -ltnpH "sport = :$2" 2>/dev/null | grep -q "pid=$1,"; }
+
 start_target() {
-  local t=$1
+  local t=$1 p p2
   URL=""; URL2=""; PID=0
   case $t in
   stompbus|stompbus-tcp)
-    "$raw/bin/broker" -http 127.0.0.1:18080 -stomp 127.0.0.1:16613 -node bench -data "$raw/data" -max-connections 200000 -log-level warn > "$raw/$t.log" 2>&1 &
+    p=$(port); p2=$(port)
+    "$raw/bin/broker" -http 127.0.0.1:$p -stomp 127.0.0.1:$p2 -node bench -data "$raw/data" -max-connections 200000 -log-level warn > "$raw/$t.log" 2>&1 &
     PID=$!; STARTED_PIDS+=("$PID")
-    wait_port 18080 10 || return 1
-    if [ "$t" = stompbus ]; then URL=ws://127.0.0.1:18080/ws; else URL=tcp://127.0.0.1:16613; fi ;;
+    wait_port $p 10 && owns $PID $p || return 1
+    if [ "$t" = stompbus ]; then URL=ws://127.0.0.1:$p/ws; else wait_port $p2 10; URL=tcp://127.0.0.1:$p2; fi ;;
   ceiling)
-    "$SB" -serve-ceiling 127.0.0.1:18099 > "$raw/ceiling.log" 2>&1 &
+    p=$(port)
+    "$SB" -serve-ceiling 127.0.0.1:$p > "$raw/ceiling.log" 2>&1 &
     PID=$!; STARTED_PIDS+=("$PID")
-    wait_port 18099 10 || return 1
-    URL=ws://127.0.0.1:18099/ws ;;
+    wait_port $p 10 && owns $PID $p || return 1
+    URL=ws://127.0.0.1:$p/ws ;;
   gostomp)
-    "$raw/bin/gostomp-server" -addr 127.0.0.1:16614 > "$raw/gostomp.log" 2>&1 &
+    p=$(port)
+    "$raw/bin/gostomp-server" -addr 127.0.0.1:$p > "$raw/gostomp.log" 2>&1 &
     PID=$!; STARTED_PIDS+=("$PID")
-    wait_port 16614 10 || return 1
-    URL=tcp://127.0.0.1:16614 ;;
+    wait_port $p 10 && owns $PID $p || return 1
+    URL=tcp://127.0.0.1:$p ;;
   rabbitmq)
     if ! [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
       log "installing rabbitmq-server (apt)"
       { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends rabbitmq-server; } > "$raw/apt.log" 2>&1 || return 1
     fi
-    PID=$(bench/peers/rabbitmq.sh start "$raw/rabbitmq" 2> "$raw/rabbitmq.log") || return 1
-    URL=ws://127.0.0.1:15674/ws ;;
+    p=$(port)
+    PID=$(RMQ_WS_PORT=$p RMQ_STOMP_PORT=$(port) RMQ_AMQP_PORT=$(port) RMQ_DIST_PORT=$(port) RMQ_EPMD_PORT=$(port) \
+      bench/peers/rabbitmq.sh start "$raw/rabbitmq" 2> "$raw/rabbitmq.log") || return 1
+    owns "$PID" $p || return 1
+    URL=ws://127.0.0.1:$p/ws ;;
   spring)
     local jar=bench/peers/spring-simple/target/spring-simple.jar
     if ! [ -f "$jar" ]; then
       log "building the Spring peer (maven)"
       (cd bench/peers/spring-simple && mvn -q -B -DskipTests package) > "$raw/mvn.log" 2>&1 || return 1
     fi
-    java -jar "$jar" --server.port=18091 > "$raw/spring.log" 2>&1 &
+    p=$(port)
+    java -jar "$jar" --server.port=$p > "$raw/spring.log" 2>&1 &
     PID=$!; STARTED_PIDS+=("$PID")
-    wait_port 18091 60 || return 1
-    URL=ws://127.0.0.1:18091/ws ;;
+    wait_port $p 60 && owns $PID $p || return 1
+    URL=ws://127.0.0.1:$p/ws ;;
   *) return 1 ;;
   esac
 }
@@ -194,14 +206,19 @@ done
 if [[ " $targets " == *" stompbus "* ]]; then
   if "$raw/bin/broker" -h 2>&1 | grep -q -- -cluster-listen; then
     log "== crossnode"
-    "$raw/bin/broker" -http 127.0.0.1:18081 -stomp off -node n1 -data "$raw/n1" -cluster-listen 127.0.0.1:16221 -cluster-routes nats-route://127.0.0.1:16222 -max-connections 200000 -log-level warn > "$raw/n1.log" 2>&1 &
+    h1=$(port); h2=$(port); c1=$(port); c2=$(port)
+    "$raw/bin/broker" -http 127.0.0.1:$h1 -stomp off -node n1 -data "$raw/n1" -cluster-listen 127.0.0.1:$c1 -cluster-routes nats-route://127.0.0.1:$c2 -max-connections 200000 -log-level warn > "$raw/n1.log" 2>&1 &
     P1=$!; STARTED_PIDS+=("$P1")
-    "$raw/bin/broker" -http 127.0.0.1:18082 -stomp off -node n2 -data "$raw/n2" -cluster-listen 127.0.0.1:16222 -cluster-routes nats-route://127.0.0.1:16221 -max-connections 200000 -log-level warn > "$raw/n2.log" 2>&1 &
+    "$raw/bin/broker" -http 127.0.0.1:$h2 -stomp off -node n2 -data "$raw/n2" -cluster-listen 127.0.0.1:$c2 -cluster-routes nats-route://127.0.0.1:$c1 -max-connections 200000 -log-level warn > "$raw/n2.log" 2>&1 &
     P2=$!; STARTED_PIDS+=("$P2")
-    wait_port 18081 10; wait_port 18082 10
-    for _ in $(seq 1 300); do curl -fs http://127.0.0.1:18081/readyz >/dev/null 2>&1 && curl -fs http://127.0.0.1:18082/readyz >/dev/null 2>&1 && break; sleep 0.1; done
-    URL=ws://127.0.0.1:18081/ws; PID=$P2
-    for n in $FANOUT; do bench stompbus crossnode -url2 ws://127.0.0.1:18082/ws -subs "$n" "${SEARCH[@]}"; done
+    wait_port $h1 10; wait_port $h2 10
+    for _ in $(seq 1 300); do curl -fs http://127.0.0.1:$h1/readyz >/dev/null 2>&1 && curl -fs http://127.0.0.1:$h2/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+    URL=ws://127.0.0.1:$h1/ws; PID=$P2
+    if owns $P1 $h1 && owns $P2 $h2; then
+      for n in $FANOUT; do bench stompbus crossnode -url2 ws://127.0.0.1:$h2/ws -subs "$n" "${SEARCH[@]}"; done
+    else
+      record_error stompbus crossnode "the two nodes did not start; see $raw/n1.log, n2.log"
+    fi
     kill "$P1" "$P2" 2>/dev/null
   else
     for n in $FANOUT; do
@@ -213,15 +230,16 @@ fi
 # profile stompbus during fanout (the pprof variant: same broker packages)
 if [[ " $targets " == *" stompbus "* ]]; then
   log "== profile"
-  "$raw/bin/stompbus-pprof" -http 127.0.0.1:18085 -stomp off > "$raw/pprof-broker.log" 2>&1 &
+  hp=$(port)
+  "$raw/bin/stompbus-pprof" -http 127.0.0.1:$hp -stomp off > "$raw/pprof-broker.log" 2>&1 &
   PP=$!; STARTED_PIDS+=("$PP")
-  if wait_port 18085 10; then
+  if wait_port $hp 10 && owns $PP $hp; then
     n=${FANOUT##* }
     rate=$("$raw/bin/benchreport" -dir "$out" -saturation stompbus -subs "$n" 2>/dev/null || echo 200000)
     : > "$out/pprof-run.jsonl"
-    (sleep 1.5; curl -fs -o "$raw/cpu.pprof" "http://127.0.0.1:18085/debug/pprof/profile?seconds=$PROFILE_SECS") &
+    (sleep 1.5; curl -fs -o "$raw/cpu.pprof" "http://127.0.0.1:$hp/debug/pprof/profile?seconds=$PROFILE_SECS") &
     CP=$!
-    "$SB" -q -target stompbus-pprof -url ws://127.0.0.1:18085/ws -pid "$PP" -scenario fanout -subs "$n" -rate "$rate" -hold "$((PROFILE_SECS + 2))"s -out "$out/pprof-run.jsonl" 2>> "$raw/stompbench.log"
+    "$SB" -q -target stompbus-pprof -url ws://127.0.0.1:$hp/ws -pid "$PP" -scenario fanout -subs "$n" -rate "$rate" -hold "$((PROFILE_SECS + 2))"s -out "$out/pprof-run.jsonl" 2>> "$raw/stompbench.log"
     wait "$CP"
     go tool pprof -top -nodecount=30 "$raw/bin/stompbus-pprof" "$raw/cpu.pprof" > "$out/pprof-top.txt" 2>/dev/null
     go tool pprof -top -cum -nodecount=30 "$raw/bin/stompbus-pprof" "$raw/cpu.pprof" > "$out/pprof-top-cum.txt" 2>/dev/null

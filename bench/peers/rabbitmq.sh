@@ -3,21 +3,26 @@
 # benchmarks, or stops it.
 #   bench/peers/rabbitmq.sh start DIR   -> prints the broker's OS pid
 #   bench/peers/rabbitmq.sh stop DIR
-# Ports: AMQP $RMQ_AMQP_PORT (5682), Web-STOMP $RMQ_WS_PORT
-# (15674, path /ws), STOMP $RMQ_STOMP_PORT (61614), distribution 25682,
-# epmd 34369 — all on 127.0.0.1. Needs Debian's rabbitmq-server.
+# Ports (all on 127.0.0.1, each overridable by its variable): Web-STOMP
+# $RMQ_WS_PORT (15674, path /ws), STOMP $RMQ_STOMP_PORT (61614), AMQP
+# $RMQ_AMQP_PORT (5682), distribution $RMQ_DIST_PORT (25682), epmd
+# $RMQ_EPMD_PORT (34369). Needs Debian's rabbitmq-server.
 set -euo pipefail
 cmd=${1:?start|stop}
 dir=$(realpath -m "${2:?state dir}")
+# stop uses the ports the node was started with
+if [ "$cmd" = stop ] && [ -f "$dir/ports.env" ]; then . "$dir/ports.env"; fi
 amqp=${RMQ_AMQP_PORT:-5682}
 wsport=${RMQ_WS_PORT:-15674}
 stompport=${RMQ_STOMP_PORT:-61614}
+distport=${RMQ_DIST_PORT:-25682}
+epmdport=${RMQ_EPMD_PORT:-34369}
 export HOME="$dir/home"
-export RABBITMQ_NODENAME=stompbench@localhost
-export RABBITMQ_DIST_PORT=25682
+export RABBITMQ_NODENAME=stompbench$wsport@localhost
+export RABBITMQ_DIST_PORT=$distport
 export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 export ERL_EPMD_ADDRESS=127.0.0.1
-export ERL_EPMD_PORT=34369
+export ERL_EPMD_PORT=$epmdport
 export RABBITMQ_MNESIA_BASE="$dir/mnesia"
 export RABBITMQ_LOG_BASE="$dir/log"
 export RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf"
@@ -30,6 +35,7 @@ start)
   command -v /usr/lib/rabbitmq/bin/rabbitmq-server >/dev/null || { echo "rabbitmq-server not installed (apt-get install rabbitmq-server)" >&2; exit 2; }
   rm -rf "$dir"; mkdir -p "$HOME" "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_LOG_BASE"
   : > "$RABBITMQ_CONF_ENV_FILE"
+  printf 'RMQ_WS_PORT=%s RMQ_STOMP_PORT=%s RMQ_AMQP_PORT=%s RMQ_DIST_PORT=%s RMQ_EPMD_PORT=%s\n' "$wsport" "$stompport" "$amqp" "$distport" "$epmdport" > "$dir/ports.env"
   echo '[rabbitmq_web_stomp].' > "$RABBITMQ_ENABLED_PLUGINS_FILE"
   cat > "$RABBITMQ_CONFIG_FILE" <<CONF
 listeners.tcp.default = 127.0.0.1:$amqp

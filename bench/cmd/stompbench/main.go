@@ -73,6 +73,7 @@ func run(args []string) error {
 	fs.IntVar(&ic.Connections, "conns", 1000, "idle: connections")
 	fs.DurationVar(&ic.Settle, "settle", 2*time.Second, "idle: pause before reading RSS")
 	quiet := fs.Bool("q", false, "no per-step lines on stderr")
+	freePort := fs.Bool("free-port", false, "print a free TCP port on 127.0.0.1 and exit (for scripts)")
 	serveCeiling := fs.String("serve-ceiling", "", "run only the ceiling server on this address (a separate process, like a broker) until SIGTERM")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -85,6 +86,15 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if *freePort {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		fmt.Println(ln.Addr().(*net.TCPAddr).Port)
+		return nil
+	}
 	if *serveCeiling != "" {
 		srv, err := ceiling.Start(*serveCeiling)
 		if err != nil {

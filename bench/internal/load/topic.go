@@ -302,6 +302,9 @@ func (e *topicEngine) probe(ctx context.Context) error {
 }
 
 func (e *topicEngine) close() {
+	if e == nil {
+		return
+	}
 	if e.cancel != nil {
 		e.cancel()
 	}
@@ -512,9 +515,13 @@ func Fanout(ctx context.Context, t Target, cfg TopicConfig, scenario string) (re
 			return nil
 		}
 		e.close()
-		var err error
-		e, err = newTopicEngine(ctx, t, cfg, subURL)
-		return err
+		ne, err := newTopicEngine(ctx, t, cfg, subURL)
+		if err != nil {
+			e = nil
+			return err
+		}
+		e = ne
+		return nil
 	}
 	if last := res.Steps[len(res.Steps)-1]; !last.Pass && ctx.Err() == nil {
 		// one refinement between the last pass and the first failure
