@@ -18,7 +18,7 @@ targets=${*:-stompbus ceiling rabbitmq spring stompbus-tcp gostomp}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 out=bench/results/$mode
-raw=$out/raw
+raw=$out/_raw   # "_": the go tool ignores it (it may hold a source copy)
 rm -rf "$raw"; mkdir -p "$raw/bin"
 results=$out/results.jsonl
 : > "$results"
