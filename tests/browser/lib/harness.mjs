@@ -147,6 +147,15 @@ export class Broker {
     return this.exited;
   }
 
+  // kill ends the broker with SIGKILL: a crash, no ERROR frame to anyone.
+  async kill() {
+    if (!this.proc) return null;
+    const proc = this.proc;
+    this.proc = null;
+    proc.kill('SIGKILL');
+    return withTimeout(this.exited, 10_000, 'broker exit after SIGKILL');
+  }
+
   async close() {
     await this.stop();
     fs.rmSync(this.dataDir, { recursive: true, force: true });

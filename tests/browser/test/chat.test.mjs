@@ -205,6 +205,24 @@ test('the page reconnects after a broker restart and can chat again', wrap(async
   for (const p of [alice, bob]) await p.close();
 }));
 
+test('after a crash (no ERROR frame) the page retries with backoff until the broker is back', wrap(async () => {
+  const alice = await user('cara', { room: 'crash' });
+  const bob = await user('cody', { room: 'crash' });
+  await broker.kill();
+  // no retry-after: the page keeps trying, backing off, while it is down
+  await alice.page.locator('#status[data-state="waiting"]').waitFor();
+  assert.equal(await alice.page.locator('.notice', { hasText: 'shutting down' }).count(), 0);
+  await broker.start();
+  for (const p of [alice, bob]) {
+    await p.waitConnected(30_000);
+    await p.waitRoomReady('crash');
+  }
+  await alice.page.locator('.log[data-conv="room:crash"] .notice', { hasText: 'Back online after' }).waitFor();
+  await bob.send('still here after the crash');
+  await alice.waitMessage('room:crash', 'still here after the crash');
+  for (const p of [alice, bob]) await p.close();
+}));
+
 test('the login form refuses names that make no destination', wrap(async () => {
   const p = new ChatPage(browser, broker, 'x y');
   pages.push(p);
