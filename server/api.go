@@ -44,7 +44,15 @@ type APIConfig struct {
 	MaxBody int
 	// AdminRole is the role the admin endpoints require (default "admin").
 	AdminRole string
+	// DisconnectRemote, when set, asks the other nodes to disconnect a
+	// session this node does not hold (DELETE /api/v1/connections/{id});
+	// it returns the name of the node that did, or "".
+	DisconnectRemote func(ctx context.Context, session string) string
 }
+
+// AdminDisconnectMessage is the ERROR message a session disconnected by
+// an administrator receives.
+const AdminDisconnectMessage = "disconnected by an administrator"
 
 // KindCounts are counts by destination kind.
 type KindCounts struct {
@@ -354,11 +362,20 @@ func (a *api) disconnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("session")
-	if !a.s.Disconnect(id, "disconnected by an administrator") {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no session %q on node %s", id, a.cfg.Node))
-		return
+	where := a.cfg.Node
+	if !a.s.Disconnect(id, AdminDisconnectMessage) {
+		where = ""
+		if a.cfg.DisconnectRemote != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			where = a.cfg.DisconnectRemote(ctx, id)
+			cancel()
+		}
+		if where == "" {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("no session %q on any node", id))
+			return
+		}
 	}
-	a.s.log.Info("session disconnected by admin", "session", id, "remote", r.RemoteAddr)
+	a.s.log.Info("session disconnected by admin", "session", id, "node", where, "remote", r.RemoteAddr)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -17,18 +17,35 @@ import (
 // destination subjects (stompbus.d, stompbus.q).
 const statsSubject = "stompbus.ops.stats"
 
+// disconnectSubject is where a node asks the others to disconnect a
+// session it does not hold (DELETE /api/v1/connections/{session}).
+const disconnectSubject = "stompbus.ops.disconnect"
+
 // statsExchange answers other nodes' stats requests with this node's
 // counts and gathers theirs.
 type statsExchange struct {
 	nc       *nats.Conn
 	log      *slog.Logger
+	node     string
 	self     func() server.NodeStats
 	expected func() int // nodes expected to answer besides this one; 0 if unknown
-	sub      *nats.Subscription
+	subs     []*nats.Subscription
 }
 
-func newStatsExchange(nc *nats.Conn, log *slog.Logger, self func() server.NodeStats, expected func() int) (*statsExchange, error) {
-	x := &statsExchange{nc: nc, log: log, self: self, expected: expected}
+// newStatsExchange serves stats requests, and disconnect requests for the
+// sessions of srv.
+func newStatsExchange(nc *nats.Conn, log *slog.Logger, node string, srv *server.Server, self func() server.NodeStats, expected func() int) (*statsExchange, error) {
+	x := &statsExchange{nc: nc, log: log, node: node, self: self, expected: expected}
+	dsub, err := nc.Subscribe(disconnectSubject, func(m *nats.Msg) {
+		// Only the node holding the session answers.
+		if m.Reply != "" && srv.Disconnect(string(m.Data), server.AdminDisconnectMessage) {
+			_ = nc.Publish(m.Reply, []byte(node))
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	x.subs = append(x.subs, dsub)
 	sub, err := nc.Subscribe(statsSubject, func(m *nats.Msg) {
 		if m.Reply == "" {
 			return
@@ -40,10 +57,21 @@ func newStatsExchange(nc *nats.Conn, log *slog.Logger, self func() server.NodeSt
 		_ = nc.Publish(m.Reply, b)
 	})
 	if err != nil {
+		_ = dsub.Unsubscribe()
 		return nil, err
 	}
-	x.sub = sub
+	x.subs = append(x.subs, sub)
 	return x, nil
+}
+
+// DisconnectRemote asks the other nodes to disconnect session and returns
+// the node that did, or "" (server.APIConfig.DisconnectRemote).
+func (x *statsExchange) DisconnectRemote(ctx context.Context, session string) string {
+	m, err := x.nc.RequestWithContext(ctx, disconnectSubject, []byte(session))
+	if err != nil {
+		return ""
+	}
+	return string(m.Data)
 }
 
 // peerWindow bounds how long a stats request waits for answers.
@@ -96,7 +124,10 @@ func (x *statsExchange) Peers(ctx context.Context) []server.NodeStats {
 }
 
 func (x *statsExchange) Close() {
-	if x != nil && x.sub != nil {
-		_ = x.sub.Unsubscribe()
+	if x == nil {
+		return
+	}
+	for _, s := range x.subs {
+		_ = s.Unsubscribe()
 	}
 }

@@ -149,12 +149,12 @@ func start(cfg *config.Config, log *slog.Logger) (_ *node, err error) {
 	})
 	started := time.Now()
 	peers := len(cfg.ClusterRoutes)
-	n.stats, err = newStatsExchange(nc, log, func() server.NodeStats { return n.srv.Stats(cfg.Node, started) }, func() int { return peers })
+	n.stats, err = newStatsExchange(nc, log, cfg.Node, n.srv, func() server.NodeStats { return n.srv.Stats(cfg.Node, started) }, func() int { return peers })
 	if err != nil {
 		return nil, fmt.Errorf("stats exchange: %w", err)
 	}
 	n.srv.Handle("GET /metrics", m.Handler())
-	n.srv.MountAPI(server.APIConfig{Node: cfg.Node, Peers: n.stats.Peers})
+	n.srv.MountAPI(server.APIConfig{Node: cfg.Node, Peers: n.stats.Peers, DisconnectRemote: n.stats.DisconnectRemote})
 	n.srv.Handle("GET /api/v1/presence", n.pres.Handler())
 	n.srv.Handle("GET /", webclient.Handler())
 	if err := n.srv.Start(); err != nil {

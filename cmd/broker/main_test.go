@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/stompbus/stompbus/internal/brokertest"
 )
@@ -507,6 +508,25 @@ func writeTemp(t *testing.T, body string) string {
 	return p
 }
 
+// usersFile renders a users file: login → "password[:roles]".
+func usersFile(t *testing.T, users map[string]string) string {
+	t.Helper()
+	var b strings.Builder
+	for login, spec := range users {
+		pw, roles, _ := strings.Cut(spec, ":")
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s:%s", login, h)
+		if roles != "" {
+			fmt.Fprintf(&b, ":%s", roles)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -524,13 +544,14 @@ func freePort(t *testing.T) int {
 func TestClusterStats(t *testing.T) {
 	// The route ports are picked free and then bound by the brokers; when
 	// another process took one in between, start again on new ports.
+	users := writeTemp(t, usersFile(t, map[string]string{"alice": "alice-pw", "root": "root-pw:admin"}))
 	var n1, n2 *proc
 	for attempt := 1; n2 == nil; attempt++ {
 		p1, p2 := freePort(t), freePort(t)
 		var err error
-		n1, err = tryStartProc(t, nil, "-node", "n1", "-cluster-listen", fmt.Sprintf("127.0.0.1:%d", p1), "-cluster-routes", fmt.Sprintf("nats-route://127.0.0.1:%d", p2))
+		n1, err = tryStartProc(t, nil, "-node", "n1", "-users", users, "-cluster-listen", fmt.Sprintf("127.0.0.1:%d", p1), "-cluster-routes", fmt.Sprintf("nats-route://127.0.0.1:%d", p2))
 		if err == nil {
-			n2, err = tryStartProc(t, nil, "-node", "n2", "-cluster-listen", fmt.Sprintf("127.0.0.1:%d", p2), "-cluster-routes", fmt.Sprintf("nats-route://127.0.0.1:%d", p1))
+			n2, err = tryStartProc(t, nil, "-node", "n2", "-users", users, "-cluster-listen", fmt.Sprintf("127.0.0.1:%d", p2), "-cluster-routes", fmt.Sprintf("nats-route://127.0.0.1:%d", p1))
 		}
 		if err != nil {
 			if attempt == 3 {
@@ -562,7 +583,7 @@ func TestClusterStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	fmt.Fprint(sub, "CONNECT\naccept-version:1.2\nhost:t\n\n\x00SUBSCRIBE\nid:1\ndestination:/topic/x\nreceipt:s\n\n\x00")
+	fmt.Fprint(sub, "CONNECT\naccept-version:1.2\nhost:t\nlogin:alice\npasscode:alice-pw\n\n\x00SUBSCRIBE\nid:1\ndestination:/topic/x\nreceipt:s\n\n\x00")
 	sr := &frameReader{br: bufio.NewReader(sub)}
 	_ = sub.SetReadDeadline(time.Now().Add(wait))
 	for _, want := range []string{"CONNECTED", "RECEIPT"} {
@@ -574,7 +595,10 @@ func TestClusterStats(t *testing.T) {
 	// one arrives (bounded).
 	var got string
 	for i := 0; i < 50 && got == ""; i++ {
-		resp, err := http.Post("http://"+n1.httpAddr+"/api/v1/publish?destination=/topic/x", "text/plain", strings.NewReader(fmt.Sprint("hello ", i)))
+		req, _ := http.NewRequest("POST", "http://"+n1.httpAddr+"/api/v1/publish?destination=/topic/x", strings.NewReader(fmt.Sprint("hello ", i)))
+		req.Header.Set("Content-Type", "text/plain")
+		req.SetBasicAuth("alice", "alice-pw")
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -623,6 +647,43 @@ func TestClusterStats(t *testing.T) {
 	}
 	if metric(n2, `stompbus_bus_messages_total{direction="in"} 0`) {
 		t.Error("n2 counts no bus messages in")
+	}
+
+	// An admin on n1 disconnects a session that lives on n2.
+	victim, err := net.DialTimeout("tcp", n2.tcp, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Close()
+	fmt.Fprint(victim, "CONNECT\naccept-version:1.2\nhost:t\nlogin:alice\npasscode:alice-pw\n\n\x00")
+	vr := &frameReader{br: bufio.NewReader(victim)}
+	_ = victim.SetReadDeadline(time.Now().Add(wait))
+	connected, err := vr.next()
+	if err != nil || !strings.HasPrefix(connected, "CONNECTED\n") {
+		t.Fatalf("victim: %q %v", connected, err)
+	}
+	del := func(who, session string) int {
+		req, _ := http.NewRequest("DELETE", "http://"+n1.httpAddr+"/api/v1/connections/"+session, nil)
+		l, pw, _ := strings.Cut(who, ":")
+		req.SetBasicAuth(l, pw)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := del("alice:alice-pw", header(connected, "session")); code != http.StatusForbidden {
+		t.Errorf("DELETE as a non-admin: %d", code)
+	}
+	if code := del("root:root-pw", header(connected, "session")); code != http.StatusNoContent {
+		t.Fatalf("DELETE of a session on n2 through n1: %d", code)
+	}
+	if f, err := vr.next(); err != nil || header(f, "message") != "disconnected by an administrator" {
+		t.Fatalf("victim: %q %v", f, err)
+	}
+	if code := del("root:root-pw", "n9-nosuch-1"); code != http.StatusNotFound {
+		t.Errorf("DELETE of an unknown session: %d", code)
 	}
 
 	// Both drain and leave the cluster within 10 seconds, with the
