@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -143,4 +144,71 @@ func clusterPair(b *testing.B) []*Cluster {
 		cs = append(cs, startCluster(b, cfg))
 	}
 	return cs
+}
+
+// signal is a consumer that hands each delivery's arrival to a channel.
+type signal chan struct{}
+
+func (s signal) Deliver(*router.Subscription, *router.Message, bool) bool {
+	s <- struct{}{}
+	return true
+}
+
+func (s signal) Version() frame.Version { return frame.V12 }
+
+// benchLatency publishes one message at a time and waits for its delivery:
+// the time from Router.Publish to Consumer.Deliver, p50 and p99.
+func benchLatency(b *testing.B, pub, sub *router.Router) {
+	sig := make(signal, 1)
+	s := &router.Subscription{ID: "l", Consumer: sig}
+	if err := sub.Subscribe(s, router.Topic, "/topic/lat"); err != nil {
+		b.Fatal(err)
+	}
+	defer sub.Unsubscribe(s)
+	body := make([]byte, 128)
+	// warm up, and wait for the route
+	for i := 0; ; i++ {
+		if i > 2000 {
+			b.Fatal("no route")
+		}
+		_, _ = pub.Publish(router.NewMessage(router.Topic, "/topic/lat", "/topic/lat", []byte("w"), nil, body, 0))
+		select {
+		case <-sig:
+		case <-time.After(5 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m := router.NewMessage(router.Topic, "/topic/lat", "/topic/lat", []byte("m-"+strconv.Itoa(i)), nil, body, 0)
+		t0 := time.Now()
+		if _, err := pub.Publish(m); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case <-sig:
+		case <-time.After(10 * time.Second):
+			b.Fatal("message lost")
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+}
+
+// BenchmarkLatencySameNode and BenchmarkLatencyCrossNode give the added
+// latency of a delivery through NATS routes against a local one.
+func BenchmarkLatencySameNode(b *testing.B) {
+	cs := clusterPair(b)
+	r := cs[0].NewRouter(router.Config{})
+	benchLatency(b, r, r)
+}
+
+func BenchmarkLatencyCrossNode(b *testing.B) {
+	cs := clusterPair(b)
+	benchLatency(b, cs[0].NewRouter(router.Config{}), cs[1].NewRouter(router.Config{}))
 }
