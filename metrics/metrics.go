@@ -147,10 +147,16 @@ func (m *Metrics) Watch(srv *server.Server) {
 			prometheus.Labels{"limit": l.String()}, u64(&c.LimitHits[l]))
 	}
 	for _, rr := range refusals {
-		m.counterFunc("connections_refused_total", "Connections refused before their session began, by reason.",
+		m.counterFunc("connections_refused_total", refusedHelp,
 			prometheus.Labels{"reason": rr.reason}, u64(&c.LimitHits[rr.limit]))
 	}
+	m.counterFunc("connections_refused_total", refusedHelp, prometheus.Labels{"reason": "origin"},
+		func() float64 { return float64(srv.Refused(server.RefusedOrigin)) })
+	m.counterFunc("connections_refused_total", refusedHelp, prometheus.Labels{"reason": "draining"},
+		func() float64 { return float64(srv.Refused(server.RefusedDraining)) })
 }
+
+const refusedHelp = "Connections refused before their session began, by reason."
 
 // refusals are the limits that refuse a whole connection, with their
 // reason label.

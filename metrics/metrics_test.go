@@ -156,6 +156,14 @@ func TestScriptedRun(t *testing.T) {
 	exact(t, m, 3, "stompbus_frames_received_total", "command", "CONNECT")
 	exact(t, m, 3, "stompbus_frames_sent_total", "command", "CONNECTED")
 
+	// A browser page from another origin is refused at the upgrade.
+	if _, err := brokertest.DialWSRaw("ws://"+srv.HTTPAddr()+"/ws", http.Header{"Origin": {"http://evil.example"}}, "v12.stomp"); err == nil {
+		t.Fatal("upgrade from a foreign origin accepted")
+	}
+	exact(t, m, 1, "stompbus_connections_refused_total", "reason", "origin")
+	exact(t, m, 0, "stompbus_connections_refused_total", "reason", "draining")
+	exact(t, m, 1, "stompbus_connections", "transport", "ws")
+
 	// Five sends to a topic with two subscribers.
 	sa, _ := a.Subscribe("/topic/t", stomp.AckAuto)
 	sb, _ := b.Subscribe("/topic/t", stomp.AckAuto)

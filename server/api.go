@@ -401,6 +401,23 @@ func (s *Server) Disconnect(id, message string) bool {
 	return true
 }
 
+// Refusal reasons counted by the server itself (the connection limits
+// count theirs in session.Counters.LimitHits).
+const (
+	RefusedOrigin   = iota // WebSocket upgrade from an Origin not allowed
+	RefusedDraining        // connection attempt while the node drains
+	numRefusals
+)
+
+// Refused returns how many connections were refused for reason (RefusedOrigin,
+// RefusedDraining).
+func (s *Server) Refused(reason int) uint64 {
+	if reason < 0 || reason >= numRefusals {
+		return 0
+	}
+	return s.refused[reason].Load()
+}
+
 // OutboxQueued returns the bytes queued for all connections and not yet
 // written (the outgoing queue depth of the node).
 func (s *Server) OutboxQueued() int {

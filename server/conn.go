@@ -112,6 +112,7 @@ func (s *Server) acceptTCP(ln net.Listener) {
 			return
 		}
 		if s.draining.Load() {
+			s.refused[RefusedDraining].Add(1)
 			_ = nc.Close()
 			continue
 		}

@@ -74,6 +74,8 @@ type Server struct {
 	wg    sync.WaitGroup
 	// counts by transport, for the connections gauge
 	nWS, nTCP atomic.Int64
+	// refused counts connections refused by origin and while draining
+	refused [numRefusals]atomic.Uint64
 }
 
 // New returns a server for env; call Start.

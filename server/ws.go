@@ -57,10 +57,12 @@ func (s *Server) originAllowed(r *http.Request) bool {
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
+		s.refused[RefusedDraining].Add(1)
 		http.Error(w, "node is shutting down", http.StatusServiceUnavailable)
 		return
 	}
 	if !s.originAllowed(r) {
+		s.refused[RefusedOrigin].Add(1)
 		s.log.Info("websocket refused", "reason", "origin not allowed", "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
 		http.Error(w, fmt.Sprintf("origin %q is not allowed", r.Header.Get("Origin")), http.StatusForbidden)
 		return
