@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -144,7 +145,7 @@ func TestProcessesSurviveSIGKILL(t *testing.T) {
 		}
 		procs = append(procs, startProc(t, bin, fmt.Sprintf("p%d", i+1),
 			"-data", t.TempDir(), "-cluster-listen", fmt.Sprintf("127.0.0.1:%d", ports[i]),
-			"-cluster-routes", routes, "-ack-wait", "2s"))
+			"-cluster-routes", routes, "-ack-wait", "2s", "-presence-heartbeat", "500ms"))
 	}
 	for _, p := range procs {
 		p.waitReady(t)
@@ -162,7 +163,7 @@ func TestProcessesSurviveSIGKILL(t *testing.T) {
 		}
 	}
 	for i, p := range procs {
-		c, err := stomp.Dial("tcp", p.stomp)
+		c, err := stomp.Dial("tcp", p.stomp, stomp.ConnOpt.Login("consumer-"+p.name, ""))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,6 +259,38 @@ func TestProcessesSurviveSIGKILL(t *testing.T) {
 	}
 	victim.kill()
 	wg.Wait()
+
+	// The killed node's user leaves the cluster-wide presence once the
+	// node missed three heartbeats.
+	waitGone := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + procs[0].http + "/api/v1/presence")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pr struct{ Users []struct{ User string } }
+		err = json.NewDecoder(resp.Body).Decode(&pr)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone, survivors := true, 0
+		for _, u := range pr.Users {
+			if u.User == "consumer-"+victim.name {
+				gone = false
+			}
+			if u.User == "consumer-p1" || u.User == "consumer-p2" {
+				survivors++
+			}
+		}
+		if gone && survivors == 2 {
+			break
+		}
+		if time.Now().After(waitGone) {
+			t.Fatalf("presence after the kill: %+v", pr.Users)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	var want []string
 	confirmed.Range(func(k, _ any) bool { want = append(want, k.(string)); return true })

@@ -49,6 +49,7 @@ func run() error {
 	listen := flag.String("cluster-listen", "", "embedded NATS route listener")
 	routes := flag.String("cluster-routes", "", "nats-route:// URLs of the other nodes")
 	ackWait := flag.Duration("ack-wait", 0, "JetStream ack wait (test knob)")
+	beat := flag.Duration("presence-heartbeat", 0, "presence liveness interval (test knob)")
 	level := flag.String("log-level", "info", "log level")
 	flag.Parse()
 	var lv slog.Level
@@ -68,7 +69,7 @@ func run() error {
 	}
 	r := clu.NewRouter(router.Config{})
 	env := session.NewEnv(*node, r, session.Config{}, nil, log)
-	pres := presence.New(presence.Config{Node: *node, Router: r, JetStream: clu.JetStream(), Replicas: clu.Replicas(), Log: log})
+	pres := presence.New(presence.Config{Node: *node, Router: r, JetStream: clu.JetStream(), Replicas: clu.Replicas(), Log: log, Heartbeat: *beat})
 	env.OnConnect, env.OnClose = pres.OnConnect, pres.OnClose
 	srv := server.New(server.Config{HTTPAddr: *httpAddr, StompAddr: *stompAddr}, env, log)
 	srv.Ready = clu.Ready
