@@ -65,13 +65,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 	for _, w := range res.Warnings {
 		log.Warn(w)
 	}
+	// Signals are caught before the listeners open: a SIGTERM right after
+	// the listening lines drains instead of killing.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
 	n, err := start(cfg, log)
 	if err != nil {
 		return err
 	}
 	log.Info("stompbus started", "version", version, "node", cfg.Node, "config", res.File)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	<-ctx.Done()
 	stop() // a second signal kills the process
 	log.Info("draining", "reason", "signal", "ready_delay", cfg.DrainReadyDelay, "timeout", cfg.DrainTimeout)

@@ -707,3 +707,14 @@ func TestClusterStats(t *testing.T) {
 		}
 	}
 }
+
+// TestSIGTERMRightAfterStart: a signal as soon as the listening lines
+// appear still drains and exits 0.
+func TestSIGTERMRightAfterStart(t *testing.T) {
+	p := startProc(t, nil, "-drain-ready-delay", "0s")
+	p.signal(t, syscall.SIGTERM)
+	took := p.waitExit(t)
+	if p.exitErr != nil || took > 10*time.Second {
+		t.Fatalf("exit %v after %s", p.exitErr, took)
+	}
+}
