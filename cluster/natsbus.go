@@ -23,24 +23,38 @@ type NATSBus struct {
 	subs map[string][]*nats.Subscription
 
 	in, out, dropped atomic.Uint64
+	// envelopes are reusable encoding buffers for Publish.
+	envelopes sync.Pool
 }
 
 var _ router.Bus = (*NATSBus)(nil)
 
 // newNATSBus returns a bus on nc; attach a router before any Listen.
 func newNATSBus(nc *nats.Conn, log *slog.Logger) *NATSBus {
-	return &NATSBus{nc: nc, log: log, subs: make(map[string][]*nats.Subscription)}
+	b := &NATSBus{nc: nc, log: log, subs: make(map[string][]*nats.Subscription)}
+	b.envelopes.New = func() any { e := make([]byte, 0, 1024); return &e }
+	return b
 }
 
 // Publish sends m once to its key's subject.
 func (b *NATSBus) Publish(m *router.Message) error {
 	subj := subjectOf(keyPrefix, m.Key)
-	if err := b.nc.Publish(subj, appendEnvelope(make([]byte, 0, len(m.Encoded())+len(m.Key)+24), m)); err != nil {
+	bp := b.envelopes.Get().(*[]byte)
+	env := appendEnvelope((*bp)[:0], m)
+	err := b.nc.Publish(subj, env) // copies env into the connection's buffer
+	if cap(env) <= maxPooledEnvelope {
+		*bp = env
+		b.envelopes.Put(bp)
+	}
+	if err != nil {
 		return fmt.Errorf("%w: nats publish %s: %v", router.ErrUnavailable, subj, err)
 	}
 	b.out.Add(1)
 	return nil
 }
+
+// maxPooledEnvelope: larger encoding buffers are left to the collector.
+const maxPooledEnvelope = 64 << 10
 
 // Listen subscribes to the subjects of key (idempotent).
 func (b *NATSBus) Listen(key string) error {

@@ -187,6 +187,10 @@ func (q *Queues) Enqueue(m *router.Message) error {
 	if !q.ready.Load() {
 		return fmt.Errorf("%w: queue storage (JetStream) is not ready", router.ErrUnavailable)
 	}
+	if !q.js.Conn().IsConnected() {
+		// nats.go would buffer the publish and the wait would time out.
+		return fmt.Errorf("%w: not connected to NATS", router.ErrUnavailable)
+	}
 	subj := subjectOf(queuePrefix, m.Key)
 	ctx, cancel := context.WithTimeout(q.ctx, q.cfg.PublishTimeout)
 	defer cancel()

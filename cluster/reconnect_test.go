@@ -1,0 +1,111 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/stompbus/stompbus/router"
+)
+
+// syncBuffer is a log sink tests can read while the node writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func runNATS(t *testing.T, port int, dir string) *natsserver.Server {
+	t.Helper()
+	ns, err := natsserver.NewServer(&natsserver.Options{ServerName: "ext", Host: "127.0.0.1", Port: port,
+		JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	return ns
+}
+
+func waitCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestExternalNATSOutage stops the external NATS server under a node: the
+// node turns not ready and says so, reconnects by itself when the server is
+// back, and queued messages stored before the outage are still there.
+func TestExternalNATSOutage(t *testing.T) {
+	dir := t.TempDir()
+	ns := runNATS(t, natsserver.RANDOM_PORT, dir)
+	url := ns.ClientURL()
+	logs := &syncBuffer{}
+	c, err := Start(context.Background(), Config{Node: "o1", NATSURLs: []string{url},
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := c.NewRouter(router.Config{})
+	waitReady(t, c)
+	if _, err := r.Publish(message(t, "/queue/outage", "before", []byte("kept"))); err != nil {
+		t.Fatal(err)
+	}
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	waitCond(t, "not ready after the NATS server stopped", func() bool { return !c.Ready() })
+	waitCond(t, "a log line about it", func() bool { return strings.Contains(logs.String(), "cluster bus down") })
+	if _, err := r.Publish(message(t, "/queue/outage", "during", nil)); err == nil {
+		t.Fatal("a queue SEND was accepted while JetStream was unreachable")
+	}
+
+	clientPort := portOf(t, url)
+	ns2 := runNATS(t, clientPort, dir)
+	defer func() { ns2.Shutdown(); ns2.WaitForShutdown() }()
+	waitCond(t, "ready again after the server came back", c.Ready)
+	if !strings.Contains(logs.String(), "reconnected to NATS") {
+		t.Fatalf("no reconnect in the log:\n%s", logs)
+	}
+	rec := newRecorder()
+	subscribe(t, r, "/queue/outage", rec, router.AckAuto, 0)
+	got := rec.waitN(t, 1)
+	if got[0].id != "before" {
+		t.Fatalf("after the outage: %+v", got)
+	}
+}
+
+func portOf(t *testing.T, url string) int {
+	t.Helper()
+	i := strings.LastIndexByte(url, ':')
+	p := 0
+	for _, ch := range url[i+1:] {
+		p = p*10 + int(ch-'0')
+	}
+	return p
+}
