@@ -151,6 +151,9 @@ func run(args []string) error {
 	default:
 		return fmt.Errorf("unknown scenario %q", *scenario)
 	}
+	// let the broker finish tearing the scenario's connections down, so the
+	// next scenario does not measure that
+	load.Settle(ctx, t, 90*time.Second)
 	res.Mode = *mode
 	res.LoadAvg = [2]float64{load0, load.LoadAvg1()}
 	w := os.Stdout

@@ -148,3 +148,28 @@ func Idle(ctx context.Context, t Target, cfg IdleConfig) (res Result) {
 	}
 	return res
 }
+
+// Settle waits, bounded by d, until the broker answers a new connection
+// within a second again: some brokers take a while to tear down thousands of
+// connections, and the next scenario should not measure that.
+func Settle(ctx context.Context, t Target, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		o := dialOpts(t, 0)
+		o.Timeout = time.Second
+		c, err := stompc.Dial(ctx, t.URL, o)
+		if err == nil {
+			_ = c.Close()
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// and until the broker's CPU is quiet (under a fifth of a core)
+	for t.PID > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		c0 := CPUSeconds(t.PID)
+		time.Sleep(500 * time.Millisecond)
+		if CPUSeconds(t.PID)-c0 < 0.1 {
+			return
+		}
+	}
+}
