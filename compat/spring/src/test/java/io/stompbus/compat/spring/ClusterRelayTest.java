@@ -10,6 +10,7 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 import org.springframework.context.ConfigurableApplicationContext;
+import org.springframework.messaging.simp.user.SimpUser;
 import org.springframework.messaging.simp.user.SimpUserRegistry;
 
 /**
@@ -122,46 +123,51 @@ class ClusterRelayTest {
     requireCluster();
     String a = RelayApp.wsUrl(appA);
     String b = RelayApp.wsUrl(appB);
-    js.connect("alice@a", a, "alice");
-    js.connect("alice@b", b, "alice");
-    js.connect("bob@b", b, "bob");
-    for (String c : List.of("alice@a", "alice@b", "bob@b")) {
+    js.connect("ann@a", a, "ann");
+    js.connect("ann@b", b, "ann");
+    js.connect("ben@b", b, "ben");
+    for (String c : List.of("ann@a", "ann@b", "ben@b")) {
       js.subscribe(c, "inbox", "/user/queue/inbox");
       js.subscribe(c, "echo", "/user/queue/echo");
     }
 
     // A user instance A has not heard of yet goes out on
     // /topic/unresolved-user-destination; instance B resolves it. Either
-    // way, bob gets it.
-    boolean knewBob = knows(appA, "bob");
-    js.sendApp("alice@a", "/app/dm/bob", "first");
-    js.message("bob@b", "inbox", "alice: first");
-    String path = "first DM sent while instance A " + (knewBob ? "knew" : "did not know") + " bob";
+    // way, ben gets it.
+    boolean knewBen = knows(appA, "ben");
+    js.sendApp("ann@a", "/app/dm/ben", "first");
+    js.message("ben@b", "inbox", "ann: first");
+    String path = "first DM sent while instance A " + (knewBen ? "knew" : "did not know") + " ben";
     FrameLog.add("test", "---", path);
     System.out.println(path);
 
     // Once the registry broadcasts have crossed the cluster, A sends to
-    // bob's session queue (/queue/inbox-user<session>) itself: the message
+    // ben's session queue (/queue/inbox-user<session>) itself: the message
     // is published on node A and consumed on node B.
-    awaitKnows(appA, "bob");
-    awaitKnows(appB, "alice");
+    // (A user with sessions on both instances is complete in an instance's
+    // registry only once the other's snapshot arrived: wait for both. The
+    // users are not those of the other test: a snapshot may still list
+    // sessions that ended a moment ago, and Spring would send to those.)
+    awaitSessions(appA, "ben", 1);
+    awaitSessions(appA, "ann", 2);
+    awaitSessions(appB, "ann", 2);
     int mark = tapA.frames.size();
-    js.sendApp("alice@a", "/app/dm/bob", "second");
-    js.message("bob@b", "inbox", "alice: second");
+    js.sendApp("ann@a", "/app/dm/ben", "second");
+    js.message("ben@b", "inbox", "ann: second");
     TcpTap.Frame send = tapA.frames.first(mark, f -> f.toBroker() && f.command().equals("SEND")
-        && f.text().endsWith("alice: second"), Await.TIMEOUT, "instance A's SEND of the second DM");
+        && f.text().endsWith("ann: second"), Await.TIMEOUT, "instance A's SEND of the second DM");
     assertThat(send.header("destination")).startsWith("/queue/inbox-user");
 
-    // Broadcast @SendToUser from A reaches alice's sessions on both.
-    js.sendApp("alice@a", "/app/echo-all", "everywhere");
-    js.message("alice@a", "echo", "alice said to all everywhere");
-    js.message("alice@b", "echo", "alice said to all everywhere");
-    // And bob on B answers alice, who has sessions on both instances.
-    js.sendApp("bob@b", "/app/dm/alice", "back");
-    js.message("alice@a", "inbox", "bob: back");
-    js.message("alice@b", "inbox", "bob: back");
-    assertThat(js.bodies("bob@b", "inbox")).containsExactly("alice: first", "alice: second");
-    for (String c : List.of("alice@a", "alice@b", "bob@b")) {
+    // Broadcast @SendToUser from A reaches ann's sessions on both.
+    js.sendApp("ann@a", "/app/echo-all", "everywhere");
+    js.message("ann@a", "echo", "ann said to all everywhere");
+    js.message("ann@b", "echo", "ann said to all everywhere");
+    // And ben on B answers ann, who has sessions on both instances.
+    js.sendApp("ben@b", "/app/dm/ann", "back");
+    js.message("ann@a", "inbox", "ben: back");
+    js.message("ann@b", "inbox", "ben: back");
+    assertThat(js.bodies("ben@b", "inbox")).containsExactly("ann: first", "ann: second");
+    for (String c : List.of("ann@a", "ann@b", "ben@b")) {
       js.disconnect(c);
     }
   }
@@ -170,11 +176,18 @@ class ClusterRelayTest {
     return app.getBean(SimpUserRegistry.class).getUser(user) != null;
   }
 
-  private static void awaitKnows(ConfigurableApplicationContext app, String user) {
+  private static int sessions(ConfigurableApplicationContext app, String user) {
+    SimpUser u = app.getBean(SimpUserRegistry.class).getUser(user);
+    return u == null ? 0 : u.getSessions().size();
+  }
+
+  /** Waits (bounded) until app's user registry lists n sessions of user. */
+  private static void awaitSessions(ConfigurableApplicationContext app, String user, int n) {
     long deadline = System.nanoTime() + Duration.ofSeconds(15).toNanos();
-    while (!knows(app, user)) {
+    while (sessions(app, user) < n) {
       if (System.nanoTime() > deadline) {
-        throw new AssertionError(app.getId() + " never learned of user " + user + " from the registry broadcast");
+        throw new AssertionError(app.getId() + " lists " + sessions(app, user) + " sessions of " + user
+            + ", not " + n + ", 15 s after the registry broadcasts began");
       }
       try {
         Thread.sleep(50); // polling interval of a bounded wait on Spring's registry

@@ -144,10 +144,24 @@ final class JsAgent implements AutoCloseable {
 
   /** Subscribes and waits for the RECEIPT. */
   void subscribe(String id, String sub, String destination) {
+    subscribe(id, sub, destination, Map.of());
+  }
+
+  void subscribe(String id, String sub, String destination, Map<String, String> headers) {
     ObjectNode c = cmd("subscribe", id);
     c.put("sub", sub);
     c.put("destination", destination);
+    ObjectNode h = c.putObject("headers");
+    headers.forEach(h::put);
     withReceipt(c, "SUBSCRIBE " + destination);
+  }
+
+  /** Acknowledges a message (its 1.2 ack header) and waits for the RECEIPT. */
+  void ack(String id, JsonNode message) {
+    ObjectNode c = cmd("ack", id);
+    c.put("ackId", message.path("headers").path("ack").asText());
+    c.putObject("headers");
+    withReceipt(c, "ACK " + message.path("headers").path("message-id").asText());
   }
 
   /** Sends a text body and waits for the RECEIPT. */

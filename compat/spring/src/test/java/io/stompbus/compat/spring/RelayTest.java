@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import java.time.Duration;
 import java.util.Base64;
 import java.util.List;
+import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.MethodOrderer;
@@ -147,6 +148,31 @@ class RelayTest {
 
   @Test
   @Order(3)
+  void clientAcknowledgementThroughTheRelay() {
+    js.connect("worker-1", appUrl, "alice");
+    js.connect("feeder", broker.wsUrl(), "dave");
+    js.subscribe("worker-1", "jobs", "/queue/relay.jobs", Map.of("ack", "client-individual"));
+    js.send("feeder", "/queue/relay.jobs", "job-1");
+    js.send("feeder", "/queue/relay.jobs", "job-2");
+    JsonNode j1 = js.message("worker-1", "jobs", "job-1");
+    js.message("worker-1", "jobs", "job-2");
+    assertThat(j1.path("headers").path("ack").asText()).isNotBlank();
+    js.ack("worker-1", j1); // ACK (and its receipt) cross the relay
+    js.disconnect("worker-1");
+
+    // job-2 was not acknowledged: the next worker gets it, not job-1.
+    js.connect("worker-2", appUrl, "alice");
+    js.subscribe("worker-2", "jobs", "/queue/relay.jobs", Map.of("ack", "client"));
+    js.ack("worker-2", js.message("worker-2", "jobs", "job-2"));
+    js.send("feeder", "/queue/relay.jobs", "job-3");
+    js.message("worker-2", "jobs", "job-3");
+    assertThat(js.bodies("worker-2", "jobs")).containsExactly("job-2", "job-3");
+    js.disconnect("worker-2");
+    js.disconnect("feeder");
+  }
+
+  @Test
+  @Order(4)
   void sendToUserRepliesReachTheRightSession() {
     for (String c : List.of("alice1", "alice2")) {
       js.connect(c, appUrl, "alice");
@@ -194,7 +220,7 @@ class RelayTest {
   }
 
   @Test
-  @Order(4)
+  @Order(5)
   void relaySurvivesABrokerRestart() throws Exception {
     js.connect("before-restart", appUrl, "erin");
     int mark = availability.events.size();
