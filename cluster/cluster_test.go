@@ -95,6 +95,7 @@ func natsFactory(t *testing.T, n int) testNodes {
 	}
 	waitReady(t, cs...)
 	nodes.queues = true
+	nodes.listening = func(i int) int { return cs[i].bus.Load().Listening() }
 	return nodes
 }
 
@@ -104,6 +105,7 @@ func memoryFactory(t *testing.T, n int) testNodes {
 	for i := 0; i < n; i++ {
 		nodes.routers = append(nodes.routers, h.NewRouter(router.Config{}))
 	}
+	nodes.listening = func(i int) int { return h.nodes[i].Listening() }
 	return nodes
 }
 

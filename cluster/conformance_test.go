@@ -20,6 +20,8 @@ type testNodes struct {
 	routers []*router.Router
 	// queues is true when queues are cluster-wide (shared by the routers).
 	queues bool
+	// listening returns how many keys node i listens for on the bus.
+	listening func(i int) int
 }
 
 // factory makes n connected nodes that live until the test ends.
@@ -318,6 +320,26 @@ func testBusConformance(t *testing.T, mk factory) {
 		}
 		if m, _ := other.snapshot(); len(m) != 0 {
 			t.Fatalf("bob got alice's message")
+		}
+	})
+
+	t.Run("listen-only-while-subscribed", func(t *testing.T) {
+		before := nodes.listening(1)
+		a, b := newRecorder(), newRecorder()
+		sa := subscribe(t, rs[1], "/topic/ls.x", a, router.AckAuto, 0)
+		sb := subscribe(t, rs[1], "/topic/ls.x", b, router.AckAuto, 0)
+		sw := subscribe(t, rs[1], "/topic/ls.*", newRecorder(), router.AckAuto, 0)
+		if got := nodes.listening(1); got != before+2 {
+			t.Fatalf("listening for %d keys, want %d (one per key, not per subscription)", got, before+2)
+		}
+		rs[1].Unsubscribe(sa)
+		if got := nodes.listening(1); got != before+2 {
+			t.Fatalf("stopped listening while a subscriber remains: %d", got)
+		}
+		rs[1].Unsubscribe(sb)
+		rs[1].Unsubscribe(sw)
+		if got := nodes.listening(1); got != before {
+			t.Fatalf("still listening for %d keys after the last unsubscribe, want %d", got, before)
 		}
 	})
 
