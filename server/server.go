@@ -156,6 +156,9 @@ func (s *Server) Start() error {
 	}
 	s.httpLn = ln
 	s.http = &http.Server{Handler: s.mux, ReadHeaderTimeout: s.cfg.UpgradeTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	// Ready before the listening lines: a harness that reads them may ask
+	// /readyz at once.
+	s.ready.Store(true)
 	s.log.Info("listening", "transport", "http", "addr", ln.Addr().String(), "tls", s.cfg.TLS != nil)
 	go func() {
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -175,7 +178,6 @@ func (s *Server) Start() error {
 		s.log.Info("listening", "transport", "stomp", "addr", sl.Addr().String(), "tls", s.cfg.TLS != nil)
 		go s.acceptTCP(sl)
 	}
-	s.ready.Store(true)
 	return nil
 }
 
