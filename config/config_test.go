@@ -154,6 +154,7 @@ func TestRefused(t *testing.T) {
 		{name: "nats and embedded", args: []string{"-nats", "nats://x:4222", "-cluster-listen", ":6222"}, want: []string{"nats and cluster-listen"}},
 		{name: "bad bool", env: env{"STOMPBUS_LIMIT_LOOPBACK": "maybe"}, want: []string{"STOMPBUS_LIMIT_LOOPBACK", "not a boolean"}},
 		{name: "bad exempt", args: []string{"-limit-exempt", "10.0.0.0/33"}, want: []string{"limit-exempt"}},
+		{name: "routes without listen", args: []string{"-cluster-routes", "nats-route://b:6222"}, want: []string{"cluster-routes needs cluster-listen"}},
 		{name: "missing file", args: []string{"-config", "/nonexistent/stompbus.yaml"}, want: []string{"config file", "nonexistent"}},
 	}
 	for _, tc := range cases {

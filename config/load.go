@@ -288,6 +288,9 @@ func (c *Config) Validate() error {
 	if err := (server.Limits{Exempt: c.LimitExempt}).Validate(); err != nil {
 		return fmt.Errorf("limit-exempt: %w", err)
 	}
+	if c.ClusterRoutes != nil && c.ClusterListen == "" {
+		return errors.New("cluster-routes needs cluster-listen: every node of an embedded cluster listens for routes")
+	}
 	if c.NATS != nil && (c.ClusterListen != "" || c.ClusterRoutes != nil) {
 		return errors.New("nats and cluster-listen/cluster-routes: an external NATS cluster replaces the embedded one; give one or the other")
 	}
