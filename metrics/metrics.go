@@ -119,6 +119,8 @@ func (m *Metrics) Watch(srv *server.Server) {
 		func() float64 { return float64(r.Subscriptions()) })
 	m.gaugeFunc("outbox_queued_bytes", "Bytes queued for clients and not yet written, all connections together.", nil,
 		func() float64 { return float64(srv.OutboxQueued()) })
+	m.gaugeFunc("outbox_queued_bytes_max", "Bytes queued and not yet written for the one connection with the most (nearest to a slow-consumer close).", nil,
+		func() float64 { _, largest := srv.OutboxQueuedMax(); return float64(largest) })
 	m.gaugeFunc("queue_messages", "Messages waiting in this node's /queue/ destinations (not yet delivered).", nil,
 		func() float64 { return float64(r.QueuedMessages()) })
 

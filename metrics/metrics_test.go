@@ -268,6 +268,7 @@ func TestScriptedRun(t *testing.T) {
 	}
 	exact(t, m, scrape(t, m, "stompbus_messages_delivered_total", "kind", "topic")+2, "stompbus_frames_sent_total", "command", "MESSAGE")
 	exact(t, m, 0, "stompbus_outbox_queued_bytes")
+	exact(t, m, 0, "stompbus_outbox_queued_bytes_max")
 	exact(t, m, 0, "stompbus_heartbeat_timeouts_total")
 	exact(t, m, 0, "stompbus_auth_failures_total")
 	exact(t, m, 0, "stompbus_bus_messages_total", "direction", "in")

@@ -421,15 +421,23 @@ func (s *Server) Refused(reason int) uint64 {
 // OutboxQueued returns the bytes queued for all connections and not yet
 // written (the outgoing queue depth of the node).
 func (s *Server) OutboxQueued() int {
+	total, _ := s.OutboxQueuedMax()
+	return total
+}
+
+// OutboxQueuedMax returns the bytes queued for all connections and the
+// most queued for one (the connection nearest to a slow-consumer close).
+func (s *Server) OutboxQueuedMax() (total, largest int) {
 	s.mu.Lock()
 	live := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		live = append(live, c)
 	}
 	s.mu.Unlock()
-	n := 0
 	for _, c := range live {
-		n += c.out.Queued()
+		q := c.out.Queued()
+		total += q
+		largest = max(largest, q)
 	}
-	return n
+	return total, largest
 }
