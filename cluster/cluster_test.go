@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"testing"
@@ -19,22 +20,31 @@ func testLog() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 }
 
-// freePorts reserves n loopback ports for route listeners, which must be
-// known before the servers start so that each lists all the others.
+// freePorts finds n loopback ports for route listeners, which must be known
+// before the servers start so that each lists all the others. They are
+// taken below the kernel's ephemeral range (where :0 ports and outgoing
+// connections of every other process on the machine live), so that nothing
+// grabs them between this check and the servers' bind.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var lns []net.Listener
 	var ports []int
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			t.Fatal("no free port below the ephemeral range")
+		}
+		p := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
 		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		_ = ln.Close()
+		ports = append(ports, p)
 	}
 	return ports
 }

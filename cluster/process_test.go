@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -22,6 +23,8 @@ import (
 // proc is one broker process (cluster/internal/testnode, wired as
 // cmd/broker is).
 type proc struct {
+	mu          sync.Mutex
+	tail        []string // last lines of the log, for failures
 	name        string
 	cmd         *exec.Cmd
 	stomp, http string
@@ -57,6 +60,11 @@ func startProc(t *testing.T, bin, name string, args ...string) *proc {
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			p.mu.Lock()
+			if p.tail = append(p.tail, sc.Text()); len(p.tail) > 20 {
+				p.tail = p.tail[1:]
+			}
+			p.mu.Unlock()
 			if os.Getenv("STOMPBUS_TEST_LOG") != "" {
 				fmt.Fprintf(os.Stderr, "[%s] %s\n", name, sc.Text())
 			}
@@ -78,7 +86,9 @@ func startProc(t *testing.T, bin, name string, args ...string) *proc {
 				p.http = a[1]
 			}
 		case <-p.done:
-			t.Fatalf("%s exited before listening", name)
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			t.Fatalf("%s exited before listening:\n%s", name, strings.Join(p.tail, "\n"))
 		case <-deadline:
 			t.Fatalf("%s did not log its listeners within 30s", name)
 		}
@@ -207,7 +217,17 @@ func TestProcessesSurviveSIGKILL(t *testing.T) {
 			onVictim := p == victim
 			var c *stomp.Conn
 			deadline := time.Now().Add(60 * time.Second)
-			for n := 0; n < perProducer && time.Now().Before(deadline); {
+			killed := func() bool {
+				select {
+				case <-killAt:
+					return true
+				default:
+					return false
+				}
+			}
+			// Keep the load on until the kill happened (the victim's
+			// consumer may start pulling late on a busy machine), bounded.
+			for n := 0; (n < perProducer || !killed()) && n < 10*perProducer && time.Now().Before(deadline); {
 				if c == nil {
 					var err error
 					if c, err = stomp.Dial("tcp", p.stomp); err != nil {
