@@ -223,7 +223,14 @@ func splitHostPort(addr string) (string, int, error) {
 
 // NewRouter returns the node's router, wired to the cluster: topic and
 // user messages over the NATS bus, queues in JetStream. Call it once.
+//
+// The queues' prefetch default follows cfg.DefaultPrefetch unless
+// Config.Queues set one; their depth limit is Config.Queues.MaxDepth (the
+// stream is configured at Start).
 func (c *Cluster) NewRouter(cfg router.Config) *router.Router {
+	if cfg.DefaultPrefetch > 0 && c.cfg.Queues.DefaultPrefetch == 0 {
+		c.queues.cfg.DefaultPrefetch = cfg.DefaultPrefetch
+	}
 	b := newNATSBus(c.nc, c.log)
 	cfg.Queues = c.queues
 	r := router.New(cfg, b)
