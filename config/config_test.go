@@ -260,3 +260,25 @@ func TestSize(t *testing.T) {
 		}
 	}
 }
+
+// TestDocumentedExample loads the example file of docs/operations.md, so
+// the documentation cannot drift from the keys.
+func TestDocumentedExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	if !ok {
+		t.Fatal("no yaml block in docs/operations.md")
+	}
+	example, _, _ := strings.Cut(rest, "```")
+	res, err := load(t, []string{"-config", writeFile(t, example)}, env{})
+	if err != nil {
+		t.Fatalf("the documented example is refused: %v", err)
+	}
+	c := res.Config
+	if c.Node != "broker1" || c.MaxFrameSize != 256<<10 || len(c.ClusterRoutes) != 2 || c.JWT.Issuer == "" || len(c.Permissions.Roles) != 2 {
+		t.Errorf("example read as %+v", c)
+	}
+}
