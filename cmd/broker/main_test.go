@@ -649,6 +649,23 @@ func TestClusterStats(t *testing.T) {
 		t.Error("n2 counts no bus messages in")
 	}
 
+	// A queue message nobody consumes is pending in JetStream, seen from
+	// either node (the count is refreshed at most once a second).
+	req, _ := http.NewRequest("POST", "http://"+n1.httpAddr+"/api/v1/publish?destination=/queue/parked", strings.NewReader("parked"))
+	req.SetBasicAuth("alice", "alice-pw")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("queue publish: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	pendingSeen := false
+	for end := time.Now().Add(wait); !pendingSeen && time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		pendingSeen = metric(n2, "stompbus_jetstream_pending_messages 1\n")
+	}
+	if !pendingSeen {
+		t.Error("n2 never reported the pending queue message")
+	}
+
 	// An admin on n1 disconnects a session that lives on n2.
 	victim, err := net.DialTimeout("tcp", n2.tcp, wait)
 	if err != nil {
