@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,6 +31,9 @@ type statsExchange struct {
 	self     func() server.NodeStats
 	expected func() int // nodes expected to answer besides this one; 0 if unknown
 	subs     []*nats.Subscription
+	// lastSeen is how many nodes answered the last request: a request
+	// stops waiting once as many answered (external NATS gives no count).
+	lastSeen atomic.Int64
 }
 
 // newStatsExchange serves stats requests, and disconnect requests for the
@@ -89,7 +93,7 @@ func (x *statsExchange) Peers(ctx context.Context) []server.NodeStats {
 		out []server.NodeStats
 	)
 	enough := make(chan struct{})
-	want := x.expected()
+	want := max(x.expected(), int(x.lastSeen.Load()))
 	sub, err := x.nc.Subscribe(inbox, func(m *nats.Msg) {
 		var st server.NodeStats
 		if json.Unmarshal(m.Data, &st) != nil {
@@ -120,6 +124,7 @@ func (x *statsExchange) Peers(ctx context.Context) []server.NodeStats {
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	x.lastSeen.Store(int64(len(out)))
 	return append([]server.NodeStats(nil), out...)
 }
 
