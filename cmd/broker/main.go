@@ -157,7 +157,11 @@ func start(cfg *config.Config, log *slog.Logger) (_ *node, err error) {
 		return nil, fmt.Errorf("stats exchange: %w", err)
 	}
 	n.srv.Handle("GET /metrics", m.Handler())
-	n.srv.MountAPI(server.APIConfig{Node: cfg.Node, Peers: n.stats.Peers, DisconnectRemote: n.stats.DisconnectRemote})
+	api := server.APIConfig{Node: cfg.Node}
+	if len(cfg.NATS) > 0 || len(cfg.ClusterRoutes) > 0 { // other nodes may exist
+		api.Peers, api.DisconnectRemote = n.stats.Peers, n.stats.DisconnectRemote
+	}
+	n.srv.MountAPI(api)
 	n.srv.Handle("GET /api/v1/presence", n.pres.Handler())
 	n.srv.Handle("GET /", webclient.Handler())
 	if err := n.srv.Start(); err != nil {
