@@ -282,3 +282,17 @@ func TestDocumentedExample(t *testing.T) {
 		t.Errorf("example read as %+v", c)
 	}
 }
+
+// TestEveryKeyDocumented: the settings table of docs/operations.md names
+// every key.
+func TestEveryKeyDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range settings {
+		if !strings.Contains(string(doc), "| `"+s.key+"` |") {
+			t.Errorf("docs/operations.md has no row for %s", s.key)
+		}
+	}
+}
