@@ -47,6 +47,7 @@ type Config struct {
 	WriteTimeout     time.Duration // write-timeout: one write to a client
 	MaxQueueDepth    int           // max-queue-depth: waiting messages of one /queue/
 	DefaultPrefetch  int           // default-prefetch: in-flight messages of a client-ack queue subscription
+	QueueAckWait     time.Duration // queue-ack-wait: JetStream hands a message held by a silent node to another after this
 	ReadBufferSize   int           // read-buffer-size: per connection
 	UpgradeTimeout   time.Duration // upgrade-timeout: WebSocket handshake and HTTP request headers
 
@@ -107,6 +108,7 @@ func Default() Config {
 		WriteTimeout:     outbox.DefaultWriteTimeout,
 		MaxQueueDepth:    router.DefaultMaxQueueDepth,
 		DefaultPrefetch:  router.DefaultPrefetch,
+		QueueAckWait:     30 * time.Second,
 		ReadBufferSize:   4096,
 		UpgradeTimeout:   10 * time.Second,
 

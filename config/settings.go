@@ -242,6 +242,7 @@ var settings = []setting{
 	integer("max-unacked", "most unacknowledged queue messages of one connection (its client-ack prefetches add up to at most this)", 1, func(c *Config) *int { return &c.MaxUnacked }),
 	integer("max-queue-depth", "most waiting messages of one /queue/ destination; SEND beyond is refused", 1, func(c *Config) *int { return &c.MaxQueueDepth }),
 	integer("default-prefetch", "in-flight messages of a client-ack queue subscription without prefetch-count", 1, func(c *Config) *int { return &c.DefaultPrefetch }),
+	duration("queue-ack-wait", "a queue message held by a node that stopped answering goes to another consumer after this", time.Second, func(c *Config) *time.Duration { return &c.QueueAckWait }),
 	size("read-buffer-size", "read buffer of each connection (bytes)", 512, func(c *Config) *int { return &c.ReadBufferSize }),
 	duration("upgrade-timeout", "bound on the WebSocket handshake and on reading HTTP request headers", 100*time.Millisecond, func(c *Config) *time.Duration { return &c.UpgradeTimeout }),
 

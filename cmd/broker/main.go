@@ -125,6 +125,7 @@ func start(cfg *config.Config, log *slog.Logger) (_ *node, err error) {
 		NATSURLs:    cfg.NATS,
 		RouteListen: cfg.ClusterListen,
 		Routes:      cfg.ClusterRoutes,
+		Queues:      cluster.QueueConfig{MaxDepth: cfg.MaxQueueDepth, AckWait: cfg.QueueAckWait},
 		Log:         log,
 	})
 	if err != nil {
