@@ -485,6 +485,22 @@ func Fanout(ctx context.Context, t Target, cfg TopicConfig, scenario string) (re
 		return res
 	}
 	defer func() { e.close() }()
+	// fresh returns connections fit for the next run: the same ones when
+	// the last step delivered everything (its backlog is drained), new ones
+	// when it lost messages or subscribers
+	freshIf := func(last Step) error {
+		if last.Lost == 0 && last.Dead == 0 {
+			return nil
+		}
+		e.close()
+		ne, err := newTopicEngine(ctx, t, cfg, subURL)
+		if err != nil {
+			e = nil
+			return err
+		}
+		e = ne
+		return nil
+	}
 	offered := cfg.StartPerSec
 	for i := 0; i < cfg.MaxSteps && ctx.Err() == nil; i++ {
 		st := e.runStep(ctx, offered, cfg.StepTime)
@@ -503,30 +519,32 @@ func Fanout(ctx context.Context, t Target, cfg TopicConfig, scenario string) (re
 		res.SaturationPerSec = offered
 		offered *= cfg.Factor
 	}
+	if res.SaturationPerSec == 0 && ctx.Err() == nil {
+		// even the first rate was too much: search downwards, to 1/16 of it
+		down := cfg.StartPerSec
+		for i := 0; i < 4 && ctx.Err() == nil; i++ {
+			down /= cfg.Factor
+			if err := freshIf(res.Steps[len(res.Steps)-1]); err != nil {
+				res.Error = "setup: " + err.Error()
+				return res
+			}
+			st := e.runStep(ctx, down, cfg.StepTime)
+			cfg.logStep(t.Name, "down", st)
+			res.Steps = append(res.Steps, st)
+			if st.Pass {
+				res.SaturationPerSec = down
+				break
+			}
+		}
+	}
 	if res.SaturationPerSec == 0 {
 		res.Error = "no step passed"
 		return res
 	}
-	// fresh returns connections fit for the next run: the same ones when
-	// the last step delivered everything (its backlog is drained), new ones
-	// when it lost messages or subscribers
-	fresh := func(last Step) error {
-		if last.Lost == 0 && last.Dead == 0 {
-			return nil
-		}
-		e.close()
-		ne, err := newTopicEngine(ctx, t, cfg, subURL)
-		if err != nil {
-			e = nil
-			return err
-		}
-		e = ne
-		return nil
-	}
 	if last := res.Steps[len(res.Steps)-1]; !last.Pass && ctx.Err() == nil {
 		// one refinement between the last pass and the first failure
 		mid := res.SaturationPerSec * math.Sqrt(cfg.Factor)
-		if err := fresh(last); err != nil {
+		if err := freshIf(last); err != nil {
 			res.Error = "refine setup: " + err.Error()
 			return res
 		}
@@ -537,7 +555,7 @@ func Fanout(ctx context.Context, t Target, cfg TopicConfig, scenario string) (re
 			res.SaturationPerSec = mid
 		}
 	}
-	if err := fresh(res.Steps[len(res.Steps)-1]); err != nil {
+	if err := freshIf(res.Steps[len(res.Steps)-1]); err != nil {
 		res.Error = "half-rate setup: " + err.Error()
 		return res
 	}
