@@ -37,7 +37,7 @@ func startBroker(t testing.TB, cfg Config) *broker {
 	}
 	r := c.NewRouter(router.Config{})
 	e := session.NewEnv(cfg.Node, r, session.Config{}, nil, cfg.Log)
-	p := presence.New(presence.Config{Node: cfg.Node, Router: r, JetStream: c.JetStream(), Replicas: c.Replicas(), Log: cfg.Log, Heartbeat: time.Second})
+	p := presence.New(presence.Config{Node: cfg.Node, Router: r, JetStream: c.JetStream(), Replicas: c.Replicas(), Log: cfg.Log})
 	e.OnConnect, e.OnClose = p.OnConnect, p.OnClose
 	srv := server.New(server.Config{HTTPAddr: "127.0.0.1:0", StompAddr: "127.0.0.1:0"}, e, cfg.Log)
 	srv.Ready = c.Ready
@@ -69,6 +69,15 @@ func startBrokers(t testing.TB, cfgs []Config) []*broker {
 		cs = append(cs, b.c)
 	}
 	waitReady(t, cs...)
+	for _, b := range bs {
+		deadline := time.Now().Add(30 * time.Second)
+		for !b.p.Ready() {
+			if time.Now().After(deadline) {
+				t.Fatalf("presence of %s not ready within 30s", b.c.Node())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	return bs
 }
 

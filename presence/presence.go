@@ -175,10 +175,7 @@ func (t *Tracker) change(user string, d int) {
 	}
 	t.dirty[user] = struct{}{}
 	t.mu.Unlock()
-	select {
-	case t.wake <- struct{}{}:
-	default:
-	}
+	t.poke()
 }
 
 // Users returns the connected users, sorted by name.
@@ -370,9 +367,11 @@ func (t *Tracker) runKV() {
 		t.log.Error("presence: watch bucket", "err", err)
 		return
 	}
-	defer func() { _ = w.Stop() }()
-	initial := true
-	var stale []update
+	// The watcher applies the log; this goroutine writes (one writer keeps
+	// this node's updates in order), so a slow write never holds up what
+	// other nodes announce.
+	t.wg.Add(1)
+	go t.watch(w)
 	beat := time.NewTicker(t.cfg.Heartbeat)
 	defer beat.Stop()
 	t.heartbeat()
@@ -381,46 +380,69 @@ func (t *Tracker) runKV() {
 		case <-t.ctx.Done():
 			return
 		case <-t.final:
-			if !initial {
+			if t.ready.Load() {
 				t.flush()
 			}
 			ctx, cancel := context.WithTimeout(t.ctx, 2*time.Second)
 			_ = t.kv.Delete(ctx, nodeKey(t.cfg.Node))
 			cancel()
 			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e == nil { // end of the initial values
-				initial = false
-				t.ready.Store(true)
-				// What this node wrote before it restarted is void.
-				t.mu.Lock()
-				for user, nodes := range t.table {
-					if _, ok := nodes[t.cfg.Node]; ok {
-						if _, mine := t.local[user]; !mine {
-							stale = append(stale, update{Node: t.cfg.Node, User: user, Author: t.cfg.Node})
-						}
-					}
-				}
-				t.mu.Unlock()
-				for _, u := range stale {
-					t.write(u)
-				}
-				t.flush()
-				continue
-			}
-			t.onEntry(e, !initial)
 		case <-t.wake:
-			if !initial {
+			if t.ready.Load() {
 				t.flush()
 			}
 		case <-beat.C:
 			t.heartbeat()
 			t.reapSilent()
-			t.flush()
+			if t.ready.Load() {
+				t.flush()
+			}
 		}
+	}
+}
+
+// watch applies every entry of the bucket to the table, in log order.
+func (t *Tracker) watch(w jetstream.KeyWatcher) {
+	defer t.wg.Done()
+	defer func() { _ = w.Stop() }()
+	initial := true
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-t.final:
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e != nil {
+				t.onEntry(e, !initial)
+				continue
+			}
+			// End of the initial values. What this node wrote before it
+			// restarted is void: write its true counts (zero) again.
+			initial = false
+			t.mu.Lock()
+			for user, nodes := range t.table {
+				if _, ok := nodes[t.cfg.Node]; ok {
+					if _, mine := t.local[user]; !mine {
+						t.dirty[user] = struct{}{}
+					}
+				}
+			}
+			t.mu.Unlock()
+			t.ready.Store(true)
+			t.poke()
+		}
+	}
+}
+
+// poke wakes the writer.
+func (t *Tracker) poke() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -489,10 +511,14 @@ func (t *Tracker) onEntry(e jetstream.KeyValueEntry, live bool) {
 		// dead); write the true counts again.
 		if live && u.Node == t.cfg.Node && u.Author != t.cfg.Node {
 			t.mu.Lock()
-			if t.local[u.User] != u.Sessions {
+			rewrite := t.local[u.User] != u.Sessions
+			if rewrite {
 				t.dirty[u.User] = struct{}{}
 			}
 			t.mu.Unlock()
+			if rewrite {
+				t.poke()
+			}
 		}
 	default:
 		t.log.Debug("presence: ignoring key", "key", e.Key(), "err", errKey)
