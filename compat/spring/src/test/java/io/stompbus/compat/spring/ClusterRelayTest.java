@@ -39,14 +39,20 @@ class ClusterRelayTest {
       blocked = "blocked on the cluster: the broker has no -cluster-listen/-cluster-routes flags";
       return;
     }
-    int routeA = Broker.freePort();
-    int routeB = Broker.freePort();
-    nodeA = Broker.start("spring-a", "-cluster-listen", "127.0.0.1:" + routeA,
-        "-cluster-routes", "nats-route://127.0.0.1:" + routeB);
-    nodeB = Broker.start("spring-b", "-cluster-listen", "127.0.0.1:" + routeB,
-        "-cluster-routes", "nats-route://127.0.0.1:" + routeA);
-    nodeA.awaitReady(Duration.ofSeconds(30));
-    nodeB.awaitReady(Duration.ofSeconds(30));
+    // The route ports are picked free beforehand, and another listener may
+    // take one before the node binds it: then start both nodes again.
+    for (int attempt = 1; ; attempt++) {
+      try {
+        startNodes();
+        break;
+      } catch (IllegalStateException | AssertionError e) {
+        System.out.println("cluster start, attempt " + attempt + ": " + e);
+        closeNodes();
+        if (attempt == 2) {
+          throw e;
+        }
+      }
+    }
     js = JsAgent.start();
 
     // Is the cluster there at all? A topic message from a client of node A
@@ -79,6 +85,27 @@ class ClusterRelayTest {
       app.getBean(RelayApp.Availability.class).events.first(Boolean.TRUE::equals,
           "the relay's system session to connect");
     }
+  }
+
+  private static void startNodes() throws Exception {
+    int routeA = Broker.freePort();
+    int routeB = Broker.freePort();
+    nodeA = Broker.start("spring-a", "-cluster-listen", "127.0.0.1:" + routeA,
+        "-cluster-routes", "nats-route://127.0.0.1:" + routeB);
+    nodeB = Broker.start("spring-b", "-cluster-listen", "127.0.0.1:" + routeB,
+        "-cluster-routes", "nats-route://127.0.0.1:" + routeA);
+    nodeA.awaitReady(Duration.ofSeconds(30));
+    nodeB.awaitReady(Duration.ofSeconds(30));
+  }
+
+  private static void closeNodes() {
+    for (Broker b : new Broker[] {nodeA, nodeB}) {
+      if (b != null) {
+        b.close();
+      }
+    }
+    nodeA = null;
+    nodeB = null;
   }
 
   @AfterAll

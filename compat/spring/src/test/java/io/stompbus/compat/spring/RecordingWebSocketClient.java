@@ -22,7 +22,8 @@ import org.springframework.web.util.UriComponentsBuilder;
  * The standard JSR-356 client (StandardWebSocketClient on Tomcat's
  * WsWebSocketContainer) with every WebSocket message in and out recorded in
  * the {@link FrameLog} and in {@link #messages}, so tests can also check what
- * went over the wire (heart-beats, text versus binary frames).
+ * went over the wire (heart-beats, text versus binary frames), and with its
+ * sends serialized (see afterConnectionEstablished).
  */
 final class RecordingWebSocketClient implements WebSocketClient {
   /** One WebSocket message: out=true if the client sent it. */
@@ -81,11 +82,17 @@ final class RecordingWebSocketClient implements WebSocketClient {
     public void afterConnectionEstablished(WebSocketSession s) throws Exception {
       session = s;
       FrameLog.add(name, "---", "websocket open, subprotocol=" + s.getAcceptedProtocol());
+      // Sends are serialized: WebSocketStompClient writes heart-beats from
+      // its TaskScheduler thread and frames from the caller's, with no lock
+      // between them, and Tomcat's JSR-356 client fails a send that overlaps
+      // another ("The remote endpoint was in state [TEXT_PARTIAL_WRITING]").
       super.afterConnectionEstablished(new WebSocketSessionDecorator(s) {
         @Override
         public void sendMessage(WebSocketMessage<?> message) throws IOException {
-          record(true, message);
-          super.sendMessage(message);
+          synchronized (this) {
+            record(true, message);
+            super.sendMessage(message);
+          }
         }
       });
     }
