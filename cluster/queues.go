@@ -263,10 +263,12 @@ type qsub struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	room    chan struct{} // signalled when in-flight messages are settled
+	done    chan struct{} // closed when run has returned
 
 	mu        sync.Mutex
 	cancelled bool
-	inflight  []inflight // oldest first
+	inflight  []inflight      // oldest first
+	returned  []jetstream.Msg // pulled after the cancel, given back by Cancel
 }
 
 type inflight struct {
@@ -277,7 +279,7 @@ type inflight struct {
 // Consume starts pulling messages of s's queue for s.
 func (q *Queues) Consume(s *router.Subscription, deliver func(*router.Message, bool) bool) error {
 	ctx, cancel := context.WithCancel(q.ctx)
-	qs := &qsub{q: q, s: s, deliver: deliver, ctx: ctx, cancel: cancel, room: make(chan struct{}, 1)}
+	qs := &qsub{q: q, s: s, deliver: deliver, ctx: ctx, cancel: cancel, room: make(chan struct{}, 1), done: make(chan struct{})}
 	q.mu.Lock()
 	q.subs[s] = qs
 	q.mu.Unlock()
@@ -297,14 +299,33 @@ func (q *Queues) Cancel(s *router.Subscription) {
 	}
 	qs.mu.Lock()
 	qs.cancelled = true
-	held := qs.inflight
-	qs.inflight = nil
 	qs.mu.Unlock()
 	qs.cancel()
+	// A pull request outlives its client-side cancel until the server
+	// learns its inbox is gone; a message returned before that would be
+	// handed to the dead request and stay away for the whole AckWait. So
+	// wait for the pull loop to end (its fetch unsubscribes), and return
+	// the messages with a short delay that lets the unsubscribe land first.
+	select {
+	case <-qs.done:
+	case <-time.After(2 * time.Second):
+	}
+	qs.mu.Lock()
+	held := qs.inflight
+	back := qs.returned
+	qs.inflight, qs.returned = nil, nil
+	qs.mu.Unlock()
 	for _, f := range held {
-		_ = f.msg.Nak()
+		_ = f.msg.NakWithDelay(returnDelay)
+	}
+	for _, m := range back {
+		_ = m.NakWithDelay(returnDelay)
 	}
 }
+
+// returnDelay holds back a message given back by a cancelled subscription
+// until the server has dropped that subscription's pull request.
+const returnDelay = 50 * time.Millisecond
 
 // Ack settles or rejects id (and, for ack:client, everything before it).
 func (q *Queues) Ack(s *router.Subscription, id []byte, requeue bool) error {
@@ -394,6 +415,7 @@ func (qs *qsub) free() int {
 // run pulls from the queue's consumer while the subscription lives.
 func (qs *qsub) run() {
 	defer qs.q.wg.Done()
+	defer close(qs.done)
 	var cons jetstream.Consumer
 	delay := 50 * time.Millisecond
 	backoff := func() bool {
@@ -476,8 +498,8 @@ func (qs *qsub) handle(msg jetstream.Msg) {
 	}
 	qs.mu.Lock()
 	if qs.cancelled {
+		qs.returned = append(qs.returned, msg)
 		qs.mu.Unlock()
-		_ = msg.Nak()
 		return
 	}
 	if !qs.deliver(m, redelivered) {
