@@ -61,6 +61,9 @@ type Config struct {
 	MaxAuthFailures     int           // max-auth-failures: failures in the window before an address is refused
 	AuthFailureWindow   time.Duration // auth-failure-window: window of counted failures
 	LimitLoopback       bool          // limit-loopback: apply per-address limits to loopback too
+	StrictUTF8          bool          // strict-utf8: text WebSocket messages must be valid UTF-8
+	Anonymous           bool          // anonymous: admit clients without credentials although users or tokens are configured
+	ReadMode            string        // read-mode: auto, epoll or goroutine
 	LimitExempt         []string      // limit-exempt: addresses and CIDR prefixes the per-address limits skip
 
 	// Drain on SIGTERM/SIGINT.
@@ -93,6 +96,7 @@ func Default() Config {
 		Data:      "./data",
 		LogLevel:  "info",
 		LogFormat: "text",
+		ReadMode:  "auto",
 
 		MaxFrameSize:     frame.DefaultMaxFrameSize,
 		MaxHeaders:       frame.DefaultMaxHeaders,

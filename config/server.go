@@ -18,6 +18,7 @@ func (c *Config) Server() (server.Config, error) {
 		UpgradeTimeout:   c.UpgradeTimeout,
 		DrainRetryWindow: c.DrainRetryWindow,
 		ReadBufferSize:   c.ReadBufferSize,
+		ReadMode:         readMode(c.ReadMode),
 		Limits: server.Limits{
 			MaxConnections:      c.MaxConnections,
 			MaxConnectionsPerIP: c.MaxConnectionsPerIP,
@@ -29,6 +30,7 @@ func (c *Config) Server() (server.Config, error) {
 			AuthFailureWindow:   c.AuthFailureWindow,
 			LimitLoopback:       c.LimitLoopback,
 			Exempt:              c.LimitExempt,
+			StrictUTF8:          c.StrictUTF8,
 		},
 	}
 	if c.TLSCert != "" {
@@ -45,4 +47,12 @@ func (c *Config) Server() (server.Config, error) {
 		}
 	}
 	return sc, nil
+}
+
+// readMode maps the read-mode setting to server.Config.ReadMode.
+func readMode(m string) string {
+	if m == "auto" {
+		return ""
+	}
+	return m
 }

@@ -196,7 +196,9 @@ func (n *node) closeCluster() {
 func buildAuth(cfg *config.Config) (session.Authenticator, session.Authorizer, error) {
 	var authn session.Authenticator
 	if cfg.Users != "" || cfg.JWTEnabled() {
-		chain := &auth.Chain{Anonymous: cfg.Users == ""}
+		// Anonymous clients are admitted only when configured: a node with
+		// a users file or tokens authenticates everyone else.
+		chain := &auth.Chain{Anonymous: cfg.Anonymous}
 		if cfg.Users != "" {
 			u, err := auth.LoadUsers(cfg.Users)
 			if err != nil {
