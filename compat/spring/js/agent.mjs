@@ -10,7 +10,7 @@
 //           {op:"subscribe", id, sub, destination, headers?}
 //           {op:"unsubscribe", id, sub, headers?}
 //           {op:"send", id, destination, body?, base64?, headers?}
-//           {op:"ack"|"nack", id, ackId, headers?}
+//           {op:"ack"|"nack", id, ackId, sub, headers?}
 //           {op:"disconnect", id}
 //           {op:"exit"}
 // events:   {ev:"ready"} {ev:"connected", id, headers} {ev:"message", id, sub, headers, body, base64}
@@ -92,10 +92,10 @@ const handlers = {
     client(cmd).publish(params);
   },
   ack(cmd) {
-    client(cmd).ack(cmd.ackId, undefined, cmd.headers ?? {});
+    client(cmd).ack(cmd.ackId, cmd.sub, cmd.headers ?? {});
   },
   nack(cmd) {
-    client(cmd).nack(cmd.ackId, undefined, cmd.headers ?? {});
+    client(cmd).nack(cmd.ackId, cmd.sub, cmd.headers ?? {});
   },
   async disconnect(cmd) {
     const c = clients.get(cmd.id);

@@ -160,6 +160,7 @@ final class JsAgent implements AutoCloseable {
   void ack(String id, JsonNode message) {
     ObjectNode c = cmd("ack", id);
     c.put("ackId", message.path("headers").path("ack").asText());
+    c.put("sub", message.path("headers").path("subscription").asText());
     c.putObject("headers");
     withReceipt(c, "ACK " + message.path("headers").path("message-id").asText());
   }
