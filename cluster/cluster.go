@@ -337,6 +337,9 @@ func (c *Cluster) shutdown() error {
 		}
 		c.nc.Close()
 	}
+	if b := c.bus.Load(); b != nil {
+		b.stop()
+	}
 	if c.srv != nil {
 		c.srv.Shutdown()
 		c.srv.WaitForShutdown()

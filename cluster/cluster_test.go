@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -128,4 +130,34 @@ func TestQueuesJetStreamSingle(t *testing.T) {
 }
 func TestQueuesJetStreamThreeNodes(t *testing.T) {
 	testQueueConformance(t, natsFactory, 3)
+}
+
+// TestManyKeysFewGoroutines: listening for thousands of keys (one per user
+// with a /user/... subscription) must not cost a goroutine each.
+func TestManyKeysFewGoroutines(t *testing.T) {
+	c := startCluster(t, clusterConfigs(t, 1)[0])
+	r := c.NewRouter(router.Config{})
+	before := runtime.NumGoroutine()
+	const n = 2000
+	rec := newRecorder()
+	var subs []*router.Subscription
+	for i := 0; i < n; i++ {
+		s := &router.Subscription{ID: strconv.Itoa(i), Consumer: rec}
+		if err := r.Subscribe(s, router.User, "/user/u"+strconv.Itoa(i)+"/queue/inbox"); err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, s)
+	}
+	if got := c.bus.Load().Listening(); got != n {
+		t.Fatalf("listening for %d keys, want %d", got, n)
+	}
+	if grown := runtime.NumGoroutine() - before; grown > 50 {
+		t.Fatalf("%d keys cost %d goroutines", n, grown)
+	}
+	for _, s := range subs {
+		r.Unsubscribe(s)
+	}
+	if got := c.bus.Load().Listening(); got != 0 {
+		t.Fatalf("still listening for %d keys", got)
+	}
 }

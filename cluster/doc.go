@@ -17,9 +17,10 @@
 // in-process stand-in for NATS used by single-process tests; one
 // conformance suite runs against both.
 //
-// Concurrency: every exported method is safe for concurrent use. Messages
-// from NATS are delivered on nats.go's subscription goroutines (one per
-// NATS subscription, so per-key order is kept), queue messages on one
+// Concurrency: every exported method is safe for concurrent use. Topic and
+// user messages from NATS are delivered by eight dispatcher goroutines per
+// node, each key always by the same one (so per-key order is kept, and
+// thousands of keys cost no goroutine each); queue messages by one
 // goroutine per queue subscription; both call router methods that never
 // block. Lock order: router listen stripe, then NATSBus.mu; Queues.mu, then
 // one queue subscription's mu.

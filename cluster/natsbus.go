@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -14,13 +15,25 @@ import (
 // NATSBus carries topic and user messages over core NATS (a router.Bus).
 // The connection must be made with nats.NoEcho so that a node never
 // receives what it published itself.
+//
+// A node may listen for very many keys (one per user with a /user/...
+// subscription), so NATS subscriptions deliver into a few shared channels,
+// not one goroutine each: a key always uses the same shard, which keeps
+// each key's messages in order, and the shards' goroutines deliver in
+// parallel.
 type NATSBus struct {
 	nc  *nats.Conn
 	r   *router.Router
 	log *slog.Logger
 
-	mu   sync.Mutex
+	mu   sync.RWMutex
 	subs map[string][]*nats.Subscription
+	keys map[*nats.Subscription]string // the key each subscription is for
+
+	seed   maphash.Seed
+	shards []chan *nats.Msg
+	done   chan struct{}
+	wg     sync.WaitGroup
 
 	in, out, dropped atomic.Uint64
 	// envelopes are reusable encoding buffers for Publish.
@@ -29,10 +42,26 @@ type NATSBus struct {
 
 var _ router.Bus = (*NATSBus)(nil)
 
+const (
+	busShards = 8
+	// busShardDepth bounds the messages waiting in one shard; beyond it
+	// nats.go drops and reports a slow consumer (logged).
+	busShardDepth = 1 << 16
+	// maxPooledEnvelope: larger encoding buffers are left to the collector.
+	maxPooledEnvelope = 64 << 10
+)
+
 // newNATSBus returns a bus on nc; attach a router before any Listen.
 func newNATSBus(nc *nats.Conn, log *slog.Logger) *NATSBus {
-	b := &NATSBus{nc: nc, log: log, subs: make(map[string][]*nats.Subscription)}
+	b := &NATSBus{nc: nc, log: log, subs: make(map[string][]*nats.Subscription),
+		keys: make(map[*nats.Subscription]string), seed: maphash.MakeSeed(), done: make(chan struct{})}
 	b.envelopes.New = func() any { e := make([]byte, 0, 1024); return &e }
+	for i := 0; i < busShards; i++ {
+		ch := make(chan *nats.Msg, busShardDepth)
+		b.shards = append(b.shards, ch)
+		b.wg.Add(1)
+		go b.dispatch(ch)
+	}
 	return b
 }
 
@@ -53,9 +82,6 @@ func (b *NATSBus) Publish(m *router.Message) error {
 	return nil
 }
 
-// maxPooledEnvelope: larger encoding buffers are left to the collector.
-const maxPooledEnvelope = 64 << 10
-
 // Listen subscribes to the subjects of key (idempotent).
 func (b *NATSBus) Listen(key string) error {
 	b.mu.Lock()
@@ -63,30 +89,34 @@ func (b *NATSBus) Listen(key string) error {
 	if _, ok := b.subs[key]; ok {
 		return nil
 	}
+	ch := b.shards[maphash.String(b.seed, key)%busShards]
 	subjects := listenSubjects(key)
 	subs := make([]*nats.Subscription, 0, len(subjects))
 	for _, subj := range subjects {
-		s, err := b.nc.Subscribe(subj, b.handler(key))
+		s, err := b.nc.ChanSubscribe(subj, ch)
 		if err != nil {
 			for _, s := range subs {
 				_ = s.Unsubscribe()
+				delete(b.keys, s)
 			}
 			return fmt.Errorf("nats subscribe %s: %w", subj, err)
 		}
-		// Deliveries never block, so a large backlog only means a burst;
-		// beyond it nats.go drops and reports a slow consumer.
-		_ = s.SetPendingLimits(1<<20, 256<<20)
+		b.keys[s] = key
 		subs = append(subs, s)
 	}
 	b.subs[key] = subs
 	return nil
 }
 
-// Unlisten drops the subscriptions of key (idempotent).
+// Unlisten drops the subscriptions of key (idempotent). Messages of key
+// still waiting in a shard are dropped.
 func (b *NATSBus) Unlisten(key string) error {
 	b.mu.Lock()
 	subs := b.subs[key]
 	delete(b.subs, key)
+	for _, s := range subs {
+		delete(b.keys, s)
+	}
 	b.mu.Unlock()
 	var first error
 	for _, s := range subs {
@@ -97,23 +127,43 @@ func (b *NATSBus) Unlisten(key string) error {
 	return first
 }
 
-func (b *NATSBus) handler(key string) nats.MsgHandler {
-	return func(msg *nats.Msg) {
+// dispatch delivers one shard's messages to the router.
+func (b *NATSBus) dispatch(ch chan *nats.Msg) {
+	defer b.wg.Done()
+	for {
+		var msg *nats.Msg
+		select {
+		case msg = <-ch:
+		case <-b.done:
+			return
+		}
+		b.mu.RLock()
+		key, ok := b.keys[msg.Sub]
+		b.mu.RUnlock()
+		if !ok {
+			continue // no longer listening
+		}
 		m, err := decodeEnvelope(msg.Data)
 		if err != nil {
 			b.dropped.Add(1)
 			b.log.Warn("cluster bus: dropping a message", "subject", msg.Subject, "err", err)
-			return
+			continue
 		}
 		b.in.Add(1)
 		b.r.DeliverListened(m, key)
 	}
 }
 
+// stop ends the dispatchers (after the connection is closed).
+func (b *NATSBus) stop() {
+	close(b.done)
+	b.wg.Wait()
+}
+
 // Listening returns the number of keys this node listens for.
 func (b *NATSBus) Listening() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.mu.RLock()
+	defer b.mu.RUnlock()
 	return len(b.subs)
 }
 
