@@ -142,6 +142,24 @@ final class JsAgent implements AutoCloseable {
     return ev.path("headers");
   }
 
+  /** Connects client id and expects to be refused; returns the ERROR (or close) event. */
+  JsonNode connectFails(String id, String url, String login) {
+    int mark = events.size();
+    ObjectNode c = cmd("connect", id);
+    c.put("url", url);
+    ObjectNode h = c.putObject("headers");
+    h.put("login", login);
+    h.put("passcode", "secret-" + login);
+    command(c);
+    JsonNode ev = events.first(mark, e -> is(e, "connected", id) || is(e, "stomp-error", id) || is(e, "closed", id),
+        Await.TIMEOUT, id + " to be refused by " + url);
+    disconnect(id);
+    if (is(ev, "connected", id)) {
+      throw new AssertionError(id + " connected to " + url + " although it should have been refused: " + ev);
+    }
+    return ev;
+  }
+
   /** Subscribes and waits for the RECEIPT. */
   void subscribe(String id, String sub, String destination) {
     subscribe(id, sub, destination, Map.of());

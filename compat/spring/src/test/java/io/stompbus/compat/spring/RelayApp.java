@@ -53,18 +53,27 @@ public class RelayApp implements WebSocketMessageBrokerConfigurer {
   @Value("${stompbus.relay.port}")
   private int relayPort;
 
+  @Value("${stompbus.relay.system-passcode:system-secret}")
+  private String systemPasscode;
+
   /** Starts the app on a free port with its relay pointing at host:port. */
   static ConfigurableApplicationContext run(String name, String host, int port) {
+    return run(name, host, port, Map.of());
+  }
+
+  static ConfigurableApplicationContext run(String name, String host, int port, Map<String, Object> more) {
+    Map<String, Object> props = new java.util.HashMap<>(Map.of(
+        "server.port", "0",
+        "server.address", "127.0.0.1",
+        "spring.application.name", name,
+        "spring.main.banner-mode", "off",
+        "spring.jmx.enabled", "false",
+        "stompbus.relay.host", host,
+        "stompbus.relay.port", String.valueOf(port)));
+    props.putAll(more);
     return new SpringApplicationBuilder(RelayApp.class)
         .web(WebApplicationType.SERVLET)
-        .properties(Map.of(
-            "server.port", "0",
-            "server.address", "127.0.0.1",
-            "spring.application.name", name,
-            "spring.main.banner-mode", "off",
-            "spring.jmx.enabled", "false",
-            "stompbus.relay.host", host,
-            "stompbus.relay.port", String.valueOf(port)))
+        .properties(props)
         .run();
   }
 
@@ -78,7 +87,7 @@ public class RelayApp implements WebSocketMessageBrokerConfigurer {
         .setRelayHost(relayHost)
         .setRelayPort(relayPort)
         .setSystemLogin("spring-system")
-        .setSystemPasscode("system-secret")
+        .setSystemPasscode(systemPasscode)
         .setClientLogin("spring-client")
         .setClientPasscode("client-secret")
         .setSystemHeartbeatSendInterval(5000)

@@ -107,6 +107,29 @@ class RelayTest {
 
   @Test
   @Order(2)
+  void relayWithAWrongSystemPasswordIsRefused() throws Exception {
+    // A second app whose system passcode the node does not accept: the
+    // node answers its CONNECT with an ERROR, so the relay never reports
+    // the broker available, and it refuses its own clients.
+    try (TcpTap badTap = new TcpTap("bad-relay", "127.0.0.1", broker.stompPort());
+        ConfigurableApplicationContext bad = RelayApp.run("bad-relay-app", "127.0.0.1", badTap.port(),
+            Map.of("stompbus.relay.system-passcode", "wrong"))) {
+      TcpTap.Frame connect = badTap.frames.first(f -> f.toBroker() && f.command().equals("CONNECT"),
+          "the bad relay's CONNECT");
+      TcpTap.Frame error = badTap.frames.first(f -> !f.toBroker() && f.conn() == connect.conn(),
+          "the node's answer to the bad CONNECT");
+      assertThat(error.command()).isEqualTo("ERROR");
+      assertThat(error.header("message")).isEqualTo("authentication failed");
+      int mark = js.events.size();
+      RelayApp.Availability a = bad.getBean(RelayApp.Availability.class);
+      assertThat(a.events.snapshot()).doesNotContain(Boolean.TRUE);
+      assertThat(js.connectFails("refused", RelayApp.wsUrl(bad), "alice").toString()).contains("stomp-error");
+      assertThat(js.events.size()).isGreaterThan(mark);
+    }
+  }
+
+  @Test
+  @Order(3)
   void messagesFlowBothWaysBetweenAppClientsAndDirectClients() {
     exchange("a");
   }
@@ -147,7 +170,7 @@ class RelayTest {
   }
 
   @Test
-  @Order(3)
+  @Order(4)
   void clientAcknowledgementThroughTheRelay() {
     js.connect("worker-1", appUrl, "alice");
     js.connect("feeder", broker.wsUrl(), "dave");
@@ -172,7 +195,7 @@ class RelayTest {
   }
 
   @Test
-  @Order(4)
+  @Order(5)
   void sendToUserRepliesReachTheRightSession() {
     for (String c : List.of("alice1", "alice2")) {
       js.connect(c, appUrl, "alice");
@@ -220,7 +243,7 @@ class RelayTest {
   }
 
   @Test
-  @Order(5)
+  @Order(6)
   void relaySurvivesABrokerRestart() throws Exception {
     js.connect("before-restart", appUrl, "erin");
     int mark = availability.events.size();
