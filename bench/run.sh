@@ -30,7 +30,7 @@ if [ "$mode" = quick ]; then
   STEP=0.4s; HOLD=1s; MAXSTEPS=12; PROFILE_SECS=3; ROUNDS=1
 else
   FANOUT="100 1000"; FANOUT_BIG=10000; SLOW_SUBS=1000; PAIRS=50; Q_MSGS=50000; IDLE=10000
-  STEP=1s; HOLD=2s; MAXSTEPS=12; PROFILE_SECS=8; ROUNDS=2
+  STEP=1s; HOLD=2s; MAXSTEPS=12; PROFILE_SECS=8; ROUNDS=3
 fi
 SEARCH=(-start 2000 -factor 2 -max-steps "$MAXSTEPS" -step "$STEP" -hold "$HOLD")
 # The machine is shared: ask the scheduler to favour the benchmark (and the

@@ -24,7 +24,10 @@ type QueueConfig struct {
 	// keeps at most two windows unconfirmed.
 	Window   int
 	Prefetch int
-	BodySize int
+	// MaxInFlight bounds the messages sent and not yet consumed, over all
+	// producers (default 5000: under every broker's default queue bound).
+	MaxInFlight int
+	BodySize    int
 	// Deadline bounds the whole transfer.
 	Deadline time.Duration
 }
@@ -64,6 +67,9 @@ func Queue(ctx context.Context, t Target, cfg QueueConfig) (res Result) {
 	if cfg.Prefetch <= 0 {
 		cfg.Prefetch = 200
 	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 5000
+	}
 	if cfg.BodySize < latency.MinBodySize {
 		cfg.BodySize = 128
 	}
@@ -99,7 +105,7 @@ func Queue(ctx context.Context, t Target, cfg QueueConfig) (res Result) {
 		}
 	}()
 	set := make(seen, (total+63)/64)
-	var consumed, dups atomic.Int64
+	var consumed, dups, sent atomic.Int64
 	rec := latency.NewRecorder(16)
 	origin := time.Now()
 	done := make(chan struct{})
@@ -195,7 +201,7 @@ func Queue(ctx context.Context, t Target, cfg QueueConfig) (res Result) {
 		pwg.Add(1)
 		go func(p int, c *stompc.Conn) {
 			defer pwg.Done()
-			if err := produce(ctx, c, dest, uint64(p)*uint64(per), per, cfg, origin); err != nil {
+			if err := produce(ctx, c, dest, uint64(p)*uint64(per), per, cfg, origin, &sent, &consumed); err != nil {
 				prodErr.Store(err.Error())
 			}
 		}(p, c)
@@ -242,7 +248,7 @@ wait:
 
 // produce sends n messages numbered from first, asking for a receipt at the
 // end of every window and keeping at most two windows unconfirmed.
-func produce(ctx context.Context, c *stompc.Conn, dest string, first uint64, n int64, cfg QueueConfig, origin time.Time) error {
+func produce(ctx context.Context, c *stompc.Conn, dest string, first uint64, n int64, cfg QueueConfig, origin time.Time, sent, consumed *atomic.Int64) error {
 	receipts := make(chan string, 4)
 	rerr := make(chan error, 2)
 	go func() {
@@ -280,6 +286,17 @@ func produce(ctx context.Context, c *stompc.Conn, dest string, first uint64, n i
 		}
 	}
 	for i := int64(0); i < n; i++ {
+		if i%int64(cfg.Window) == 0 {
+			// flow control: keep the messages sent and not yet consumed
+			// under MaxInFlight, so a broker's queue bound is never hit
+			for sent.Load()-consumed.Load() > int64(cfg.MaxInFlight) {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				time.Sleep(200 * time.Microsecond)
+			}
+		}
+		sent.Add(1)
 		body = latency.AppendBody(body[:0], cfg.BodySize, first+uint64(i), time.Since(origin))
 		if (i+1)%int64(cfg.Window) == 0 || i == n-1 {
 			c.Queue("SEND", body, "destination", dest, "receipt", strconv.FormatInt(i, 10))
