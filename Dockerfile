@@ -7,11 +7,14 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/broker ./cmd/broker
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/broker ./cmd/broker \
+    && mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/broker /usr/local/bin/broker
-# /data holds what survives a restart (the embedded NATS JetStream store).
+# /data holds what survives a restart (the embedded NATS JetStream store);
+# owned by the nonroot user so that a fresh named volume is writable.
+COPY --from=build --chown=65532:65532 /out/data /data
 VOLUME ["/data"]
 ENV STOMPBUS_HTTP=:8080 \
     STOMPBUS_STOMP=:61613 \
