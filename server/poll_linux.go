@@ -37,6 +37,8 @@ type poller struct {
 	conns map[int32]*pconn
 	gen   uint32
 	quit  chan struct{}
+
+	closeOnce sync.Once
 }
 
 // pconn is one connection registered with the poller.
@@ -233,7 +235,10 @@ func (pc *pconn) closed() {
 	pc.s.finish(pc.c, nil)
 }
 
+// close stops the poller; later calls do nothing.
 func (p *poller) close() {
-	close(p.quit)
-	_ = unix.Close(p.epfd)
+	p.closeOnce.Do(func() {
+		close(p.quit)
+		_ = unix.Close(p.epfd)
+	})
 }

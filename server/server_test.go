@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -363,4 +364,17 @@ func TestConnectedHeaders(t *testing.T) {
 		t.Fatalf("version %s session %q server %q", c.Version(), c.Session(), c.Server())
 	}
 	_ = stompframe.CONNECTED
+}
+
+func TestShutdownTwice(t *testing.T) {
+	srv := brokertest.Start(t, brokertest.Options{})
+	c := brokertest.DialTCP(t, srv)
+	_ = c
+	for i := 0; i < 2; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Fatalf("shutdown %d: %v", i, err)
+		}
+		cancel()
+	}
 }
