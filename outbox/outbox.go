@@ -202,16 +202,22 @@ func (o *Outbox) Close(last []byte, code ws.StatusCode, reason error) {
 	if o.closing {
 		return
 	}
+	if code == 0 {
+		code = ws.StatusNormalClosure
+	}
+	o.lastLocked(last, code, "", reason)
+}
+
+// lastLocked queues the last frame and, on WebSocket, a close frame, and
+// marks the outbox closing.
+func (o *Outbox) lastLocked(last []byte, code ws.StatusCode, why string, reason error) {
 	if last != nil {
 		o.appendLocked(last, nil, false, 0)
 	}
 	o.closing = true
 	o.closeErr = reason
 	if o.cfg.WebSocket {
-		o.wsClose = ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "")))
-		if code != 0 {
-			o.wsClose = ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, "")))
-		}
+		o.wsClose = ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, why)))
 		b := &o.cur
 		start := len(b.arena)
 		b.arena = append(b.arena, o.wsClose...)
@@ -244,19 +250,7 @@ func (o *Outbox) slowLocked() {
 	if o.cfg.OnSlow != nil {
 		last = o.cfg.OnSlow()
 	}
-	if last != nil {
-		o.appendLocked(last, nil, false, 0)
-	}
-	o.closing = true
-	o.closeErr = ErrSlowConsumer
-	if o.cfg.WebSocket {
-		o.wsClose = ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusPolicyViolation, "slow consumer")))
-		b := &o.cur
-		start := len(b.arena)
-		b.arena = append(b.arena, o.wsClose...)
-		b.items = append(b.items, item{start: start, end: len(b.arena)})
-	}
-	o.kickLocked()
+	o.lastLocked(last, ws.StatusPolicyViolation, "slow consumer", ErrSlowConsumer)
 }
 
 func (o *Outbox) kickLocked() {
