@@ -136,7 +136,7 @@ func (s *Server) serveTCP(nc net.Conn) {
 		_ = tc.SetNoDelay(true)
 	}
 	c := s.open(nc, "tcp", session.Info{})
-	buf := make([]byte, s.cfg.ReadBufferSize)
+	buf := s.readBuffer()
 	var err error
 	for {
 		// Until CONNECT succeeds the connection keeps its own reader:
@@ -175,3 +175,16 @@ func (s *Server) watch(c *conn, nc net.Conn, dec *wsDecoder) bool {
 // maxWSPayload bounds one WebSocket frame: a STOMP frame at its limit plus
 // room for heart-beat EOLs and a neighbouring small frame.
 func maxWSPayload(l frame.Limits) int64 { return int64(l.MaxFrameSize) + 4096 }
+
+// preConnectBuffer is the read buffer of a connection that will move to the
+// epoll workers after CONNECT: the frames before that are small, and the
+// buffer is garbage once the workers (with their pooled buffers) take over.
+const preConnectBuffer = 2 << 10
+
+// readBuffer returns the buffer a connection's own reader uses.
+func (s *Server) readBuffer() []byte {
+	if s.poll != nil {
+		return make([]byte, preConnectBuffer)
+	}
+	return make([]byte, s.cfg.ReadBufferSize)
+}

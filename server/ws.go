@@ -109,7 +109,7 @@ var errProtocol = errors.New("websocket protocol error")
 // reads it). It returns nil when the connection ended on the server's side
 // (an ERROR, a close frame, DISCONNECT).
 func (s *Server) readWS(c *conn, nc net.Conn, br *bufio.Reader, dec *wsDecoder) error {
-	buf := make([]byte, s.cfg.ReadBufferSize)
+	buf := s.readBuffer()
 	for {
 		// Until CONNECT succeeds the connection keeps its own reader:
 		// authentication (bcrypt) must not occupy a shared epoll worker.
