@@ -129,6 +129,29 @@ func (o *Outbox) Queued() int {
 // reports false when the frame was refused: the outbox is closing, or the
 // consumer is too slow (the connection is then being closed).
 func (o *Outbox) Send(head, shared []byte, binary bool, published int64) bool {
+	return o.SendDeferred(head, shared, binary, published, nil)
+}
+
+// Flusher defers the start of writers while one read is processed: a
+// publisher that handles many SENDs from one read (or one SEND to many
+// subscribers) queues everything first and wakes each target's writer once
+// at the end, so each writer takes the whole batch in one writev (the way
+// nats-server flushes its clients once per read). A Flusher belongs to one
+// goroutine; Flush must be called before it is dropped.
+type Flusher struct{ pending []*Outbox }
+
+// Flush starts the writers whose start was deferred.
+func (f *Flusher) Flush() {
+	for i, o := range f.pending {
+		go o.writeLoop()
+		f.pending[i] = nil
+	}
+	f.pending = f.pending[:0]
+}
+
+// SendDeferred is Send, with the writer's start left to f when f is not
+// nil.
+func (o *Outbox) SendDeferred(head, shared []byte, binary bool, published int64, f *Flusher) bool {
 	n := len(head) + len(shared)
 	o.mu.Lock()
 	if o.closing {
@@ -141,7 +164,12 @@ func (o *Outbox) Send(head, shared []byte, binary bool, published int64) bool {
 		return false
 	}
 	o.appendLocked(head, shared, binary, published)
-	o.kickLocked()
+	if f != nil && !o.writing && !o.closed {
+		o.writing = true // reserved: f starts the writer
+		f.pending = append(f.pending, o)
+	} else {
+		o.kickLocked()
+	}
 	o.mu.Unlock()
 	return true
 }

@@ -48,6 +48,11 @@ type Message struct {
 	// Published is when the broker read the SEND (unix nanoseconds), for the
 	// delivery latency histogram.
 	Published int64
+	// Publisher is the publishing session's context for a topic or user
+	// message, set before Publish; Consumers called synchronously by that
+	// Publish (on the publisher's goroutine) may use it, to batch writer
+	// wake-ups. Nobody else sees the message object, so no lock is needed.
+	Publisher any
 
 	// idOff is where ID starts in shared.
 	idOff int

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"github.com/stompbus/stompbus/outbox"
 	"strconv"
 
 	"github.com/stompbus/stompbus/frame"
@@ -25,7 +26,8 @@ func (s *Session) Deliver(sub *router.Subscription, m *router.Message, redeliver
 	if redelivered {
 		b = append(b, "redelivered:true\n"...)
 	}
-	if !s.out.Send(b, m.Shared(s.version), m.Binary, m.Published) {
+	f, _ := m.Publisher.(*outbox.Flusher)
+	if !s.out.SendDeferred(b, m.Shared(s.version), m.Binary, m.Published, f) {
 		return false
 	}
 	s.env.Counters.Sent[frame.MESSAGE].Add(1)

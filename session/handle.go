@@ -247,6 +247,12 @@ func (s *Session) send(f *frame.Frame) error {
 	s.msgN++
 	s.idBuf = strconv.AppendUint(s.idBuf, s.msgN, 10)
 	m := router.NewMessage(kind, key, shown, s.idBuf, f.Headers, f.Body, s.env.Now().UnixNano())
+	if kind != router.Queue {
+		// Delivered synchronously by Publish, on this goroutine: writers
+		// are woken once at the end of this Feed (queue messages may be
+		// dispatched later from other goroutines, so they are not).
+		m.Publisher = &s.flusher
+	}
 	if txID, ok := f.Get("transaction"); ok {
 		t, err := s.tx(txID)
 		if err != nil {

@@ -63,6 +63,9 @@ type Session struct {
 
 	idBuf   []byte
 	scratch []byte
+	// flusher batches the writer wake-ups of the topic and user messages
+	// one Feed publishes (reader goroutine only).
+	flusher outbox.Flusher
 
 	lastRead    atomic.Int64
 	hbIn, hbOut time.Duration
@@ -131,6 +134,8 @@ func (s *Session) Feed(data []byte) error {
 	}
 	s.lastRead.Store(s.env.Now().UnixNano())
 	err := s.parser.Parse(data, s.handle)
+	// Wake the writers of everyone this read published to, once each.
+	s.flusher.Flush()
 	if err == nil {
 		return nil
 	}
