@@ -140,3 +140,28 @@ func TestAbortDropsQueue(t *testing.T) {
 		t.Fatal("send after abort accepted")
 	}
 }
+
+func TestFlusherDefersTheWriter(t *testing.T) {
+	sc, cc := pair(t)
+	o := New(sc, Config{})
+	var f Flusher
+	for i := 0; i < 3; i++ {
+		if !o.SendDeferred([]byte(fmt.Sprintf("m%d\x00", i)), nil, false, 0, &f) {
+			t.Fatal("refused")
+		}
+	}
+	if len(f.pending) != 1 {
+		t.Fatalf("%d outboxes pending, want 1", len(f.pending))
+	}
+	// Nothing is written before Flush: a read finds nothing in time.
+	_ = cc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if n, _ := cc.Read(make([]byte, 16)); n != 0 {
+		t.Fatalf("read %d bytes before Flush", n)
+	}
+	f.Flush()
+	_ = cc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, 9)
+	if _, err := io.ReadFull(cc, got); err != nil || string(got) != "m0\x00m1\x00m2\x00" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+}
