@@ -46,6 +46,9 @@ type Config struct {
 	// OnClose is called once, after the connection is closed, with the
 	// reason (nil for an orderly close).
 	OnClose func(error)
+	// Pool, when set, lends the write buffers, so that an idle outbox holds
+	// none.
+	Pool *Pool
 	// OnWrite is called after each batch with the number of frames written
 	// and the publish times of the messages in it (for latency metrics);
 	// it may be nil.
@@ -175,6 +178,9 @@ func (o *Outbox) SendDeferred(head, shared []byte, binary bool, published int64,
 }
 
 func (o *Outbox) appendLocked(head, shared []byte, binary bool, published int64) {
+	if o.cfg.Pool != nil && cap(o.cur.arena) == 0 && cap(o.cur.items) == 0 {
+		o.cur = o.cfg.Pool.getBatch()
+	}
 	b := &o.cur
 	start := len(b.arena)
 	if o.cfg.WebSocket {
@@ -293,6 +299,11 @@ func (o *Outbox) writeLoop() {
 		o.mu.Lock()
 		if len(o.cur.items) == 0 {
 			o.writing = false
+			if o.cfg.Pool != nil { // idle: hold no buffers
+				o.cfg.Pool.putBatch(o.cur)
+				o.cfg.Pool.putBatch(o.spare)
+				o.cur, o.spare = batch{}, batch{}
+			}
 			done := o.closing
 			o.mu.Unlock()
 			if done {
@@ -331,8 +342,12 @@ func (o *Outbox) writeLoop() {
 }
 
 func (o *Outbox) write(b *batch) error {
-	bufs := o.bufs[:0]
-	pubs := o.pubs[:0]
+	v := vec{bufs: o.bufs[:0], pubs: o.pubs[:0]}
+	if o.cfg.Pool != nil {
+		v = o.cfg.Pool.getVec()
+		defer func() { o.cfg.Pool.putVec(v) }()
+	}
+	bufs, pubs := v.bufs, v.pubs
 	for i := range b.items {
 		it := &b.items[i]
 		bufs = append(bufs, b.arena[it.start:it.end])
@@ -343,7 +358,6 @@ func (o *Outbox) write(b *batch) error {
 			pubs = append(pubs, it.published)
 		}
 	}
-	o.pubs = pubs
 	_ = o.conn.SetWriteDeadline(time.Now().Add(o.cfg.WriteTimeout))
 	var err error
 	if o.vectored {
@@ -363,10 +377,14 @@ func (o *Outbox) write(b *batch) error {
 		o.flat = flat[:0]
 	}
 	clear(bufs)
-	o.bufs = bufs[:0]
 	o.lastWrite.Store(time.Now().UnixNano())
 	if err == nil && o.cfg.OnWrite != nil {
 		o.cfg.OnWrite(len(b.items), pubs)
+	}
+	if o.cfg.Pool != nil {
+		v.bufs, v.pubs = bufs[:0], pubs[:0] // grown; back to the pool
+	} else {
+		o.bufs, o.pubs = bufs[:0], pubs[:0]
 	}
 	return err
 }

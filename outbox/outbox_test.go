@@ -36,38 +36,44 @@ func pair(t *testing.T) (server, client net.Conn) {
 
 func TestFramesInOrderThenClose(t *testing.T) {
 	for _, vectored := range []bool{true, false} {
-		t.Run(fmt.Sprintf("vectored=%v", vectored), func(t *testing.T) {
-			sc, cc := pair(t)
-			closed := make(chan error, 1)
-			o := New(sc, Config{OnClose: func(err error) { closed <- err }})
-			o.vectored = vectored
-			shared := []byte("tail\x00")
-			var want bytes.Buffer
-			for i := 0; i < 1000; i++ {
-				head := []byte(fmt.Sprintf("MESSAGE\nn:%d\n", i))
-				if !o.Send(head, shared, false, 0) {
-					t.Fatalf("send %d refused", i)
-				}
-				want.Write(head)
-				want.Write(shared)
-			}
-			o.Close([]byte("BYE\x00"), 0, nil)
-			want.WriteString("BYE\x00")
-			if o.Send([]byte("late"), nil, false, 0) {
-				t.Fatal("send after close accepted")
-			}
-			_ = cc.SetReadDeadline(time.Now().Add(5 * time.Second))
-			got, err := io.ReadAll(cc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, want.Bytes()) {
-				t.Fatalf("got %d bytes, want %d", len(got), want.Len())
-			}
-			if err := <-closed; err != nil {
-				t.Fatalf("close reason %v", err)
-			}
-		})
+		for _, pool := range []*Pool{nil, NewPool(4)} {
+			t.Run(fmt.Sprintf("vectored=%v/pool=%v", vectored, pool != nil), func(t *testing.T) {
+				testInOrder(t, vectored, pool)
+			})
+		}
+	}
+}
+
+func testInOrder(t *testing.T, vectored bool, pool *Pool) {
+	sc, cc := pair(t)
+	closed := make(chan error, 1)
+	o := New(sc, Config{Pool: pool, OnClose: func(err error) { closed <- err }})
+	o.vectored = vectored
+	shared := []byte("tail\x00")
+	var want bytes.Buffer
+	for i := 0; i < 1000; i++ {
+		head := []byte(fmt.Sprintf("MESSAGE\nn:%d\n", i))
+		if !o.Send(head, shared, false, 0) {
+			t.Fatalf("send %d refused", i)
+		}
+		want.Write(head)
+		want.Write(shared)
+	}
+	o.Close([]byte("BYE\x00"), 0, nil)
+	want.WriteString("BYE\x00")
+	if o.Send([]byte("late"), nil, false, 0) {
+		t.Fatal("send after close accepted")
+	}
+	_ = cc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("got %d bytes, want %d", len(got), want.Len())
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("close reason %v", err)
 	}
 }
 

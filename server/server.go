@@ -89,6 +89,9 @@ func New(cfg Config, env *session.Env, log *slog.Logger) *Server {
 	if cfg.ReadBufferSize <= 0 {
 		cfg.ReadBufferSize = 16 << 10
 	}
+	if cfg.Outbox.Pool == nil {
+		cfg.Outbox.Pool = outbox.NewPool(1024)
+	}
 	if cfg.PollWorkers <= 0 {
 		cfg.PollWorkers = 64
 	}
