@@ -93,12 +93,18 @@ func run() error {
 	}
 	b.WriteString("## Results\n\n")
 	b.WriteString("Ratios read \"how many times better stompbus is\": throughput divided by the peer's, or the peer's latency and memory divided by stompbus's. ")
-	b.WriteString("Saturation is the highest offered rate at which a step of the search lost nothing and kept p99 under the bound (see docs/bench.md); ")
+	b.WriteString("Saturation is the highest offered rate at which a step of the search lost nothing, delivered at least 90% of the offered rate and kept p50 and p99 under their bounds (see docs/bench.md); ")
 	b.WriteString("p99 is then measured at half of each broker's own saturation rate. Latency is end to end, publisher to subscriber, timed from each message's intended send time (coordinated omission corrected).\n\n")
 	if n := report.Rounds(rs); n > 1 {
 		fmt.Fprintf(&b, "Throughput rows (fanout, pairs, crossnode, queue) show the best of %d rounds; each round restarts every broker and runs them in turn, so noise from the shared machine falls on all of them. Every round is in the raw results.\n\n", n)
 	}
 	b.Write(table.Bytes())
+	if errs := report.Errors(rs); len(errs) > 0 {
+		b.WriteString("\nResults with an error or a note (every round, in run order):\n\n")
+		for _, e := range errs {
+			b.WriteString("- " + e + "\n")
+		}
+	}
 	b.WriteString("\nRaw results: `" + filepath.Join(rel, "results.jsonl") + "`, `" + filepath.Join(rel, "summary.csv") + "`.\n\n")
 	if len(plots) > 0 {
 		b.WriteString("## Latency against load\n\n")

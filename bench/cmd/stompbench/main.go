@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -74,6 +75,7 @@ func run(args []string) error {
 	fs.IntVar(&ic.Connections, "conns", 1000, "idle: connections")
 	fs.DurationVar(&ic.Settle, "settle", 2*time.Second, "idle: pause before reading RSS")
 	quiet := fs.Bool("q", false, "no per-step lines on stderr")
+	cpuProfile := fs.String("cpuprofile", "", "with -serve-ceiling: write the ceiling server's CPU profile here at exit")
 	freePort := fs.Bool("free-port", false, "print a free TCP port on 127.0.0.1 and exit (for scripts)")
 	serveCeiling := fs.String("serve-ceiling", "", "run only the ceiling server on this address (a separate process, like a broker) until SIGTERM")
 	if err := fs.Parse(args); err != nil {
@@ -82,7 +84,9 @@ func run(args []string) error {
 	if !*quiet {
 		tc.Log = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 	}
-	for i := 0; i < *sources; i++ {
+	// an explicit source address makes the kernel pick the local port at
+	// bind time, from one shared range: only spread when asked to
+	for i := 0; *sources > 1 && i < *sources; i++ {
 		t.LocalIPs = append(t.LocalIPs, net.IPv4(127, 0, 0, byte(1+i)))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -100,6 +104,17 @@ func run(args []string) error {
 		srv, err := ceiling.Start(*serveCeiling)
 		if err != nil {
 			return err
+		}
+		if *cpuProfile != "" {
+			f, err := os.Create(*cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
 		}
 		fmt.Fprintf(os.Stderr, "msg=listening transport=http addr=%s\n", strings.TrimSuffix(strings.TrimPrefix(srv.URL(), "ws://"), "/ws"))
 		<-ctx.Done()

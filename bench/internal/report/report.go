@@ -89,7 +89,7 @@ func sizes(rs []load.Result, scenario string) []int {
 	seen := map[int]bool{}
 	var out []int
 	for _, r := range rs {
-		if r.Scenario == scenario && !seen[size(r)] {
+		if r.Scenario == scenario && size(r) > 0 && !seen[size(r)] {
 			seen[size(r)] = true
 			out = append(out, size(r))
 		}
@@ -325,4 +325,22 @@ func WriteCSV(w io.Writer, rows []Row) {
 			fmt.Fprintf(w, "%s,%q,%s,%s,%q\n", r.Scenario, r.Metric, t.Key, val, n)
 		}
 	}
+}
+
+// Errors lists every result that carries an error, in run order, as
+// "target, scenario (size): error" lines; the table shows only the best or
+// last result of each cell, this shows what else went wrong.
+func Errors(rs []load.Result) []string {
+	var out []string
+	for _, r := range rs {
+		if r.Error == "" {
+			continue
+		}
+		line := r.Target + ", " + r.Scenario
+		if n := size(r); n > 0 {
+			line += fmt.Sprintf(" (%d)", n)
+		}
+		out = append(out, line+": "+r.Error)
+	}
+	return out
 }
