@@ -3,7 +3,7 @@
 #
 #   bench/run.sh [quick|full] [target ...]
 #
-# quick: about 3 minutes; full: about 20. Targets (default all): stompbus,
+# quick: under 3 minutes; full: about 19 (three rounds). Targets (default all): stompbus,
 # ceiling, rabbitmq, spring, stompbus-tcp, gostomp. Writes
 # bench/results/<mode>/{results.jsonl,summary.csv,table.md,*.svg,machine.txt,
 # pprof-top.txt} and, for full (or BENCH_MD=path), BENCHMARKS.md.
@@ -27,7 +27,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # sizes, scaled to a 2-core machine
 if [ "$mode" = quick ]; then
   FANOUT="100"; FANOUT_BIG=""; SLOW_SUBS=100; PAIRS=20; Q_MSGS=10000; IDLE=500
-  STEP=0.4s; HOLD=1s; MAXSTEPS=12; PROFILE_SECS=3; ROUNDS=1
+  STEP=0.3s; HOLD=0.6s; MAXSTEPS=11; PROFILE_SECS=3; ROUNDS=1
 else
   FANOUT="100 1000"; FANOUT_BIG=10000; SLOW_SUBS=1000; PAIRS=50; Q_MSGS=50000; IDLE=10000
   STEP=1s; HOLD=2s; MAXSTEPS=12; PROFILE_SECS=8; ROUNDS=3
