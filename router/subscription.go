@@ -63,6 +63,9 @@ type Subscription struct {
 	// Seq is a small number, unique within the session, that the session
 	// puts in 1.2 ack ids so an ACK finds its subscription.
 	Seq uint64
+	// Head is the consumer's own encoding of its per-subscription header
+	// line ("subscription:<id>\n", escaped for its version), made once.
+	Head []byte
 
 	key      string
 	kind     Kind

@@ -1,10 +1,10 @@
 package session
 
 import (
-	"github.com/stompbus/stompbus/outbox"
 	"strconv"
 
 	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/outbox"
 	"github.com/stompbus/stompbus/router"
 )
 
@@ -14,8 +14,10 @@ import (
 func (s *Session) Deliver(sub *router.Subscription, m *router.Message, redelivered bool) bool {
 	var buf [192]byte
 	b := append(buf[:0], "MESSAGE\n"...)
-	mode := escaping(s.version, frame.MESSAGE)
-	b = frame.AppendHeader(b, "subscription", sub.ID, mode)
+	// The subscription line was encoded once, at SUBSCRIBE: encoding it
+	// here through the generic header encoder made buf escape to the heap
+	// (an allocation per delivery).
+	b = append(b, sub.Head...)
 	if sub.Ack != router.AckAuto && s.version == frame.V12 {
 		b = append(b, "ack:"...)
 		b = strconv.AppendUint(b, sub.Seq, 10)

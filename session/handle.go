@@ -321,6 +321,7 @@ func (s *Session) subscribe(f *frame.Frame) error {
 	sub := &router.Subscription{
 		ID: string(id), Destination: string(dest), Ack: mode, Prefetch: prefetch,
 		Consumer: s, Seq: s.subSeq,
+		Head: frame.AppendHeader(nil, "subscription", string(id), escaping(s.version, frame.MESSAGE)),
 	}
 	if s.subs == nil {
 		s.subs = make(map[string]*router.Subscription)

@@ -1,0 +1,32 @@
+package session
+
+import (
+	"net"
+	"testing"
+
+	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/outbox"
+	"github.com/stompbus/stompbus/router"
+)
+
+// TestDeliverDoesNotAllocate: handing a published message to a subscriber
+// allocates nothing (the head is built on the stack, the shared encoding is
+// queued by reference, the outbox arena is reused).
+func TestDeliverDoesNotAllocate(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	env := NewEnv("n", router.New(router.Config{}, nil), Config{}, nil, nil)
+	out := outbox.New(a, outbox.Config{MaxBytes: 1 << 30})
+	s := New(env, out, Info{})
+	defer s.Close()
+	s.version = frame.V12
+	sub := &router.Subscription{ID: "sub-1", Ack: router.AckClientIndividual, Seq: 1, Consumer: s,
+		Head: frame.AppendHeader(nil, "subscription", "sub-1", frame.Escape12)}
+	var f outbox.Flusher // never flushed: no writer goroutine runs
+	m := router.NewMessage(router.Topic, "/topic/a", "/topic/a", []byte("n-1-1"), nil, make([]byte, 128), 0)
+	m.Publisher = &f
+	if n := testing.AllocsPerRun(1000, func() { s.Deliver(sub, m, false) }); n != 0 {
+		t.Fatalf("%v allocations per delivery", n)
+	}
+}
