@@ -12,9 +12,8 @@ import (
 // of buffers and none larger than 16 KiB. Safe for concurrent use.
 type Pool struct {
 	mu      sync.Mutex
-	batches []batch
-	vecs    []vec
-	max     int
+	batches freeList[batch]
+	vecs    freeList[vec]
 }
 
 // vec is the scratch space of one write.
@@ -27,18 +26,36 @@ type vec struct {
 const maxPooled = 16 << 10
 
 // NewPool returns a pool keeping up to max buffers of each kind.
-func NewPool(max int) *Pool { return &Pool{max: max} }
+func NewPool(max int) *Pool {
+	return &Pool{batches: freeList[batch]{max: max}, vecs: freeList[vec]{max: max}}
+}
+
+// freeList is a bounded stack of reusable values; the Pool's lock guards it.
+type freeList[T any] struct {
+	items []T
+	max   int
+}
+
+func (l *freeList[T]) get() (v T) {
+	if n := len(l.items); n > 0 {
+		v = l.items[n-1]
+		var zero T
+		l.items[n-1] = zero
+		l.items = l.items[:n-1]
+	}
+	return v
+}
+
+func (l *freeList[T]) put(v T) {
+	if len(l.items) < l.max {
+		l.items = append(l.items, v)
+	}
+}
 
 func (p *Pool) getBatch() batch {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if n := len(p.batches); n > 0 {
-		b := p.batches[n-1]
-		p.batches[n-1] = batch{}
-		p.batches = p.batches[:n-1]
-		return b
-	}
-	return batch{}
+	return p.batches.get()
 }
 
 func (p *Pool) putBatch(b batch) {
@@ -47,30 +64,20 @@ func (p *Pool) putBatch(b batch) {
 	}
 	b.arena, b.items = b.arena[:0], b.items[:0]
 	p.mu.Lock()
-	if len(p.batches) < p.max {
-		p.batches = append(p.batches, b)
-	}
+	p.batches.put(b)
 	p.mu.Unlock()
 }
 
 func (p *Pool) getVec() vec {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if n := len(p.vecs); n > 0 {
-		v := p.vecs[n-1]
-		p.vecs[n-1] = vec{}
-		p.vecs = p.vecs[:n-1]
-		return v
-	}
-	return vec{}
+	return p.vecs.get()
 }
 
 func (p *Pool) putVec(v vec) {
 	clear(v.bufs[:cap(v.bufs)])
 	v.bufs, v.pubs = v.bufs[:0], v.pubs[:0]
 	p.mu.Lock()
-	if len(p.vecs) < p.max {
-		p.vecs = append(p.vecs, v)
-	}
+	p.vecs.put(v)
 	p.mu.Unlock()
 }
