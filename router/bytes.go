@@ -2,10 +2,6 @@ package router
 
 import "bytes"
 
-func indexByte(b []byte, c byte) int { return bytes.IndexByte(b, c) }
-
-func trimSpace(b []byte) []byte { return bytes.TrimSpace(b) }
-
 func hasPrefixFold(b []byte, p string) bool {
 	return len(b) >= len(p) && bytes.EqualFold(b[:len(p)], []byte(p))
 }

@@ -2,7 +2,6 @@ package router
 
 import (
 	"hash/maphash"
-	"strings"
 	"sync"
 )
 
@@ -336,6 +335,3 @@ func (n *node) match(ts []string, out *[]*Subscription) {
 		nx.match(ts[1:], out)
 	}
 }
-
-// patternString is used in tests and logs.
-func patternString(ts []string) string { return strings.Join(ts, "") }

@@ -201,10 +201,10 @@ func Textual(ctype []byte) bool {
 		return true
 	}
 	t := ctype
-	if i := indexByte(t, ';'); i >= 0 {
+	if i := bytes.IndexByte(t, ';'); i >= 0 {
 		t = t[:i]
 	}
-	t = trimSpace(t)
+	t = bytes.TrimSpace(t)
 	switch {
 	case hasPrefixFold(t, "text/"):
 		return true
