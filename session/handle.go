@@ -15,7 +15,7 @@ import (
 func (s *Session) handle(f *frame.Frame) error {
 	s.env.Counters.Received[f.Command].Add(1)
 	err := s.dispatch(f)
-	if err == nil || errors.Is(err, errDisconnect) || errors.Is(err, errHeldBack) {
+	if err == nil || errors.Is(err, errDisconnect) || errors.Is(err, errHeldBack) || errors.Is(err, errTimedOut) {
 		return err
 	}
 	e := asError(err)
@@ -82,6 +82,10 @@ var supported = [...]frame.Version{frame.V12, frame.V11, frame.V10}
 
 func (s *Session) connect(f *frame.Frame) error {
 	s.connTimer.Stop()
+	if s.settled.Swap(true) {
+		// The timer fired while this CONNECT was on its way in.
+		return errTimedOut
+	}
 	v, err := s.negotiate(f)
 	if err != nil {
 		return err

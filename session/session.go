@@ -72,6 +72,9 @@ type Session struct {
 	inTimer     atomic.Pointer[time.Timer]
 	outTimer    atomic.Pointer[time.Timer]
 	connTimer   *time.Timer
+	// settled is set by whichever comes first, CONNECT or the connect
+	// timeout; the other then stands down.
+	settled     atomic.Bool
 	expiry      expiry
 	stopped     atomic.Bool
 	closeReason error
@@ -139,7 +142,7 @@ func (s *Session) Feed(data []byte) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, errDisconnect) || errors.Is(err, errHeldBack) {
+	if errors.Is(err, errDisconnect) || errors.Is(err, errHeldBack) || errors.Is(err, errTimedOut) {
 		s.closed = true
 		return err
 	}
@@ -150,6 +153,9 @@ func (s *Session) Feed(data []byte) error {
 var (
 	errClosed     = errors.New("session closed")
 	errDisconnect = errors.New("client disconnected")
+	// errTimedOut ends a CONNECT that arrived as the connect timeout fired:
+	// the timeout already sent its ERROR.
+	errTimedOut = errors.New("connect timed out")
 )
 
 // fail sends an ERROR frame and closes the connection after it.
@@ -207,7 +213,7 @@ const statusServiceRestart ws.StatusCode = 1012
 
 // connectTimeout drops a connection that sent no CONNECT in time.
 func (s *Session) connectTimeout() {
-	if s.stopped.Load() {
+	if s.stopped.Load() || s.settled.Swap(true) {
 		return
 	}
 	s.env.Counters.Hit(LimitConnectTimeout)
