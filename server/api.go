@@ -194,6 +194,24 @@ func (a *api) principal(w http.ResponseWriter, r *http.Request) (session.Princip
 	return p, true
 }
 
+// RequireAuth wraps h (an HTTP API endpoint mounted with Handle) so that
+// it answers only requests that authenticate as POST /api/v1/publish's do:
+// the Origin allow-list, the auth-failure limits and 401 with
+// WWW-Authenticate apply alike. On a node without an authenticator every
+// request passes unchanged.
+func (s *Server) RequireAuth(h http.Handler) http.Handler {
+	a := &api{s: s}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.env.Auth == nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if _, ok := a.principal(w, r); ok {
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

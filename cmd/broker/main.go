@@ -163,7 +163,9 @@ func start(cfg *config.Config, log *slog.Logger) (_ *node, err error) {
 		api.Peers, api.DisconnectRemote = n.stats.Peers, n.stats.DisconnectRemote
 	}
 	n.srv.MountAPI(api)
-	n.srv.Handle("GET /api/v1/presence", n.pres.Handler())
+	// Presence names users: it answers whoever may use the API (everyone
+	// on an anonymous node).
+	n.srv.Handle("GET /api/v1/presence", n.srv.RequireAuth(n.pres.Handler()))
 	n.srv.Handle("GET /", webclient.Handler())
 	if err := n.srv.Start(); err != nil {
 		return nil, err
