@@ -12,6 +12,9 @@
 // When the queued bytes would pass the limit, the consumer is too slow: the
 // outbox refuses the frame, drops what is queued, writes a last frame (the
 // slow-consumer ERROR the owner provides) and closes the connection.
+// MESSAGE frames the outbox accepted and then discarded unwritten (at that
+// close, at an abort, or cut short by a failed write) are counted in the
+// Stats the owner passes, by reason.
 //
 // For WebSocket connections every frame becomes one WebSocket message (text,
 // or binary when asked), and control frames (pong, close) are written with
@@ -53,6 +56,9 @@ type Config struct {
 	// and the publish times of the messages in it (for latency metrics);
 	// it may be nil.
 	OnWrite func(frames int, published []int64)
+	// Stats, when set, counts the MESSAGE frames accepted and never
+	// written; one Stats is shared by all the outboxes of a server.
+	Stats *Stats
 }
 
 // Defaults for Config.
@@ -127,7 +133,9 @@ func (o *Outbox) Queued() int {
 }
 
 // Send queues one frame: head is copied, shared is kept until written and
-// must not change. binary selects a binary WebSocket message. published is
+// must not change; a frame with a shared tail is a MESSAGE (the tail is a
+// published message's encoding) and is counted in Config.Stats if it is
+// dropped unwritten. binary selects a binary WebSocket message. published is
 // the message's publish time (0 for frames that are not MESSAGE). Send
 // reports false when the frame was refused: the outbox is closing, or the
 // consumer is too slow (the connection is then being closed).
@@ -268,6 +276,7 @@ func (o *Outbox) Abort(reason error) {
 	if o.closeErr == nil {
 		o.closeErr = reason
 	}
+	o.cfg.Stats.drop(o.dropReasonLocked(), unwritten(o.cur.items, 0))
 	o.cur.items = o.cur.items[:0]
 	o.cur.arena = o.cur.arena[:0]
 	o.queued = 0
@@ -277,6 +286,7 @@ func (o *Outbox) Abort(reason error) {
 
 // slowLocked drops the queue and closes with the slow-consumer frame.
 func (o *Outbox) slowLocked() {
+	o.cfg.Stats.drop(DropSlowConsumer, unwritten(o.cur.items, 0))
 	o.cur.items = o.cur.items[:0]
 	o.cur.arena = o.cur.arena[:0]
 	o.queued = 0
@@ -285,6 +295,16 @@ func (o *Outbox) slowLocked() {
 		last = o.cfg.OnSlow()
 	}
 	o.lastLocked(last, ws.StatusPolicyViolation, "slow consumer", ErrSlowConsumer)
+}
+
+// dropReasonLocked is the reason counted for messages dropped now: a
+// connection closing as a slow consumer keeps that reason for whatever it
+// loses later (the batch in flight when the write times out).
+func (o *Outbox) dropReasonLocked() DropReason {
+	if errors.Is(o.closeErr, ErrSlowConsumer) {
+		return DropSlowConsumer
+	}
+	return DropClosed
 }
 
 func (o *Outbox) kickLocked() {
@@ -315,7 +335,11 @@ func (o *Outbox) writeLoop() {
 		o.cur, o.spare = o.spare, batch{}
 		o.mu.Unlock()
 
-		err := o.write(&b)
+		n, err := o.write(&b)
+		var lost uint64
+		if err != nil {
+			lost = unwritten(b.items, n)
+		}
 
 		o.mu.Lock()
 		o.queued -= len(b.arena)
@@ -334,6 +358,7 @@ func (o *Outbox) writeLoop() {
 			if o.closeErr == nil {
 				o.closeErr = err
 			}
+			o.cfg.Stats.drop(o.dropReasonLocked(), lost+unwritten(o.cur.items, 0))
 			o.cur.items, o.cur.arena = o.cur.items[:0], o.cur.arena[:0]
 			o.queued = 0
 		}
@@ -341,7 +366,8 @@ func (o *Outbox) writeLoop() {
 	}
 }
 
-func (o *Outbox) write(b *batch) error {
+// write writes a batch and returns how many of its bytes were written.
+func (o *Outbox) write(b *batch) (int64, error) {
 	v := vec{bufs: o.bufs[:0], pubs: o.pubs[:0]}
 	if o.cfg.Pool != nil {
 		v = o.cfg.Pool.getVec()
@@ -359,18 +385,21 @@ func (o *Outbox) write(b *batch) error {
 		}
 	}
 	_ = o.conn.SetWriteDeadline(time.Now().Add(o.cfg.WriteTimeout))
+	var n int64
 	var err error
 	if o.vectored {
 		// WriteTo consumes the slice it is given; keep our backing array.
 		w := bufs
-		_, err = w.WriteTo(o.conn)
+		n, err = w.WriteTo(o.conn)
 	} else {
 		// No writev (TLS): one record for the batch beats one per piece.
 		flat := o.flat[:0]
 		for _, p := range bufs {
 			flat = append(flat, p...)
 		}
-		_, err = o.conn.Write(flat)
+		var nf int
+		nf, err = o.conn.Write(flat)
+		n = int64(nf)
 		if cap(flat) > 64<<10 {
 			flat = nil
 		}
@@ -386,7 +415,7 @@ func (o *Outbox) write(b *batch) error {
 	} else {
 		o.bufs, o.pubs = bufs[:0], pubs[:0]
 	}
-	return err
+	return n, err
 }
 
 // lingerTime bounds how long a closed connection's unread input is

@@ -92,6 +92,9 @@ func New(cfg Config, env *session.Env, log *slog.Logger) *Server {
 	if cfg.Outbox.Pool == nil {
 		cfg.Outbox.Pool = outbox.NewPool(1024)
 	}
+	if cfg.Outbox.Stats == nil {
+		cfg.Outbox.Stats = new(outbox.Stats)
+	}
 	if cfg.PollWorkers <= 0 {
 		cfg.PollWorkers = 64
 	}
@@ -124,6 +127,10 @@ func (s *Server) Router() *router.Router { return s.env.Router }
 
 // Connections returns the number of live connections by transport.
 func (s *Server) Connections() (ws, tcp int) { return int(s.nWS.Load()), int(s.nTCP.Load()) }
+
+// OutboxStats returns the counts all this server's outboxes share
+// (messages accepted for a connection and dropped unwritten).
+func (s *Server) OutboxStats() *outbox.Stats { return s.cfg.Outbox.Stats }
 
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
