@@ -1,13 +1,13 @@
 // Package metrics exposes a node's counts to Prometheus on a registry of its
 // own (with the Go and process collectors), served by Handler on /metrics.
 //
-// Counts the broker already keeps (session.Counters, router.Stats, the
-// server's live connections) are read at scrape time through CounterFunc
-// and GaugeFunc; nothing is counted twice. The one metric this package
-// feeds itself is the delivery latency histogram, stompbus_delivery_seconds,
-// observed from the outbox's write callback (ObserveWrite). Labels are few
-// and fixed (transport, command, kind, direction, limit, reason): never a
-// destination or a session.
+// Counts the broker already keeps (session.Counters, router.Stats,
+// outbox.Stats, the server's live connections) are read at scrape time
+// through CounterFunc and GaugeFunc; nothing is counted twice. The one
+// metric this package feeds itself is the delivery latency histogram,
+// stompbus_delivery_seconds, observed from the outbox's write callback
+// (ObserveWrite). Labels are few and fixed (transport, command, kind,
+// direction, limit, reason): never a destination or a session.
 //
 // Concurrency: New, Watch and WatchCluster are called once each, while the
 // node is built; ObserveWrite and the handler are safe for concurrent use.
@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/outbox"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
@@ -140,6 +141,11 @@ func (m *Metrics) Watch(srv *server.Server) {
 		m.counterFunc("messages_delivered_total", "Messages handed to subscribers on this node, by destination kind.", l,
 			func() float64 { return float64(st.Delivered(k)) })
 	}
+	ost := srv.OutboxStats()
+	for r := outbox.DropReason(0); r < outbox.NumDropReasons; r++ {
+		m.counterFunc("messages_dropped_total", droppedHelp, prometheus.Labels{"reason": r.String()},
+			func() float64 { return float64(ost.Dropped(r)) })
+	}
 	m.counterFunc("slow_consumer_disconnects_total", "Connections closed because their outgoing queue limit was reached.", nil, u64(&c.SlowConsumers))
 	m.counterFunc("auth_failures_total", "Refused authentications (STOMP CONNECT and HTTP API).", nil, u64(&c.AuthFailures))
 	m.counterFunc("heartbeat_timeouts_total", "Connections dropped because the client's heart-beats stopped.", nil, u64(&c.HeartBeatTimeouts))
@@ -157,6 +163,10 @@ func (m *Metrics) Watch(srv *server.Server) {
 	m.counterFunc("connections_refused_total", refusedHelp, prometheus.Labels{"reason": "draining"},
 		func() float64 { return float64(srv.Refused(server.RefusedDraining)) })
 }
+
+const droppedHelp = "MESSAGE frames handed to a connection (counted in messages_delivered_total) but never written to it: " +
+	"dropped from its outgoing queue when it was closed as a slow consumer (reason slow_consumer) or closed for any other reason (closed). " +
+	"Lost, except queue messages under client ack, which go back to the queue."
 
 const refusedHelp = "Connections refused before their session began, by reason."
 

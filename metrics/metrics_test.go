@@ -267,11 +267,70 @@ func TestScriptedRun(t *testing.T) {
 		t.Errorf("delivered topic %v, want within [%d, %d]", d, 10+got, 10+sent)
 	}
 	exact(t, m, scrape(t, m, "stompbus_messages_delivered_total", "kind", "topic")+2, "stompbus_frames_sent_total", "command", "MESSAGE")
+	// Every message handed to the slow consumer was written to it or is
+	// counted as dropped for the slow consumer, exactly.
+	delivered := scrape(t, m, "stompbus_messages_delivered_total", "kind", "topic")
+	exact(t, m, delivered-float64(10+got), "stompbus_messages_dropped_total", "reason", "slow_consumer")
+	if scrape(t, m, "stompbus_messages_dropped_total", "reason", "slow_consumer") == 0 {
+		t.Error("nothing counted as dropped for the slow consumer")
+	}
+	exact(t, m, 0, "stompbus_messages_dropped_total", "reason", "closed")
 	exact(t, m, 0, "stompbus_outbox_queued_bytes")
 	exact(t, m, 0, "stompbus_outbox_queued_bytes_max")
 	exact(t, m, 0, "stompbus_heartbeat_timeouts_total")
 	exact(t, m, 0, "stompbus_auth_failures_total")
 	exact(t, m, 0, "stompbus_bus_messages_total", "direction", "in")
+}
+
+// TestDroppedOnClose: a subscriber that stops reading and then resets its
+// connection, with messages still queued for it, loses them; they are
+// counted as dropped with reason closed (not slow_consumer: the queue never
+// reached its limit). Bytes already in the socket buffers when the peer
+// resets are beyond the broker's sight, so the count is bounded, not exact.
+func TestDroppedOnClose(t *testing.T) {
+	m := metrics.New()
+	srv := brokertest.Start(t, brokertest.Options{Server: server.Config{
+		Outbox: outbox.Config{MaxBytes: 64 << 20},
+	}})
+	m.Watch(srv)
+	pub := brokertest.DialTCP(t, srv)
+
+	s := dialRaw(t, srv.StompAddr())
+	s.send(t, "CONNECT\naccept-version:1.2\nhost:x\n\n")
+	s.send(t, "SUBSCRIBE\nid:1\ndestination:/topic/stuck\nreceipt:r1\n\n")
+	for _, want := range []string{"CONNECTED", "RECEIPT"} {
+		f, err := s.next()
+		if err != nil || !strings.HasPrefix(f, want+"\n") {
+			t.Fatalf("want %s, got %q, %v", want, f, err)
+		}
+	}
+	// The subscriber reads no more: publish until the socket buffers are
+	// full and a good part of a megabyte waits in its outbox.
+	body := bytes.Repeat([]byte("x"), 32<<10)
+	sent := 0
+	deadline := time.Now().Add(wait)
+	for scrape(t, m, "stompbus_outbox_queued_bytes") < 512<<10 {
+		if sent >= 2000 || time.Now().After(deadline) {
+			t.Fatalf("outbox never filled after %d messages", sent)
+		}
+		if err := pub.Send("/topic/stuck", "text/plain", body, stomp.SendOpt.Receipt); err != nil {
+			t.Fatal(err)
+		}
+		sent++
+	}
+	queued := scrape(t, m, "stompbus_outbox_queued_bytes")
+	_ = s.nc.(*net.TCPConn).SetLinger(0) // close with a reset
+	_ = s.nc.Close()
+	eventually(t, m, 1, "stompbus_connections", "transport", "tcp")
+	eventually(t, m, 0, "stompbus_outbox_queued_bytes")
+	dropped := scrape(t, m, "stompbus_messages_dropped_total", "reason", "closed")
+	t.Logf("%d sent, %.0f bytes queued at the reset, %.0f dropped", sent, queued, dropped)
+	if dropped < 1 || dropped > float64(sent) {
+		t.Errorf("dropped %v, want within [1, %d]", dropped, sent)
+	}
+	exact(t, m, float64(sent), "stompbus_messages_delivered_total", "kind", "topic")
+	exact(t, m, 0, "stompbus_messages_dropped_total", "reason", "slow_consumer")
+	exact(t, m, 0, "stompbus_slow_consumer_disconnects_total")
 }
 
 // TestExposition checks /metrics speaks the Prometheus text format and
@@ -303,6 +362,8 @@ func TestExposition(t *testing.T) {
 		`stompbus_messages_published_total{kind="user"} 0`,
 		`stompbus_messages_delivered_total{kind="user"} 0`,
 		"stompbus_slow_consumer_disconnects_total 0",
+		`stompbus_messages_dropped_total{reason="slow_consumer"} 0`,
+		`stompbus_messages_dropped_total{reason="closed"} 0`,
 		"stompbus_auth_failures_total 0",
 		`stompbus_bus_messages_total{direction="in"} 7`,
 		`stompbus_bus_messages_total{direction="out"} 9`,
