@@ -32,7 +32,7 @@ func (c *counter) Deliver(_ *router.Subscription, m *router.Message, _ bool) boo
 
 func (c *counter) Version() frame.Version { return frame.V12 }
 
-func benchQueue(b *testing.B, r *router.Router) {
+func benchQueue(b *testing.B, r *router.Router, async bool) {
 	c := &counter{acks: make(chan []byte, 4096), done: make(chan struct{}), want: int64(b.N)}
 	s := &router.Subscription{ID: "q", Ack: router.AckClientIndividual, Prefetch: 1000, Consumer: c}
 	if err := r.Subscribe(s, router.Queue, "/queue/bench"); err != nil {
@@ -51,14 +51,29 @@ func benchQueue(b *testing.B, r *router.Router) {
 			}
 		}
 	}()
+	var failed atomic.Int64
+	stored := func(err error) {
+		if err != nil {
+			failed.Add(1)
+		}
+	}
 	body := make([]byte, 128)
 	b.SetBytes(int64(len(body)))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		m := router.NewMessage(router.Queue, "/queue/bench", "/queue/bench", []byte("m-"+strconv.Itoa(i)), nil, body, 0)
-		if _, err := r.Publish(m); err != nil {
+		var err error
+		if async {
+			_, err = r.PublishAsync(m, stored)
+		} else {
+			_, err = r.Publish(m)
+		}
+		if err != nil {
 			b.Fatal(err)
 		}
+	}
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d stores failed", n)
 	}
 	select {
 	case <-c.done:
@@ -70,18 +85,24 @@ func benchQueue(b *testing.B, r *router.Router) {
 // BenchmarkQueueLocal is the router's own in-memory queue: publish,
 // deliver, ack.
 func BenchmarkQueueLocal(b *testing.B) {
-	benchQueue(b, router.New(router.Config{MaxQueueDepth: 1 << 30}, nil))
+	benchQueue(b, router.New(router.Config{MaxQueueDepth: 1 << 30}, nil), false)
 }
 
 // BenchmarkQueueJetStream is the same through a single node's embedded
 // JetStream (file store): each publish waits for the store.
-func BenchmarkQueueJetStream(b *testing.B) {
+func BenchmarkQueueJetStream(b *testing.B) { benchQueueJetStream(b, false) }
+
+// BenchmarkQueueJetStreamAsync publishes without waiting for each store
+// (a SEND without a receipt).
+func BenchmarkQueueJetStreamAsync(b *testing.B) { benchQueueJetStream(b, true) }
+
+func benchQueueJetStream(b *testing.B, async bool) {
 	cfg := clusterConfigs(b, 1)[0]
 	cfg.Queues.MaxDepth = 1 << 30
 	c := startCluster(b, cfg)
 	r := c.NewRouter(router.Config{})
 	waitReady(b, c)
-	benchQueue(b, r)
+	benchQueue(b, r, async)
 }
 
 func benchTopic(b *testing.B, pub *router.Router, sub *router.Router, remote bool) {

@@ -133,7 +133,10 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	c.cfg = cfg
-	c.queues = newQueues(c.js, cfg.Queues, c.log)
+	if c.queues, err = newQueues(c.js, cfg.Queues, c.log); err != nil {
+		c.shutdown()
+		return nil, err
+	}
 	c.stop, c.health = make(chan struct{}), make(chan struct{})
 	go c.healthLoop()
 	if err := ctx.Err(); err != nil {

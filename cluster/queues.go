@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stompbus/stompbus/router"
@@ -40,6 +41,10 @@ type QueueConfig struct {
 	AutoBatch int
 	// PublishTimeout bounds the wait for JetStream to store a message.
 	PublishTimeout time.Duration
+	// MaxStoresInFlight bounds the asynchronous stores (SENDs without a
+	// receipt) waiting for JetStream's answer on this node; past it,
+	// senders wait for room.
+	MaxStoresInFlight int
 }
 
 func (c QueueConfig) withDefaults() QueueConfig {
@@ -64,6 +69,9 @@ func (c QueueConfig) withDefaults() QueueConfig {
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = 5 * time.Second
 	}
+	if c.MaxStoresInFlight <= 0 {
+		c.MaxStoresInFlight = 4096
+	}
 	return c
 }
 
@@ -86,6 +94,12 @@ type Queues struct {
 	pendAt   time.Time
 	pendMsgs uint64
 
+	// ajs publishes the stores senders do not wait for; storing maps each
+	// of them to its sender until JetStream answers.
+	ajs     jetstream.JetStream
+	storeMu sync.Mutex
+	storing map[*nats.Msg]store
+
 	mu        sync.Mutex
 	consumers map[string]jetstream.Consumer // by queue key
 	subs      map[*router.Subscription]*qsub
@@ -97,14 +111,27 @@ type Queues struct {
 
 var _ router.Queues = (*Queues)(nil)
 
-func newQueues(js jetstream.JetStream, cfg QueueConfig, log *slog.Logger) *Queues {
+func newQueues(js jetstream.JetStream, cfg QueueConfig, log *slog.Logger) (*Queues, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	q := &Queues{cfg: cfg.withDefaults(), js: js, log: log, consumers: make(map[string]jetstream.Consumer),
-		subs: make(map[*router.Subscription]*qsub), ctx: ctx, cancel: cancel}
+		subs: make(map[*router.Subscription]*qsub), storing: make(map[*nats.Msg]store), ctx: ctx, cancel: cancel}
+	// A JetStream context of its own for asynchronous stores: its ack
+	// handlers settle them, and every store gets an answer (an ack, an
+	// error, a timeout, or a disconnect).
+	var err error
+	q.ajs, err = jetstream.New(js.Conn(),
+		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, nm *nats.Msg, _ *jetstream.PubAck) { q.settle(nm, nil) }),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, nm *nats.Msg, err error) { q.settle(nm, err) }),
+		jetstream.WithPublishAsyncTimeout(q.cfg.PublishTimeout),
+		jetstream.WithPublishAsyncMaxPending(q.cfg.MaxStoresInFlight))
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("jetstream context for queue stores: %w", err)
+	}
 	q.wg.Add(2)
 	go q.ensureStreamLoop()
 	go q.progressLoop()
-	return q
+	return q, nil
 }
 
 // Ready reports whether the stream exists and accepts messages.
@@ -184,6 +211,65 @@ func (q *Queues) progressLoop() {
 
 // Enqueue stores m and returns once JetStream acknowledged the store.
 func (q *Queues) Enqueue(m *router.Message) error {
+	if err := q.storable(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(q.ctx, q.cfg.PublishTimeout)
+	defer cancel()
+	if _, err := q.js.Publish(ctx, subjectOf(queuePrefix, m.Key), envelopeOf(m)); err != nil {
+		return q.storeError(m.Key, err)
+	}
+	return nil
+}
+
+// EnqueueAsync starts storing m and calls done with the outcome once
+// JetStream answered (router.AsyncQueues). While the stores in flight on
+// this node reach their bound it waits, up to PublishTimeout, for room:
+// that is the producers' back-pressure.
+func (q *Queues) EnqueueAsync(m *router.Message, done func(error)) error {
+	if err := q.storable(); err != nil {
+		return err
+	}
+	nm := &nats.Msg{Subject: subjectOf(queuePrefix, m.Key), Data: envelopeOf(m)}
+	q.storeMu.Lock()
+	q.storing[nm] = store{key: m.Key, done: done}
+	q.storeMu.Unlock()
+	if _, err := q.ajs.PublishMsgAsync(nm, jetstream.WithStallWait(q.cfg.PublishTimeout)); err != nil {
+		q.storeMu.Lock()
+		_, mine := q.storing[nm]
+		delete(q.storing, nm)
+		q.storeMu.Unlock()
+		if mine { // else the outcome was already handed to done
+			return q.storeError(m.Key, err)
+		}
+	}
+	return nil
+}
+
+// store is an asynchronous store in flight.
+type store struct {
+	key  string
+	done func(error)
+}
+
+// settle hands the outcome of an asynchronous store to its sender; it runs
+// on nats.go's ack goroutine and must not block.
+func (q *Queues) settle(nm *nats.Msg, err error) {
+	q.storeMu.Lock()
+	st, ok := q.storing[nm]
+	delete(q.storing, nm)
+	q.storeMu.Unlock()
+	if !ok {
+		return
+	}
+	if err != nil {
+		err = q.storeError(st.key, err)
+	}
+	st.done(err)
+}
+
+// storable refuses a store that cannot succeed now.
+func (q *Queues) storable() error {
 	if !q.ready.Load() {
 		return fmt.Errorf("%w: queue storage (JetStream) is not ready", router.ErrUnavailable)
 	}
@@ -191,17 +277,19 @@ func (q *Queues) Enqueue(m *router.Message) error {
 		// nats.go would buffer the publish and the wait would time out.
 		return fmt.Errorf("%w: not connected to NATS", router.ErrUnavailable)
 	}
-	subj := subjectOf(queuePrefix, m.Key)
-	ctx, cancel := context.WithTimeout(q.ctx, q.cfg.PublishTimeout)
-	defer cancel()
-	data := appendEnvelope(make([]byte, 0, len(m.Encoded())+len(m.Key)+24), m)
-	if _, err := q.js.Publish(ctx, subj, data); err != nil {
-		if strings.Contains(err.Error(), "maximum messages per subject exceeded") {
-			return fmt.Errorf("%w: %s holds %d messages", router.ErrQueueFull, m.Key, q.cfg.MaxDepth)
-		}
-		return fmt.Errorf("%w: jetstream publish: %v", router.ErrUnavailable, err)
-	}
 	return nil
+}
+
+// storeError maps a failed JetStream publish to the router's errors.
+func (q *Queues) storeError(key string, err error) error {
+	if strings.Contains(err.Error(), "maximum messages per subject exceeded") {
+		return fmt.Errorf("%w: %s holds %d messages", router.ErrQueueFull, key, q.cfg.MaxDepth)
+	}
+	return fmt.Errorf("%w: jetstream publish: %v", router.ErrUnavailable, err)
+}
+
+func envelopeOf(m *router.Message) []byte {
+	return appendEnvelope(make([]byte, 0, len(m.Encoded())+len(m.Key)+24), m)
 }
 
 // durableName names the consumer of a queue: JetStream names may not hold
@@ -518,10 +606,18 @@ func (qs *qsub) handle(msg jetstream.Msg) {
 	qs.mu.Unlock()
 }
 
-// close stops every subscription loop and waits for them.
+// close stops every subscription loop and waits for them; stores still
+// unanswered are reported not stored.
 func (q *Queues) close() {
 	q.cancel()
 	q.wg.Wait()
+	q.storeMu.Lock()
+	left := q.storing
+	q.storing = make(map[*nats.Msg]store)
+	q.storeMu.Unlock()
+	for _, st := range left {
+		st.done(fmt.Errorf("%w: the node is shutting down", router.ErrUnavailable))
+	}
 }
 
 // pending returns the stream's message count, cached for a second.

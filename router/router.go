@@ -69,6 +69,16 @@ type Queues interface {
 	Holds(s *Subscription, id []byte) bool
 }
 
+// AsyncQueues is implemented by Queues that can also store a message
+// without the sender waiting for the store.
+type AsyncQueues interface {
+	// EnqueueAsync starts storing m and returns. Unless it returns an
+	// error, done is called exactly once, later and from another
+	// goroutine, with the outcome (nil: stored; errors as Enqueue's). done
+	// must not block.
+	EnqueueAsync(m *Message, done func(error)) error
+}
+
 // ErrUnavailable is wrapped by publish errors that mean the message was
 // not accepted because the cluster's storage or bus cannot be reached.
 var ErrUnavailable = errors.New("cluster unavailable")
@@ -91,6 +101,7 @@ type Router struct {
 	index *index
 	bus   Bus
 	stats Stats
+	async AsyncQueues // cfg.Queues when it can store asynchronously
 
 	qmu    sync.Mutex
 	queues map[string]*queue
@@ -112,7 +123,9 @@ func New(cfg Config, bus Bus) *Router {
 	if cfg.MatchCacheSize <= 0 {
 		cfg.MatchCacheSize = DefaultMatchCacheSize
 	}
-	return &Router{cfg: cfg, index: newIndex(cfg.MatchCacheSize), bus: bus, queues: make(map[string]*queue)}
+	r := &Router{cfg: cfg, index: newIndex(cfg.MatchCacheSize), bus: bus, queues: make(map[string]*queue)}
+	r.async, _ = cfg.Queues.(AsyncQueues)
+	return r
 }
 
 // Stats returns the router's counters.
@@ -312,6 +325,23 @@ func (r *Router) Publish(m *Message) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// PublishAsync is Publish for a sender that need not wait while a queue
+// message is stored. When the queue storage stores asynchronously it
+// returns pending true at once and calls done exactly once, later and from
+// another goroutine, with the outcome. Otherwise (local queues, topic and
+// user messages) it is Publish: pending is false and done is not called.
+func (r *Router) PublishAsync(m *Message, done func(error)) (pending bool, err error) {
+	if m.Kind != Queue || r.async == nil {
+		_, err := r.Publish(m)
+		return false, err
+	}
+	r.stats.published[Queue].Add(1)
+	if err := r.async.EnqueueAsync(m, done); err != nil {
+		return false, fmt.Errorf("store %s: %w", m.Key, err)
+	}
+	return true, nil
 }
 
 // DeliverRemote delivers a topic or user message that another node

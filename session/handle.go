@@ -62,6 +62,8 @@ func (s *Session) receipt(f *frame.Frame) {
 	if !ok {
 		return
 	}
+	// A receipt confirms everything sent before it (store.go).
+	s.awaitStores()
 	b := append(s.scratch[:0], "RECEIPT\n"...)
 	b = frame.AppendHeaderBytes(b, []byte("receipt-id"), r, escaping(s.version, frame.RECEIPT))
 	b = append(b, '\n', 0)
@@ -267,13 +269,15 @@ func (s *Session) send(f *frame.Frame) error {
 		s.receipt(f)
 		return nil
 	}
-	if _, err := s.env.Router.Publish(m); err != nil {
-		if errors.Is(err, router.ErrQueueFull) {
-			return &Error{Message: "queue full", Detail: err.Error(), Cause: err}
-		}
-		if errors.Is(err, router.ErrUnavailable) {
+	if _, receipt := f.Get("receipt"); kind == router.Queue && !receipt {
+		err = s.publishQueued(m)
+	} else {
+		_, err = s.env.Router.Publish(m)
+	}
+	if err != nil {
+		if errors.Is(err, router.ErrQueueFull) || errors.Is(err, router.ErrUnavailable) {
 			// Not stored: no RECEIPT, the client must send again.
-			return &Error{Message: "message not stored", Detail: err.Error(), Cause: err}
+			return storeFailure(err)
 		}
 		s.env.Log.Warn("publish", "session", s.id, "destination", key, "err", err)
 	}

@@ -74,9 +74,15 @@ type Session struct {
 	connTimer   *time.Timer
 	// settled is set by whichever comes first, CONNECT or the connect
 	// timeout; the other then stands down.
-	settled     atomic.Bool
-	expiry      expiry
-	stopped     atomic.Bool
+	settled atomic.Bool
+	expiry  expiry
+	stopped atomic.Bool
+	// stores counts queue messages being stored asynchronously (store.go);
+	// storesIdle is signalled when it drops to zero. Both, and storedFn,
+	// are made at the first such store.
+	stores      atomic.Int64
+	storesIdle  chan struct{}
+	storedFn    func(error)
 	closeReason error
 }
 
