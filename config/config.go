@@ -32,6 +32,8 @@ type Config struct {
 	LogLevel  string // log-level: debug, info, warn, error
 	LogFormat string // log-format: text or json
 
+	DebugListen string // debug-listen: net/http/pprof listener (host:port), empty = off
+
 	// Limits.
 	MaxFrameSize     int           // max-frame-size: bytes of one frame
 	MaxHeaders       int           // max-headers: header lines of one frame

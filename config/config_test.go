@@ -296,3 +296,55 @@ func TestEveryKeyDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestDebugListen: debug-listen is off by default, set by file, environment
+// or flag (in that precedence), printed by -print-config, and refused when
+// it is not host:port or is the http listener itself.
+func TestDebugListen(t *testing.T) {
+	res, err := load(t, nil, env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Config.DebugListen != "" {
+		t.Fatalf("default %q, want off", res.Config.DebugListen)
+	}
+	file := writeFile(t, "debug-listen: 127.0.0.1:6060\n")
+	for _, tc := range []struct {
+		args []string
+		env  env
+		want string
+	}{
+		{nil, env{"STOMPBUS_CONFIG": file}, "127.0.0.1:6060"},
+		{nil, env{"STOMPBUS_CONFIG": file, "STOMPBUS_DEBUG_LISTEN": "127.0.0.1:6061"}, "127.0.0.1:6061"},
+		{[]string{"-debug-listen", "localhost:6062"}, env{"STOMPBUS_CONFIG": file, "STOMPBUS_DEBUG_LISTEN": "127.0.0.1:6061"}, "localhost:6062"},
+	} {
+		res, err := load(t, tc.args, tc.env)
+		if err != nil {
+			t.Fatalf("%v %v: %v", tc.args, tc.env, err)
+		}
+		if res.Config.DebugListen != tc.want {
+			t.Errorf("%v %v: %q, want %q", tc.args, tc.env, res.Config.DebugListen, tc.want)
+		}
+		if len(res.Warnings) != 0 {
+			t.Errorf("warnings %v", res.Warnings)
+		}
+		if out := string(res.Config.YAML()); !strings.Contains(out, "debug-listen: "+tc.want) {
+			t.Errorf("printed config lacks debug-listen %s:\n%s", tc.want, out)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-debug-listen", "6060"}, "want host:port"},
+		{[]string{"-http", "127.0.0.1:8080", "-debug-listen", "127.0.0.1:8080"}, "never served on the http listener"},
+	} {
+		if _, err := load(t, tc.args, env{}); err == nil || !strings.Contains(err.Error(), "debug-listen") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want a refusal naming debug-listen and %q", tc.args, err, tc.want)
+		}
+	}
+	// Both on port 0 pick different ports: allowed.
+	if _, err := load(t, []string{"-http", "127.0.0.1:0", "-debug-listen", "127.0.0.1:0"}, env{}); err != nil {
+		t.Errorf("port 0 twice refused: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 
@@ -284,6 +285,15 @@ func (c *Config) Validate() error {
 	}
 	if c.DrainReadyDelay >= c.DrainTimeout {
 		return fmt.Errorf("drain-ready-delay (%s) must be shorter than drain-timeout (%s)", c.DrainReadyDelay, c.DrainTimeout)
+	}
+	if c.DebugListen != "" {
+		_, port, err := net.SplitHostPort(c.DebugListen)
+		if err != nil {
+			return fmt.Errorf("debug-listen %q: want host:port (like 127.0.0.1:6060): %w", c.DebugListen, err)
+		}
+		if c.DebugListen == c.HTTP && port != "0" {
+			return fmt.Errorf("debug-listen %q: profiles are never served on the http listener; give another port", c.DebugListen)
+		}
 	}
 	if err := (server.Limits{Exempt: c.LimitExempt}).Validate(); err != nil {
 		return fmt.Errorf("limit-exempt: %w", err)

@@ -227,6 +227,7 @@ var settings = []setting{
 	str("tls-key", "private key file (PEM) of tls-cert", func(c *Config) *string { return &c.TLSKey }),
 	oneOf("log-level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error"),
 	oneOf("log-format", "text or json", func(c *Config) *string { return &c.LogFormat }, "text", "json"),
+	str("debug-listen", "serve net/http/pprof (/debug/pprof/) on this separate address, meant for 127.0.0.1:PORT; empty: off", func(c *Config) *string { return &c.DebugListen }),
 
 	size("max-frame-size", "largest STOMP frame accepted (bytes; 64KiB, 1MiB...)", 256, func(c *Config) *int { return &c.MaxFrameSize }),
 	integer("max-headers", "most header lines in one frame", 1, func(c *Config) *int { return &c.MaxHeaders }),

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"sync/atomic"
@@ -93,6 +94,7 @@ type node struct {
 	cl       *cluster.Cluster
 	pres     *presence.Tracker
 	stats    *statsExchange
+	debug    *http.Server // -debug-listen, or nil
 	draining atomic.Bool
 }
 
@@ -108,6 +110,7 @@ func start(cfg *config.Config, log *slog.Logger) (_ *node, err error) {
 	n := &node{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
+			n.closeDebug()
 			n.closeCluster()
 		}
 	}()
@@ -167,6 +170,11 @@ func start(cfg *config.Config, log *slog.Logger) (_ *node, err error) {
 	// on an anonymous node).
 	n.srv.Handle("GET /api/v1/presence", n.srv.RequireAuth(n.pres.Handler()))
 	n.srv.Handle("GET /", webclient.Handler())
+	if cfg.DebugListen != "" {
+		if n.debug, err = startDebug(cfg.DebugListen, log); err != nil {
+			return nil, err
+		}
+	}
 	if err := n.srv.Start(); err != nil {
 		return nil, err
 	}
@@ -178,6 +186,14 @@ func waitReady(ready func() bool, max time.Duration) {
 	deadline := time.Now().Add(max)
 	for !ready() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// closeDebug closes the profiling listener, if any; a profile being
+// written is cut off.
+func (n *node) closeDebug() {
+	if n.debug != nil {
+		_ = n.debug.Close()
 	}
 }
 
@@ -260,6 +276,7 @@ func (n *node) drain() error {
 	sctx, scancel := context.WithDeadline(ctx, sdl)
 	err := n.srv.Shutdown(sctx)
 	scancel()
+	n.closeDebug()
 	done := make(chan struct{})
 	go func() { n.closeCluster(); close(done) }()
 	select {

@@ -122,7 +122,7 @@ func tryStartProc(t *testing.T, env []string, args ...string) (*proc, error) {
 		for _, l := range p.log() {
 			m := listening.FindStringSubmatch(l)
 			var rec struct{ Msg, Transport, Addr string }
-			if m == nil && json.Unmarshal([]byte(l), &rec) == nil && rec.Msg == "listening" {
+			if m == nil && json.Unmarshal([]byte(l), &rec) == nil && rec.Msg == "listening" && (rec.Transport == "http" || rec.Transport == "stomp") {
 				m = []string{"", rec.Transport, rec.Addr}
 			}
 			if m != nil {
