@@ -3,77 +3,30 @@
 // launches Debian's Chromium through playwright-core, and drives the chat
 // page. Every wait is bounded; nothing sleeps in place of waiting for an
 // event or a DOM state.
-import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { BrokerProcess } from '../../lib/broker.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-export const ROOT = path.resolve(here, '..', '..', '..');
 export const OUT = path.resolve(here, '..', 'out');
 export const TIMEOUT = 15_000;
 
-export function withTimeout(promise, ms, what) {
-  let timer;
-  const t = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, t]).finally(() => clearTimeout(timer));
-}
-
 // ---------------------------------------------------------------- broker
 
-let built = null;
-
-// brokerBinary returns STOMPBUS_BROKER if set, else builds ./cmd/broker
-// into out/ (go's build cache makes repeat builds cheap).
-export function brokerBinary() {
-  if (built) return built;
-  if (process.env.STOMPBUS_BROKER) {
-    built = process.env.STOMPBUS_BROKER;
-    return built;
-  }
-  fs.mkdirSync(OUT, { recursive: true });
-  const pkg = './cmd/broker';
-  const out = path.join(OUT, `broker-${process.pid}`);
-  const res = spawnSync('go', ['build', '-o', out, pkg], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
-  if (res.status !== 0) throw new Error(`go build ${pkg} failed:\n${res.stdout}${res.stderr}${res.error || ''}`);
-  process.on('exit', () => fs.rmSync(out, { force: true }));
-  built = out;
-  return built;
-}
-
-function parseLogfmt(line) {
-  const out = {};
-  const re = /([^\s=]+)=("(?:[^"\\]|\\.)*"|\S*)/g;
-  let m;
-  while ((m = re.exec(line)) !== null) {
-    let v = m[2];
-    if (v.startsWith('"')) {
-      try {
-        v = JSON.parse(v);
-      } catch {
-        v = v.slice(1, -1);
-      }
-    }
-    out[m[1]] = v;
-  }
-  return out;
-}
-
-// Broker runs the binary; the first start picks a free HTTP port, restarts
-// reuse it.
-export class Broker {
+// Broker runs the binary (tests/lib/broker.mjs builds it, or
+// $STOMPBUS_BROKER); the first start picks a free HTTP port, restarts reuse
+// it, so a loaded page can reconnect. The data directory lasts until close.
+export class Broker extends BrokerProcess {
   constructor(extraArgs = [], { node = 'n1', stompAddr = '127.0.0.1:0' } = {}) {
+    super();
     this.extraArgs = extraArgs;
     this.node = node;
-    this.stompAddr = stompAddr;
+    this.stompListen = stompAddr;
     this.httpAddr = null;
-    this.proc = null;
-    this.log = [];
     this.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stompbus-browser-'));
   }
 
@@ -82,37 +35,10 @@ export class Broker {
   }
 
   async start() {
-    const bin = brokerBinary();
-    const args = ['-http', this.httpAddr || '127.0.0.1:0', '-stomp', this.stompAddr, '-node', this.node,
+    const args = ['-http', this.httpAddr || '127.0.0.1:0', '-stomp', this.stompListen, '-node', this.node,
       '-data', this.dataDir, '-log-level', 'debug', ...this.extraArgs];
-    const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.proc = proc;
-    this.exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-    const listening = new Promise((resolve, reject) => {
-      proc.on('error', reject);
-      proc.on('exit', (code) => reject(new Error(`broker exited (code ${code}) before listening`)));
-      let buf = '';
-      const onData = (chunk) => {
-        buf += chunk;
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          this.log.push(line);
-          if (this.log.length > 3000) this.log.shift();
-          const kv = parseLogfmt(line);
-          if (kv.msg === 'listening' && kv.transport === 'http') resolve(kv.addr);
-        }
-      };
-      proc.stdout.setEncoding('utf8').on('data', onData);
-      proc.stderr.setEncoding('utf8').on('data', onData);
-    });
-    try {
-      this.httpAddr = await withTimeout(listening, 20_000, 'broker "msg=listening transport=http"');
-    } catch (e) {
-      proc.kill('SIGKILL');
-      throw new Error(`${e.message}\n${this.dump()}`);
-    }
+    const addrs = await super.start(args);
+    this.httpAddr = addrs.http;
     return this;
   }
 
@@ -130,39 +56,13 @@ export class Broker {
     return this;
   }
 
-  // stop sends SIGTERM (the broker drains: ERROR with retry-after to every
-  // client) and waits for the exit.
-  async stop() {
-    if (!this.proc) return null;
-    const proc = this.proc;
-    this.proc = null;
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGTERM');
-      try {
-        return await withTimeout(this.exited, 15_000, 'broker exit after SIGTERM');
-      } catch {
-        proc.kill('SIGKILL');
-      }
-    }
-    return this.exited;
-  }
-
-  // kill ends the broker with SIGKILL: a crash, no ERROR frame to anyone.
-  async kill() {
-    if (!this.proc) return null;
-    const proc = this.proc;
-    this.proc = null;
-    proc.kill('SIGKILL');
-    return withTimeout(this.exited, 10_000, 'broker exit after SIGKILL');
-  }
-
   async close() {
     await this.stop();
     fs.rmSync(this.dataDir, { recursive: true, force: true });
   }
 
   dump() {
-    return `--- broker log (last 200 lines) ---\n${this.log.slice(-200).join('\n')}`;
+    return super.dump('broker log', 200);
   }
 }
 

@@ -1,43 +1,20 @@
-// Test harness for the stompbus end-to-end tests: builds the broker, starts it
-// on ephemeral ports, and provides bounded waits, stompjs clients and a raw
-// WebSocket STOMP client. Every wait in here has a timeout; nothing sleeps in
-// place of synchronisation.
-import { spawn, spawnSync } from 'node:child_process';
+// Test harness for the stompbus end-to-end tests: starts the broker (built by
+// tests/lib/broker.mjs) on ephemeral ports, and provides bounded waits,
+// stompjs clients and a raw WebSocket STOMP client. Every wait in here has a
+// timeout; nothing sleeps in place of synchronisation.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { before, after } from 'node:test';
 import WebSocket from 'ws';
 import { Client } from '@stomp/stompjs';
+import { BrokerProcess, deferred, withTimeout } from '../../lib/broker.mjs';
 
-export { WebSocket, Client };
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-export const REPO_ROOT = path.resolve(here, '..', '..', '..');
+export { WebSocket, Client, deferred, withTimeout };
 
 export const DEFAULT_TIMEOUT = 10_000;
 
 // ---------------------------------------------------------------- waiting
-
-export function withTimeout(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-// A deferred promise: resolve/reject from outside.
-export function deferred() {
-  let resolve;
-  let reject;
-  const promise = new Promise((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
 
 // Collects items and lets a test wait (bounded) until a predicate over them holds.
 export class Collector {
@@ -73,134 +50,22 @@ export class Collector {
   }
 }
 
-// ---------------------------------------------------------------- building
-
-function procStartTime(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // field 22 (starttime), counted after the ")" that closes the command name
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return rest[19];
-  } catch {
-    return null;
-  }
-}
-
-function pidAlive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return e.code === 'EPERM';
-  }
-}
-
-function buildInto(dir) {
-  const out = path.join(dir, 'broker');
-  const tmpOut = path.join(dir, `broker.${process.pid}.tmp`);
-  const res = spawnSync('go', ['build', '-o', tmpOut, './cmd/broker'], {
-    cwd: REPO_ROOT,
-    encoding: 'utf8',
-    timeout: 300_000,
-  });
-  if (res.status !== 0) {
-    throw new Error(`go build ./cmd/broker failed (status ${res.status}):\n${res.stdout}\n${res.stderr}\n${res.error || ''}`);
-  }
-  fs.renameSync(tmpOut, out);
-  return out;
-}
-
-let brokerBinary = null;
-
-// Builds the broker once per `node --test` run. Test files run as child
-// processes of the runner, so the runner's pid (our ppid) plus its start time
-// keys a shared build directory; the first file to get there builds, the others
-// reuse the binary. STOMPBUS_BROKER=/path/to/broker skips the build.
-export function brokerBinaryPath() {
-  if (brokerBinary) return brokerBinary;
-  if (process.env.STOMPBUS_BROKER) {
-    brokerBinary = process.env.STOMPBUS_BROKER;
-    return brokerBinary;
-  }
-  const tmp = os.tmpdir();
-  // sweep build dirs left by earlier runs whose runner is gone
-  for (const name of fs.readdirSync(tmp)) {
-    const m = /^stompbus-e2e-js-(\d+)-/.exec(name);
-    if (m && !pidAlive(Number(m[1]))) {
-      fs.rmSync(path.join(tmp, name), { recursive: true, force: true });
-    }
-  }
-  const start = procStartTime(process.ppid);
-  if (!start) {
-    const dir = fs.mkdtempSync(path.join(tmp, `stompbus-e2e-js-${process.pid}-`));
-    brokerBinary = buildInto(dir);
-    return brokerBinary;
-  }
-  const dir = path.join(tmp, `stompbus-e2e-js-${process.ppid}-${start}`);
-  const lock = path.join(dir, 'lock');
-  const out = path.join(dir, 'broker');
-  const failed = path.join(dir, 'failed');
-  fs.mkdirSync(dir, { recursive: true });
-  let owner = false;
-  try {
-    fs.mkdirSync(lock);
-    owner = true;
-  } catch (e) {
-    if (e.code !== 'EEXIST') throw e;
-  }
-  if (owner) {
-    try {
-      brokerBinary = buildInto(dir);
-    } catch (e) {
-      fs.writeFileSync(failed, String(e.message));
-      throw e;
-    }
-    return brokerBinary;
-  }
-  // another test file of this run is building: wait (bounded) for its result
-  const deadline = Date.now() + 300_000;
-  const sab = new Int32Array(new SharedArrayBuffer(4));
-  while (Date.now() < deadline) {
-    if (fs.existsSync(out)) {
-      brokerBinary = out;
-      return brokerBinary;
-    }
-    if (fs.existsSync(failed)) throw new Error(fs.readFileSync(failed, 'utf8'));
-    Atomics.wait(sab, 0, 0, 200);
-  }
-  throw new Error(`timed out waiting for another test process to build the broker in ${dir}`);
-}
-
 // ---------------------------------------------------------------- running
 
-// Parses one slog text-format line (key=value, values optionally quoted).
-export function parseLogfmt(line) {
-  const out = {};
-  const re = /([^\s=]+)=("(?:[^"\\]|\\.)*"|\S*)/g;
-  let m;
-  while ((m = re.exec(line)) !== null) {
-    let v = m[2];
-    if (v.startsWith('"')) {
-      try {
-        v = JSON.parse(v);
-      } catch {
-        v = v.slice(1, -1);
-      }
-    }
-    out[m[1]] = v;
-  }
-  return out;
-}
-
-export class Broker {
+// Broker is one broker process with its own data directory, on 127.0.0.1
+// ports the kernel picks.
+export class Broker extends BrokerProcess {
   constructor() {
-    this.proc = null;
-    this.log = [];
-    this.logBytes = 0;
-    this.httpAddr = null;
-    this.stompAddr = null;
+    super();
     this.dataDir = null;
-    this.exit = null;
+  }
+
+  get httpAddr() {
+    return this.addrs.http ?? null;
+  }
+
+  get stompAddr() {
+    return this.addrs.stomp ?? null;
   }
 
   get wsUrl() {
@@ -212,76 +77,17 @@ export class Broker {
     return { host: this.stompAddr.slice(0, i), port: Number(this.stompAddr.slice(i + 1)) };
   }
 
-  _record(line) {
-    this.log.push(line);
-    this.logBytes += line.length + 1;
-    while (this.logBytes > 4 * 1024 * 1024 && this.log.length > 1) {
-      this.logBytes -= this.log.shift().length + 1;
-    }
-  }
-
   async start(extraArgs = []) {
-    const bin = brokerBinaryPath();
     this.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stompbus-e2e-data-'));
     const args = ['-http', '127.0.0.1:0', '-stomp', '127.0.0.1:0', '-data', this.dataDir, '-node', 'test', '-log-level', 'debug', ...extraArgs];
-    this.proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const exited = deferred();
-    this.exited = exited.promise;
-    const ready = deferred();
-    this.proc.on('exit', (code, signal) => {
-      this.exit = { code, signal };
-      exited.resolve(this.exit);
-      ready.reject(new Error(`broker exited before listening (code ${code}, signal ${signal})`));
-    });
-    this.proc.on('error', (err) => ready.reject(err));
-    const onLine = (line) => {
-      this._record(line);
-      if (!line.includes('msg=listening')) return;
-      const kv = parseLogfmt(line);
-      if (kv.msg !== 'listening') return;
-      if (kv.transport === 'http') this.httpAddr = kv.addr;
-      if (kv.transport === 'stomp') this.stompAddr = kv.addr;
-      if (this.httpAddr && this.stompAddr) ready.resolve();
-    };
-    for (const stream of [this.proc.stdout, this.proc.stderr]) {
-      let buf = '';
-      stream.setEncoding('utf8');
-      stream.on('data', (chunk) => {
-        buf += chunk;
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          onLine(buf.slice(0, i));
-          buf = buf.slice(i + 1);
-        }
-      });
-    }
-    try {
-      await withTimeout(ready.promise, 20_000, 'broker "msg=listening" lines for http and stomp');
-    } catch (e) {
-      await this.stop();
-      throw new Error(`${e.message}\n--- broker output ---\n${this.log.join('\n')}`);
-    }
+    await super.start(args);
     return this;
   }
 
   async stop() {
-    if (!this.proc) return this.exit;
-    if (this.exit === null) {
-      this.proc.kill('SIGTERM');
-      try {
-        await withTimeout(this.exited, 12_000, 'broker exit after SIGTERM');
-      } catch {
-        this.proc.kill('SIGKILL');
-        await withTimeout(this.exited, 5_000, 'broker exit after SIGKILL').catch(() => {});
-      }
-    }
+    const exit = await super.stop({ timeout: 12_000 });
     if (this.dataDir) fs.rmSync(this.dataDir, { recursive: true, force: true });
-    return this.exit;
-  }
-
-  dump(label = 'broker output') {
-    const tail = this.log.slice(-400);
-    return `--- ${label} (last ${tail.length} of ${this.log.length} lines) ---\n${tail.join('\n')}`;
+    return exit;
   }
 }
 
