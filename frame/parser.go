@@ -218,5 +218,11 @@ func (p *Parser) emit(buf []byte, fn func(*Frame) error) error {
 	f.Body = buf[p.st.bodyStart:end:end]
 	p.st = scanState{}
 	p.hpos = p.hpos[:0]
-	return fn(f)
+	err := fn(f)
+	// Let go of buf: an idle connection's parser must not keep its last
+	// read buffer alive through the frame it handed out.
+	clear(f.Headers)
+	f.Headers = f.Headers[:0]
+	f.Body = nil
+	return err
 }
