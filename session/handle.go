@@ -84,6 +84,7 @@ var supported = [...]frame.Version{frame.V12, frame.V11, frame.V10}
 
 func (s *Session) connect(f *frame.Frame) error {
 	s.connTimer.Stop()
+	s.connTimer = nil // an idle connection keeps no dead timer
 	if s.settled.Swap(true) {
 		// The timer fired while this CONNECT was on its way in.
 		return errTimedOut
@@ -297,11 +298,11 @@ func (s *Session) subscribe(f *frame.Frame) error {
 		}
 		id = dest // STOMP 1.0 made id optional; the destination names it
 	}
-	if _, dup := s.subs[string(id)]; dup {
+	if s.subs.byID(id) != nil {
 		return errorf("duplicate subscription", "subscription id %q is already in use on this connection", id)
 	}
-	if len(s.subs) >= s.env.Config.MaxSubscriptions {
-		return errorf(msgTooManySubscriptions, "this connection already holds %d subscriptions, the limit", len(s.subs))
+	if s.subs.len() >= s.env.Config.MaxSubscriptions {
+		return errorf(msgTooManySubscriptions, "this connection already holds %d subscriptions, the limit", s.subs.len())
 	}
 	mode, ok := router.ParseAckMode(f.Value("ack"))
 	if !ok {
@@ -331,17 +332,11 @@ func (s *Session) subscribe(f *frame.Frame) error {
 		Consumer: s, Seq: s.subSeq,
 		Head: frame.AppendHeader(nil, "subscription", string(id), escaping(s.version, frame.MESSAGE)),
 	}
-	if s.subs == nil {
-		s.subs = make(map[string]*router.Subscription)
-		s.bySeq = make(map[uint64]*router.Subscription)
-	}
-	s.subs[sub.ID] = sub
-	s.bySeq[sub.Seq] = sub
+	s.subs.add(sub)
 	// Receipt first: a queue subscription may be handed messages at once.
 	s.receipt(f)
 	if err := s.env.Router.Subscribe(sub, kind, key); err != nil {
-		delete(s.subs, sub.ID)
-		delete(s.bySeq, sub.Seq)
+		s.subs.remove(sub)
 		s.giveUnacked(sub)
 		return &Error{Message: "subscribe failed", Detail: err.Error(), Cause: err}
 	}
@@ -356,12 +351,11 @@ func (s *Session) unsubscribe(f *frame.Frame) error {
 	if !ok || len(id) == 0 {
 		return errorf("missing header", "UNSUBSCRIBE requires an id header")
 	}
-	sub := s.subs[string(id)]
+	sub := s.subs.byID(id)
 	if sub == nil {
 		return errorf("unknown subscription", "no subscription with id %q on this connection", id)
 	}
-	delete(s.subs, sub.ID)
-	delete(s.bySeq, sub.Seq)
+	s.subs.remove(sub)
 	s.giveUnacked(sub)
 	s.env.Router.Unsubscribe(sub)
 	s.receipt(f)
@@ -379,7 +373,7 @@ func (s *Session) ackTarget(f *frame.Frame) (*router.Subscription, []byte, error
 		}
 		seq, msg, ok := strings.Cut(string(id), "/")
 		n, perr := strconv.ParseUint(seq, 10, 64)
-		sub := s.bySeq[n]
+		sub := s.subs.bySeq(n)
 		if !ok || perr != nil || sub == nil {
 			return nil, nil, errorf("unknown ack id", "%s id %q names no message delivered on this connection", f.Command, id)
 		}
@@ -390,7 +384,7 @@ func (s *Session) ackTarget(f *frame.Frame) (*router.Subscription, []byte, error
 		return nil, nil, err
 	}
 	if sid, ok := f.Get("subscription"); ok {
-		sub := s.subs[string(sid)]
+		sub := s.subs.byID(sid)
 		if sub == nil {
 			return nil, nil, errorf("unknown subscription", "%s names subscription %q, which does not exist", f.Command, sid)
 		}
@@ -399,7 +393,7 @@ func (s *Session) ackTarget(f *frame.Frame) (*router.Subscription, []byte, error
 	if s.version == frame.V11 {
 		return nil, nil, errorf("missing header", "%s requires a subscription header in STOMP 1.1", f.Command)
 	}
-	for _, sub := range s.subs { // 1.0: find the queue subscription holding it
+	for _, sub := range s.subs.all() { // 1.0: find the queue subscription holding it
 		if sub.Kind() == router.Queue && sub.Ack != router.AckAuto {
 			if s.env.Router.Holds(sub, mid) {
 				return sub, mid, nil

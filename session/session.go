@@ -10,7 +10,6 @@ import (
 
 	"github.com/stompbus/stompbus/frame"
 	"github.com/stompbus/stompbus/outbox"
-	"github.com/stompbus/stompbus/router"
 )
 
 // Info describes the connection a session runs on.
@@ -53,8 +52,7 @@ type Session struct {
 	authed    bool
 	msgN      uint64
 
-	subs   map[string]*router.Subscription
-	bySeq  map[uint64]*router.Subscription
+	subs   subSet
 	subSeq uint64
 	txs    map[string]*tx
 	txN    int
@@ -186,7 +184,9 @@ func (s *Session) Close() {
 	if s.stopped.Swap(true) {
 		return
 	}
-	s.connTimer.Stop()
+	if s.connTimer != nil {
+		s.connTimer.Stop()
+	}
 	s.expiry.stop()
 	if t := s.inTimer.Load(); t != nil {
 		t.Stop()
@@ -194,10 +194,11 @@ func (s *Session) Close() {
 	if t := s.outTimer.Load(); t != nil {
 		t.Stop()
 	}
-	for _, sub := range s.subs {
+	for _, sub := range s.subs.all() {
 		s.env.Router.Unsubscribe(sub)
 	}
-	s.subs, s.bySeq, s.txs = nil, nil, nil
+	s.subs.clear()
+	s.txs = nil
 	if s.connected && s.env.OnClose != nil {
 		s.env.OnClose(s)
 	}

@@ -68,7 +68,7 @@ func (s *Session) endTx(f *frame.Frame) error {
 				}
 				continue
 			}
-			if s.subs[o.sub.ID] != o.sub {
+			if s.subs.bySeq(o.sub.Seq) != o.sub {
 				continue // unsubscribed meanwhile: its messages were returned already
 			}
 			if err := s.env.Router.Ack(o.sub, o.id, o.nack); err != nil {
