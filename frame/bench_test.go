@@ -26,8 +26,11 @@ func benchMessage() *Frame {
 		"content-length", "128"))
 }
 
-func benchParse(b *testing.B, in []byte, chunks int) {
+func benchParse(b *testing.B, in []byte, chunks int, lend bool) {
 	p := NewParser(Limits{})
+	if lend {
+		p.Lend(NewScratch())
+	}
 	frames := 0
 	fn := func(*Frame) error { frames++; return nil }
 	step := (len(in) + chunks - 1) / chunks
@@ -48,12 +51,16 @@ func benchParse(b *testing.B, in []byte, chunks int) {
 
 func BenchmarkParse(b *testing.B) {
 	one := AppendFrame(nil, V12, benchSend())
-	b.Run("single", func(b *testing.B) { benchParse(b, one, 1) })
-	b.Run("batch64", func(b *testing.B) { benchParse(b, bytes.Repeat(one, 64), 1) })
+	b.Run("single", func(b *testing.B) { benchParse(b, one, 1, false) })
+	b.Run("batch64", func(b *testing.B) { benchParse(b, bytes.Repeat(one, 64), 1, false) })
+	b.Run("single-lent", func(b *testing.B) { benchParse(b, one, 1, true) })
+	b.Run("batch64-lent", func(b *testing.B) { benchParse(b, bytes.Repeat(one, 64), 1, true) })
 }
 
 func BenchmarkParseSplit(b *testing.B) {
-	benchParse(b, AppendFrame(nil, V12, benchSend()), 2)
+	one := AppendFrame(nil, V12, benchSend())
+	b.Run("own", func(b *testing.B) { benchParse(b, one, 2, false) })
+	b.Run("lent", func(b *testing.B) { benchParse(b, one, 2, true) })
 }
 
 func BenchmarkEncode(b *testing.B) {

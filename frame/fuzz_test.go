@@ -15,6 +15,7 @@ var fuzzLimits = Limits{MaxFrameSize: 256, MaxHeaders: 6, MaxHeaderLine: 48}
 // mode picks the version (mode%3) and whether the small limits apply
 // (mode&4); split picks the split point.
 func FuzzParse(f *testing.F) {
+	scratch := NewScratch()
 	for _, tc := range cases {
 		mode := byte(tc.v)
 		if tc.lim == small {
@@ -34,8 +35,14 @@ func FuzzParse(f *testing.F) {
 		if reasonOf(werr) != reasonOf(gerr) || !reflect.DeepEqual(want, got) {
 			t.Fatalf("split at %d differs:\nwhole %q, %v\nsplit %q, %v", at, want, werr, got, gerr)
 		}
+		// A parser borrowing its arrays (from a Scratch every run shares)
+		// sees the same frames.
+		got, gerr = parseChunksLent(scratch, v, lim, in[:at], in[at:])
+		if reasonOf(werr) != reasonOf(gerr) || !reflect.DeepEqual(want, got) {
+			t.Fatalf("lent arrays, split at %d differs:\nwhole %q, %v\nsplit %q, %v", at, want, werr, got, gerr)
+		}
 		if len(in) <= 512 {
-			got, gerr = parseChunks(v, lim, oneByteChunks(in)...)
+			got, gerr = parseChunksLent(scratch, v, lim, oneByteChunks(in)...)
 			if reasonOf(werr) != reasonOf(gerr) || !reflect.DeepEqual(want, got) {
 				t.Fatalf("one byte at a time differs:\nwhole %q, %v\nbytes %q, %v", want, werr, got, gerr)
 			}

@@ -1,6 +1,9 @@
 package frame
 
-import "bytes"
+import (
+	"bytes"
+	"sync"
+)
 
 // Parser is a streaming STOMP frame parser. See the package comment for the
 // zero-copy contract. The zero value is not usable; call NewParser.
@@ -26,6 +29,50 @@ type Parser struct {
 
 	// err is set by the first parse error; the parser is dead after it.
 	err *Error
+
+	// lend, when set, lends hpos, frame.Headers and pending for the
+	// length of a Parse call that does not end inside a frame; box is the
+	// loan being held.
+	lend *Scratch
+	box  *scratch
+}
+
+// Scratch lends parsers the arrays they decode frames into, so that a
+// parser between frames (an idle connection's) holds none of them. One
+// Scratch serves any number of parsers; it is safe for concurrent use.
+type Scratch struct{ pool sync.Pool }
+
+type scratch struct {
+	hpos    []hdrPos
+	headers []Header
+	pending []byte
+}
+
+// NewScratch returns an empty Scratch.
+func NewScratch() *Scratch {
+	return &Scratch{pool: sync.Pool{New: func() any { return new(scratch) }}}
+}
+
+// Lend makes the parser borrow its working arrays from s while it parses
+// and give them back whenever a Parse call ends between frames. Call it
+// before the first Parse.
+func (p *Parser) Lend(s *Scratch) { p.lend = s }
+
+func (p *Parser) borrow() {
+	b := p.lend.pool.Get().(*scratch)
+	p.box = b
+	p.hpos, p.frame.Headers, p.pending = b.hpos, b.headers, b.pending
+}
+
+func (p *Parser) giveBack() {
+	b := p.box
+	b.hpos, b.headers = p.hpos[:0], p.frame.Headers[:0]
+	b.pending = nil
+	if cap(p.pending) <= keepPending {
+		b.pending = p.pending[:0]
+	}
+	p.hpos, p.frame.Headers, p.pending, p.box = nil, nil, nil, nil
+	p.lend.pool.Put(b)
 }
 
 // maxFrameCap keeps MaxFrameSize+1 and content-length arithmetic far from
@@ -73,6 +120,20 @@ func (p *Parser) Buffered() int { return len(p.pending) }
 // errors are *Error; after one the parser is dead and Parse keeps returning
 // it. Parse may rewrite data in place (header unescaping).
 func (p *Parser) Parse(data []byte, fn func(f *Frame) error) error {
+	if p.lend == nil {
+		return p.parse(data, fn)
+	}
+	if p.box == nil {
+		p.borrow()
+	}
+	err := p.parse(data, fn)
+	if len(p.pending) == 0 {
+		p.giveBack()
+	}
+	return err
+}
+
+func (p *Parser) parse(data []byte, fn func(f *Frame) error) error {
 	if p.err != nil {
 		return p.err
 	}

@@ -13,7 +13,16 @@ import (
 // parseChunks feeds chunks (copied first: Parse may rewrite its input) to a
 // fresh parser and returns the frames seen and the first error.
 func parseChunks(v Version, lim Limits, chunks ...[]byte) ([]testFrame, error) {
+	return parseChunksLent(nil, v, lim, chunks...)
+}
+
+// parseChunksLent is parseChunks with a parser that borrows its arrays
+// from s (when s is not nil).
+func parseChunksLent(s *Scratch, v Version, lim Limits, chunks ...[]byte) ([]testFrame, error) {
 	p := NewParser(lim)
+	if s != nil {
+		p.Lend(s)
+	}
 	p.SetVersion(v)
 	var got []testFrame
 	fn := func(f *Frame) error {

@@ -165,6 +165,9 @@ type Env struct {
 
 	idPrefix string
 	seq      atomic.Uint64
+	// scratch lends every session's parser its arrays while it parses,
+	// so idle connections hold none.
+	scratch *frame.Scratch
 }
 
 // NewEnv returns an Env for node; session and message ids start with the
@@ -183,6 +186,7 @@ func NewEnv(node string, r *router.Router, cfg Config, auth Authenticator, log *
 		Log:      log,
 		Now:      time.Now,
 		idPrefix: fmt.Sprintf("%s-%s-", node, boot),
+		scratch:  frame.NewScratch(),
 	}
 }
 

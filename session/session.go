@@ -93,6 +93,9 @@ func New(env *Env, out *outbox.Outbox, info Info) *Session {
 		id:     env.nextID(),
 		parser: frame.NewParser(env.Config.Limits),
 	}
+	if env.scratch != nil {
+		s.parser.Lend(env.scratch)
+	}
 	s.lastRead.Store(env.Now().UnixNano())
 	s.connTimer = time.AfterFunc(env.Config.ConnectTimeout, s.connectTimeout)
 	return s
