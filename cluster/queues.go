@@ -41,6 +41,13 @@ type QueueConfig struct {
 	AutoBatch int
 	// PublishTimeout bounds the wait for JetStream to store a message.
 	PublishTimeout time.Duration
+	// ConsumerInactive is how long a queue's JetStream consumer lives with
+	// no subscriber pulling from it anywhere before the server deletes it
+	// (default 15 minutes). Its messages stay in the stream; the next
+	// subscriber makes a new consumer that starts from them. Without it,
+	// every queue ever subscribed (Spring's per-session
+	// /queue/...-user<session> queues, say) would keep a consumer forever.
+	ConsumerInactive time.Duration
 	// MaxStoresInFlight bounds the asynchronous stores (SENDs without a
 	// receipt) waiting for JetStream's answer on this node; past it,
 	// senders wait for room.
@@ -68,6 +75,9 @@ func (c QueueConfig) withDefaults() QueueConfig {
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = 5 * time.Second
+	}
+	if c.ConsumerInactive <= 0 {
+		c.ConsumerInactive = 15 * time.Minute
 	}
 	if c.MaxStoresInFlight <= 0 {
 		c.MaxStoresInFlight = 4096
@@ -101,7 +111,8 @@ type Queues struct {
 	storing map[*nats.Msg]store
 
 	mu        sync.Mutex
-	consumers map[string]jetstream.Consumer // by queue key
+	consumers map[string]jetstream.Consumer // by queue key, while users[key] > 0
+	users     map[string]int                // local subscriptions per queue key
 	subs      map[*router.Subscription]*qsub
 
 	ctx    context.Context
@@ -114,7 +125,8 @@ var _ router.Queues = (*Queues)(nil)
 func newQueues(js jetstream.JetStream, cfg QueueConfig, log *slog.Logger) (*Queues, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	q := &Queues{cfg: cfg.withDefaults(), js: js, log: log, consumers: make(map[string]jetstream.Consumer),
-		subs: make(map[*router.Subscription]*qsub), storing: make(map[*nats.Msg]store), ctx: ctx, cancel: cancel}
+		users: make(map[string]int),
+		subs:  make(map[*router.Subscription]*qsub), storing: make(map[*nats.Msg]store), ctx: ctx, cancel: cancel}
 	// A JetStream context of its own for asynchronous stores: its ack
 	// handlers settle them, and every store gets an answer (an ack, an
 	// error, a timeout, or a disconnect).
@@ -311,9 +323,7 @@ func (q *Queues) consumer(ctx context.Context, key string) (jetstream.Consumer, 
 	}
 	c, err := q.js.Consumer(ctx, q.cfg.Stream, durableName(key))
 	if err == nil {
-		q.mu.Lock()
-		q.consumers[key] = c
-		q.mu.Unlock()
+		q.remember(key, c)
 		return c, nil
 	}
 	c, err = q.js.CreateOrUpdateConsumer(ctx, q.cfg.Stream, jetstream.ConsumerConfig{
@@ -326,14 +336,26 @@ func (q *Queues) consumer(ctx context.Context, key string) (jetstream.Consumer, 
 		MaxAckPending: 1 << 20,
 		MaxWaiting:    4096,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
+		// Pull requests count as activity: a consumer with a live
+		// subscriber anywhere is never inactive.
+		InactiveThreshold: q.cfg.ConsumerInactive,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jetstream consumer for %s: %w", key, err)
 	}
-	q.mu.Lock()
-	q.consumers[key] = c
-	q.mu.Unlock()
+	q.remember(key, c)
 	return c, nil
+}
+
+// remember caches the consumer of key while the queue has local
+// subscribers; the cache empties with them, so queues used once (a
+// Spring session's) are not remembered forever.
+func (q *Queues) remember(key string, c jetstream.Consumer) {
+	q.mu.Lock()
+	if q.users[key] > 0 {
+		q.consumers[key] = c
+	}
+	q.mu.Unlock()
 }
 
 // Pull requests: how long one waits for messages, and the heartbeat the
@@ -370,6 +392,7 @@ func (q *Queues) Consume(s *router.Subscription, deliver func(*router.Message, b
 	qs := &qsub{q: q, s: s, deliver: deliver, ctx: ctx, cancel: cancel, room: make(chan struct{}, 1), done: make(chan struct{})}
 	q.mu.Lock()
 	q.subs[s] = qs
+	q.users[s.Key()]++
 	q.mu.Unlock()
 	q.wg.Add(1)
 	go qs.run()
@@ -380,7 +403,13 @@ func (q *Queues) Consume(s *router.Subscription, deliver func(*router.Message, b
 func (q *Queues) Cancel(s *router.Subscription) {
 	q.mu.Lock()
 	qs := q.subs[s]
-	delete(q.subs, s)
+	if qs != nil {
+		delete(q.subs, s)
+		if q.users[s.Key()]--; q.users[s.Key()] <= 0 {
+			delete(q.users, s.Key())
+			delete(q.consumers, s.Key())
+		}
+	}
 	q.mu.Unlock()
 	if qs == nil {
 		return

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-stomp/stomp/v3"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stompbus/stompbus/internal/brokertest"
 )
@@ -102,5 +104,65 @@ func TestQueueStoresWithoutReceipt(t *testing.T) {
 		if err := c.Ack(m); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A queue nobody subscribes to any more loses its JetStream consumer after
+// ConsumerInactive (its messages stay); the next subscriber gets a new one.
+func TestIdleQueueConsumerIsRemoved(t *testing.T) {
+	cfg := clusterConfigs(t, 1)[0]
+	cfg.Queues.ConsumerInactive = time.Second
+	b := startBrokers(t, []Config{cfg})[0]
+	const q = "/queue/reply-user1a2b"
+	c := brokertest.DialTCP(t, b.srv)
+	s, err := c.Subscribe(q, stomp.AckClientIndividual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Send(q, "text/plain", []byte("first"), stomp.SendOpt.Receipt); err != nil {
+		t.Fatal(err)
+	}
+	if m := recvSTOMP(t, s); string(m.Body) != "first" {
+		t.Fatalf("got %q", m.Body)
+	} else if err := c.Ack(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Disconnect(); err != nil {
+		t.Fatal(err)
+	}
+
+	js := b.c.JetStream()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := js.Consumer(ctx, b.c.queues.cfg.Stream, durableName(q))
+		cancel()
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the consumer of an unused queue still exists after 20s (err %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.c.queues.mu.Lock()
+	cached, users := b.c.queues.consumers[q], b.c.queues.users[q]
+	b.c.queues.mu.Unlock()
+	if cached != nil || users != 0 {
+		t.Fatalf("the node still remembers the queue: consumer %v, %d users", cached, users)
+	}
+
+	// A message sent meanwhile waits in the stream for the next subscriber.
+	pub := brokertest.DialTCP(t, b.srv)
+	if err := pub.Send(q, "text/plain", []byte("second"), stomp.SendOpt.Receipt); err != nil {
+		t.Fatal(err)
+	}
+	c2 := brokertest.DialTCP(t, b.srv)
+	s2, err := c2.Subscribe(q, stomp.AckClientIndividual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := recvSTOMP(t, s2); string(m.Body) != "second" {
+		t.Fatalf("after the consumer was removed got %q, want second", m.Body)
 	}
 }
