@@ -70,6 +70,7 @@ type Message struct {
 // rawSource keeps what is needed to build the 1.0 encoding later.
 type rawSource struct {
 	dest    string
+	sender  string
 	headers []frame.Header
 	body    []byte
 }
@@ -81,18 +82,18 @@ func (m *Message) Shared(v frame.Version) []byte {
 		return m.shared
 	}
 	m.rawOnce.Do(func() {
-		m.raw = encodeShared(nil, m.src.dest, m.ID, m.src.headers, m.src.body, false)
+		m.raw = encodeShared(nil, m.src.dest, m.ID, m.src.sender, m.src.headers, m.src.body, false)
 	})
 	return m.raw
 }
 
 // skipped headers are never copied from SEND to MESSAGE: the broker writes
-// its own destination, message-id and content-length, and transaction and
-// receipt belong to the SEND.
+// its own destination, message-id, content-length and user-id, and
+// transaction and receipt belong to the SEND.
 func skipped(key []byte) bool {
 	switch string(key) {
 	case "destination", "message-id", "content-length", "transaction", "receipt",
-		"subscription", "ack", "redelivered":
+		"subscription", "ack", "redelivered", SenderHeader:
 		return true
 	}
 	return false
@@ -102,10 +103,22 @@ func skipped(key []byte) bool {
 // subscribers) with the sender's headers and body. It copies everything it
 // keeps: headers and body may alias a parser buffer.
 func NewMessage(kind Kind, key, dest string, id []byte, headers []frame.Header, body []byte, now int64) *Message {
+	return NewMessageBy("", kind, key, dest, id, headers, body, now)
+}
+
+// SenderHeader is the header in which the broker names the user who sent a
+// message. A SEND's own header of that name is never copied, so nobody can
+// send in someone else's name.
+const SenderHeader = "user-id"
+
+// NewMessageBy is NewMessage for a message sent by user sender (the name
+// the sender connected as), which subscribers see in its user-id header;
+// an empty sender (anonymous, or the broker itself) adds none.
+func NewMessageBy(sender string, kind Kind, key, dest string, id []byte, headers []frame.Header, body []byte, now int64) *Message {
 	m := &Message{Kind: kind, Key: key, Published: now}
-	esc := frame.NeedsEscape([]byte(dest))
+	esc := frame.NeedsEscape([]byte(dest)) || frame.NeedsEscape([]byte(sender))
 	var ctype []byte
-	size := len(dest) + len(id) + len(body) + 64
+	size := len(dest) + len(id) + len(body) + 2*len(sender) + 64
 	for i := range headers {
 		h := &headers[i]
 		if skipped(h.Key) {
@@ -119,7 +132,7 @@ func NewMessage(kind Kind, key, dest string, id []byte, headers []frame.Header, 
 			esc = true
 		}
 	}
-	m.shared = encodeShared(make([]byte, 0, size), dest, id, headers, body, true)
+	m.shared = encodeShared(make([]byte, 0, size), dest, id, sender, headers, body, true)
 	// Headers count too: a text frame with invalid UTF-8 anywhere makes
 	// browsers drop the connection.
 	m.Binary = !Textual(ctype) || !utf8.Valid(m.shared)
@@ -131,6 +144,7 @@ func NewMessage(kind Kind, key, dest string, id []byte, headers []frame.Header, 
 		m.needsEscape = true
 		m.src = rawSource{
 			dest:    dest,
+			sender:  sender,
 			headers: cloneHeaders(headers),
 			body:    m.shared[len(m.shared)-len(body)-1 : len(m.shared)-1],
 		}
@@ -162,7 +176,7 @@ func escapeMode(escape bool) frame.Escaping {
 // encodeShared appends the shared part of a MESSAGE frame: destination,
 // message-id, the sender's headers, content-length, the blank line, the body
 // and the NUL.
-func encodeShared(dst []byte, dest string, id []byte, headers []frame.Header, body []byte, escape bool) []byte {
+func encodeShared(dst []byte, dest string, id []byte, sender string, headers []frame.Header, body []byte, escape bool) []byte {
 	mode := escapeMode(escape)
 	dst = frame.AppendHeader(dst, "destination", dest, mode)
 	dst = append(dst, idPrefix...)
@@ -174,6 +188,9 @@ func encodeShared(dst []byte, dest string, id []byte, headers []frame.Header, bo
 			continue
 		}
 		dst = frame.AppendHeaderBytes(dst, h.Key, h.Value, mode)
+	}
+	if sender != "" {
+		dst = frame.AppendHeader(dst, SenderHeader, sender, mode)
 	}
 	dst = append(dst, "content-length:"...)
 	dst = strconv.AppendInt(dst, int64(len(body)), 10)

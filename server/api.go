@@ -261,7 +261,7 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 		headers = append(headers, frame.Header{Key: []byte("content-type"), Value: []byte(ct)})
 	}
 	id := a.idPrefix + strconv.FormatUint(a.seq.Add(1), 36)
-	m := router.NewMessage(kind, key, shown, []byte(id), headers, body, a.s.env.Now().UnixNano())
+	m := router.NewMessageBy(p.Name, kind, key, shown, []byte(id), headers, body, a.s.env.Now().UnixNano())
 	if _, err := a.s.env.Router.Publish(m); err != nil {
 		if kind == router.Queue || errors.Is(err, router.ErrQueueFull) {
 			// Not stored: the caller must send again.

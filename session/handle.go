@@ -253,7 +253,11 @@ func (s *Session) send(f *frame.Frame) error {
 	s.idBuf = append(append(s.idBuf[:0], s.id...), '-')
 	s.msgN++
 	s.idBuf = strconv.AppendUint(s.idBuf, s.msgN, 10)
-	m := router.NewMessage(kind, key, shown, s.idBuf, f.Headers, f.Body, s.env.Now().UnixNano())
+	sender := ""
+	if s.authed {
+		sender = s.user // subscribers see who sent it, in user-id
+	}
+	m := router.NewMessageBy(sender, kind, key, shown, s.idBuf, f.Headers, f.Body, s.env.Now().UnixNano())
 	if kind != router.Queue {
 		// Delivered synchronously by Publish, on this goroutine: writers
 		// are woken once at the end of this Feed (queue messages may be

@@ -469,6 +469,10 @@ export class Chat {
     }
     if (!v || typeof v !== 'object' || typeof v.text !== 'string' || typeof v.from !== 'string') return null;
     if (typeof v.id !== 'string' || v.id === '') v.id = m.headers['message-id'] || randomId();
+    // The broker names the sender in user-id whenever it knows who sent
+    // the message; that name, not the one in the body, is the author.
+    const sender = m.headers['user-id'];
+    if (typeof sender === 'string' && sender !== '') v.from = sender;
     return v;
   }
 

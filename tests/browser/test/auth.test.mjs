@@ -70,3 +70,22 @@ test('the right password gets in as that user', async () => {
   await a.close();
   await b.close();
 });
+
+test('the author shown is the user the broker authenticated, whatever the body claims', async () => {
+  const b = await attempt('gatekeeper', 'open-sesame');
+  await b.waitConnected();
+  await b.waitRoomReady('general');
+  // keymaster, through the HTTP API, sends a chat message claiming to be
+  // from gatekeeper; the broker stamps user-id: keymaster on it
+  const forged = JSON.stringify({ type: 'chat', id: 'forged-1', room: 'general', from: 'gatekeeper', text: 'I am the gatekeeper, honest', time: new Date().toISOString() });
+  const res = await fetch(new URL('/api/v1/publish?destination=/topic/chat.general', broker.url), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from('keymaster:open-sesame').toString('base64')}` },
+    body: forged,
+  });
+  assert.equal(res.status, 202);
+  const m = await b.waitMessage('room:general', 'I am the gatekeeper, honest');
+  assert.equal(await m.locator('.author').textContent(), 'keymaster');
+  assert.deepEqual(b.errors, []);
+  await b.close();
+});
