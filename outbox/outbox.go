@@ -39,8 +39,9 @@ import (
 type Config struct {
 	// MaxBytes bounds the bytes queued and not yet written.
 	MaxBytes int
-	// WriteTimeout bounds one write; a peer that does not read for this
-	// long is disconnected.
+	// WriteTimeout bounds one write (to within an eighth: the deadline is
+	// moved only when it has come that much closer); a peer that does not
+	// read for this long is disconnected.
 	WriteTimeout time.Duration
 	// WebSocket frames each STOMP frame as a WebSocket message.
 	WebSocket bool
@@ -98,6 +99,7 @@ type Outbox struct {
 	wsClose  []byte
 
 	lastWrite atomic.Int64
+	deadline  int64 // the write deadline set last (unix ns); writer only
 	bufs      net.Buffers
 	vectored  bool   // the conn does writev (a plain socket)
 	flat      []byte // a batch copied into one buffer for other conns
@@ -384,7 +386,12 @@ func (o *Outbox) write(b *batch) (int64, error) {
 			pubs = append(pubs, it.published)
 		}
 	}
-	_ = o.conn.SetWriteDeadline(time.Now().Add(o.cfg.WriteTimeout))
+	// Setting a deadline costs a runtime timer update; a busy connection
+	// writes far more often than its deadline needs moving.
+	if dl := time.Now().Add(o.cfg.WriteTimeout).UnixNano(); dl-o.deadline > int64(o.cfg.WriteTimeout/8) {
+		_ = o.conn.SetWriteDeadline(time.Unix(0, dl))
+		o.deadline = dl
+	}
 	var n int64
 	var err error
 	if o.vectored {
