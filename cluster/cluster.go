@@ -235,6 +235,15 @@ func (c *Cluster) NewRouter(cfg router.Config) *router.Router {
 		c.queues.cfg.DefaultPrefetch = cfg.DefaultPrefetch
 	}
 	b := newNATSBus(c.nc, c.log)
+	if srv := c.srv; srv != nil {
+		// A node whose embedded server has no route, no leaf node and no
+		// other client is a cluster of one: topic messages stay home.
+		// Once another node or client appears, everything is published
+		// again (what was published before could not have reached it).
+		b.alone = func() bool {
+			return srv.NumRoutes() == 0 && srv.NumLeafNodes() == 0 && srv.NumClients() <= 1
+		}
+	}
 	cfg.Queues = c.queues
 	r := router.New(cfg, b)
 	b.r = r
