@@ -216,6 +216,7 @@ func TestProcessesSurviveSIGKILL(t *testing.T) {
 			defer wg.Done()
 			onVictim := p == victim
 			var c *stomp.Conn
+			tries := 0
 			deadline := time.Now().Add(60 * time.Second)
 			killed := func() bool {
 				select {
@@ -239,10 +240,15 @@ func TestProcessesSurviveSIGKILL(t *testing.T) {
 						continue
 					}
 				}
-				body := fmt.Sprintf("P%d-%d", i, n)
+				// A resend after a failure is a new message: a SEND that
+				// got no RECEIPT may still have been stored (a JetStream
+				// answer that came too late), and its copy must not pass
+				// for a redelivery of the same message.
+				body := fmt.Sprintf("P%d-%d-try%d", i, n, tries)
 				if err := c.Send("/queue/load", "text/plain", []byte(body), stomp.SendOpt.Receipt); err != nil {
 					// No RECEIPT: not stored, or not known to be; the node
 					// closed the connection (ERROR) or died.
+					tries++
 					cmu.Lock()
 					refused++
 					cmu.Unlock()
@@ -254,7 +260,7 @@ func TestProcessesSurviveSIGKILL(t *testing.T) {
 					continue
 				}
 				confirmed.Store(body, true)
-				n++
+				n, tries = n+1, 0
 				mu.Lock()
 				held := len(heldByVictim)
 				mu.Unlock()

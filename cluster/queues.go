@@ -297,6 +297,11 @@ func (q *Queues) storeError(key string, err error) error {
 	if strings.Contains(err.Error(), "maximum messages per subject exceeded") {
 		return fmt.Errorf("%w: %s holds %d messages", router.ErrQueueFull, key, q.cfg.MaxDepth)
 	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+		// The outcome is unknown, and the client should know that.
+		return fmt.Errorf("%w: JetStream did not confirm the store within %s; it may still be stored, so a message sent again may arrive twice",
+			router.ErrUnavailable, q.cfg.PublishTimeout)
+	}
 	return fmt.Errorf("%w: jetstream publish: %v", router.ErrUnavailable, err)
 }
 
