@@ -109,6 +109,22 @@ type rawClient struct {
 	br *bufio.Reader
 }
 
+// rawSubscriber connects a raw STOMP client that subscribes to dest and
+// has read the CONNECTED and the SUBSCRIBE's RECEIPT.
+func rawSubscriber(t *testing.T, addr, dest string) *rawClient {
+	t.Helper()
+	s := dialRaw(t, addr)
+	s.send(t, "CONNECT\naccept-version:1.2\nhost:x\n\n")
+	s.send(t, "SUBSCRIBE\nid:1\ndestination:"+dest+"\nreceipt:r1\n\n")
+	for _, want := range []string{"CONNECTED", "RECEIPT"} {
+		f, err := s.next()
+		if err != nil || !strings.HasPrefix(f, want+"\n") {
+			t.Fatalf("want %s, got %q, %v", want, f, err)
+		}
+	}
+	return s
+}
+
 func dialRaw(t *testing.T, addr string) *rawClient {
 	t.Helper()
 	nc, err := net.DialTimeout("tcp", addr, wait)
@@ -204,15 +220,7 @@ func TestScriptedRun(t *testing.T) {
 
 	// A slow consumer: subscribes, then does not read while a publisher
 	// floods its topic, until the node cuts it off.
-	s := dialRaw(t, srv.StompAddr())
-	s.send(t, "CONNECT\naccept-version:1.2\nhost:x\n\n")
-	s.send(t, "SUBSCRIBE\nid:1\ndestination:/topic/flood\nreceipt:r1\n\n")
-	for _, want := range []string{"CONNECTED", "RECEIPT"} {
-		f, err := s.next()
-		if err != nil || !strings.HasPrefix(f, want+"\n") {
-			t.Fatalf("want %s, got %q, %v", want, f, err)
-		}
-	}
+	s := rawSubscriber(t, srv.StompAddr(), "/topic/flood")
 	body := bytes.Repeat([]byte("x"), 32<<10)
 	sent := 0
 	deadline := time.Now().Add(wait)
@@ -295,15 +303,7 @@ func TestDroppedOnClose(t *testing.T) {
 	m.Watch(srv)
 	pub := brokertest.DialTCP(t, srv)
 
-	s := dialRaw(t, srv.StompAddr())
-	s.send(t, "CONNECT\naccept-version:1.2\nhost:x\n\n")
-	s.send(t, "SUBSCRIBE\nid:1\ndestination:/topic/stuck\nreceipt:r1\n\n")
-	for _, want := range []string{"CONNECTED", "RECEIPT"} {
-		f, err := s.next()
-		if err != nil || !strings.HasPrefix(f, want+"\n") {
-			t.Fatalf("want %s, got %q, %v", want, f, err)
-		}
-	}
+	s := rawSubscriber(t, srv.StompAddr(), "/topic/stuck")
 	// The subscriber reads no more: publish until the socket buffers are
 	// full and a good part of a megabyte waits in its outbox.
 	body := bytes.Repeat([]byte("x"), 32<<10)
