@@ -146,6 +146,8 @@ func (m *Metrics) Watch(srv *server.Server) {
 		m.counterFunc("messages_dropped_total", droppedHelp, prometheus.Labels{"reason": r.String()},
 			func() float64 { return float64(ost.Dropped(r)) })
 	}
+	m.counterFunc("messages_refused_total", "Topic and user messages a subscriber's connection did not take because it was closing or over its outgoing queue limit "+
+		"(not counted in messages_delivered_total); lost for that subscriber.", nil, u64(&c.Refused))
 	m.counterFunc("slow_consumer_disconnects_total", "Connections closed because their outgoing queue limit was reached.", nil, u64(&c.SlowConsumers))
 	m.counterFunc("auth_failures_total", "Refused authentications (STOMP CONNECT and HTTP API).", nil, u64(&c.AuthFailures))
 	m.counterFunc("heartbeat_timeouts_total", "Connections dropped because the client's heart-beats stopped.", nil, u64(&c.HeartBeatTimeouts))

@@ -283,6 +283,12 @@ func TestScriptedRun(t *testing.T) {
 		t.Error("nothing counted as dropped for the slow consumer")
 	}
 	exact(t, m, 0, "stompbus_messages_dropped_total", "reason", "closed")
+	// Each flood message was handed to the slow consumer or refused by it
+	// (the one that crossed its limit, at least): none vanished uncounted.
+	exact(t, m, float64(sent)-(delivered-10), "stompbus_messages_refused_total")
+	if scrape(t, m, "stompbus_messages_refused_total") == 0 {
+		t.Error("the message that crossed the limit was not counted as refused")
+	}
 	exact(t, m, 0, "stompbus_outbox_queued_bytes")
 	exact(t, m, 0, "stompbus_outbox_queued_bytes_max")
 	exact(t, m, 0, "stompbus_heartbeat_timeouts_total")

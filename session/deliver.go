@@ -30,6 +30,9 @@ func (s *Session) Deliver(sub *router.Subscription, m *router.Message, redeliver
 	}
 	f, _ := m.Publisher.(*outbox.Flusher)
 	if !s.out.SendDeferred(b, m.Shared(s.version), m.Binary, m.Published, f) {
+		if m.Kind != router.Queue {
+			s.env.Counters.Refused.Add(1)
+		}
 		return false
 	}
 	s.env.Counters.Sent[frame.MESSAGE].Add(1)

@@ -144,6 +144,10 @@ type Counters struct {
 	SlowConsumers     atomic.Uint64
 	AuthFailures      atomic.Uint64
 	ProtocolErrors    atomic.Uint64
+	// Refused counts topic and user messages a subscriber's connection
+	// did not take because it was closing or over its outgoing limit:
+	// lost for that subscriber. (Queue messages go to another consumer.)
+	Refused atomic.Uint64
 	// LimitHits counts refusals by limit (see Limit).
 	LimitHits [NumLimits]atomic.Uint64
 }
