@@ -103,6 +103,14 @@ func (p *poller) add(s *Server, c *conn, nc net.Conn, dec *wsDecoder) error {
 		c.poll.Store(nil)
 		return fmt.Errorf("epoll_ctl add: %w", err)
 	}
+	// Read once now, as if an event had come: bytes that arrived while the
+	// connection changed hands must not wait for the next ones. A worker
+	// that finds nothing re-arms the registration, which is harmless when
+	// the kernel's event is being served too (pc.mu orders the two).
+	select {
+	case p.work <- pc:
+	case <-p.quit:
+	}
 	return nil
 }
 
