@@ -95,7 +95,10 @@ func waitSubscribed(t *testing.T, srv *server.Server, n int) {
 	deadline := time.Now().Add(wait)
 	for srv.Router().Subscriptions() != n {
 		if time.Now().After(deadline) {
-			t.Fatalf("router holds %d subscriptions, want %d", srv.Router().Subscriptions(), n)
+			// The open connections tell a lost SUBSCRIBE from a closed
+			// connection.
+			ws, tcp := srv.Connections()
+			t.Fatalf("router holds %d subscriptions, want %d (open connections: %d ws, %d tcp)", srv.Router().Subscriptions(), n, ws, tcp)
 		}
 		time.Sleep(time.Millisecond)
 	}
