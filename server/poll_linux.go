@@ -28,10 +28,18 @@ import (
 // the file descriptor and a generation number, so an event for a closed
 // socket whose number was reused is recognised and dropped.
 type poller struct {
-	epfd int
-	log  *slog.Logger
-	bufs sync.Pool
-	work chan *pconn
+	// epfd is closed by the wait goroutine when it sees quit, never
+	// under it: a number closed while wait was between two epoll_wait
+	// calls could be reused by another poller's epoll instance, whose
+	// events wait would then take and drop (a one-shot registration
+	// disarmed for good). epmu guards the control calls against that
+	// close.
+	epfd     int
+	epmu     sync.RWMutex
+	epClosed bool
+	log      *slog.Logger
+	bufs     sync.Pool
+	work     chan *pconn
 
 	mu    sync.Mutex
 	conns map[int32]*pconn
@@ -98,7 +106,7 @@ func (p *poller) add(s *Server, c *conn, nc net.Conn, dec *wsDecoder) error {
 	p.mu.Unlock()
 	c.poll.Store(pc)
 	ev := unix.EpollEvent{Events: pollEvents, Fd: pc.fd, Pad: int32(pc.gen)}
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := p.ctl(unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		p.forget(pc)
 		c.poll.Store(nil)
 		return fmt.Errorf("epoll_ctl add: %w", err)
@@ -126,13 +134,37 @@ func (p *poller) rearm(pc *pconn) {
 	ev := unix.EpollEvent{Events: pollEvents, Fd: pc.fd, Pad: int32(pc.gen)}
 	// The socket may have been closed meanwhile; then there is nothing
 	// left to watch and the error does not matter.
-	_ = pc.rc.Control(func(fd uintptr) { _ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev) })
+	_ = pc.rc.Control(func(fd uintptr) { _ = p.ctl(unix.EPOLL_CTL_MOD, int(fd), &ev) })
+}
+
+// ctl is epoll_ctl on the poller's instance, refused once it is closed.
+func (p *poller) ctl(op, fd int, ev *unix.EpollEvent) error {
+	p.epmu.RLock()
+	defer p.epmu.RUnlock()
+	if p.epClosed {
+		return errors.New("poller closed")
+	}
+	return unix.EpollCtl(p.epfd, op, fd, ev)
+}
+
+// waitTick bounds each epoll_wait, so that wait notices quit and closes
+// the instance itself.
+const waitTick = 250
+
+func (p *poller) closeEpoll() {
+	p.epmu.Lock()
+	defer p.epmu.Unlock()
+	if !p.epClosed {
+		p.epClosed = true
+		_ = unix.Close(p.epfd)
+	}
 }
 
 func (p *poller) wait() {
+	defer p.closeEpoll()
 	events := make([]unix.EpollEvent, 256)
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
+		n, err := unix.EpollWait(p.epfd, events, waitTick)
 		select {
 		case <-p.quit:
 			return
@@ -153,7 +185,11 @@ func (p *poller) wait() {
 			if pc == nil || pc.gen != uint32(ev.Pad) {
 				continue
 			}
-			p.work <- pc
+			select {
+			case p.work <- pc:
+			case <-p.quit:
+				return
+			}
 		}
 	}
 }
@@ -246,7 +282,6 @@ func (pc *pconn) closed() {
 // close stops the poller; later calls do nothing.
 func (p *poller) close() {
 	p.closeOnce.Do(func() {
-		close(p.quit)
-		_ = unix.Close(p.epfd)
+		close(p.quit) // wait closes the epoll instance when it sees this
 	})
 }
