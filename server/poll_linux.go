@@ -111,14 +111,8 @@ func (p *poller) add(s *Server, c *conn, nc net.Conn, dec *wsDecoder) error {
 		c.poll.Store(nil)
 		return fmt.Errorf("epoll_ctl add: %w", err)
 	}
-	// Read once now, as if an event had come: bytes that arrived while the
-	// connection changed hands must not wait for the next ones. A worker
-	// that finds nothing re-arms the registration, which is harmless when
-	// the kernel's event is being served too (pc.mu orders the two).
-	select {
-	case p.work <- pc:
-	case <-p.quit:
-	}
+	// epoll_ctl ADD reports bytes that arrived before it as an event, so
+	// nothing sent while the connection changed hands waits.
 	return nil
 }
 
