@@ -157,14 +157,29 @@ func (s *Server) Start() error {
 			return fmt.Errorf("read mode epoll: %w", err)
 		}
 	}
+	// Both listeners open before anything serves: when the second one
+	// fails, the first is closed before a goroutine could report it
+	// closed as an error.
 	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
 	if err != nil {
+		s.closePoller()
 		return fmt.Errorf("listen http on %s: %w", s.cfg.HTTPAddr, err)
+	}
+	var sl net.Listener
+	if s.cfg.StompAddr != "" && s.cfg.StompAddr != "off" {
+		if sl, err = net.Listen("tcp", s.cfg.StompAddr); err != nil {
+			_ = ln.Close()
+			s.closePoller()
+			return fmt.Errorf("listen stomp on %s: %w", s.cfg.StompAddr, err)
+		}
 	}
 	if s.cfg.TLS != nil {
 		ln = tls.NewListener(ln, s.cfg.TLS)
+		if sl != nil {
+			sl = tls.NewListener(sl, s.cfg.TLS)
+		}
 	}
-	s.httpLn = ln
+	s.httpLn, s.stompLn = ln, sl
 	s.http = &http.Server{Handler: s.mux, ReadHeaderTimeout: s.cfg.UpgradeTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	// Ready before the listening lines: a harness that reads them may ask
 	// /readyz at once.
@@ -175,20 +190,19 @@ func (s *Server) Start() error {
 			s.log.Error("http server stopped", "err", err)
 		}
 	}()
-	if s.cfg.StompAddr != "" && s.cfg.StompAddr != "off" {
-		sl, err := net.Listen("tcp", s.cfg.StompAddr)
-		if err != nil {
-			_ = ln.Close()
-			return fmt.Errorf("listen stomp on %s: %w", s.cfg.StompAddr, err)
-		}
-		if s.cfg.TLS != nil {
-			sl = tls.NewListener(sl, s.cfg.TLS)
-		}
-		s.stompLn = sl
+	if sl != nil {
 		s.log.Info("listening", "transport", "stomp", "addr", sl.Addr().String(), "tls", s.cfg.TLS != nil)
 		go s.acceptTCP(sl)
 	}
 	return nil
+}
+
+// closePoller releases the epoll workers of a Start that failed.
+func (s *Server) closePoller() {
+	if s.poll != nil {
+		s.poll.close()
+		s.poll = nil
+	}
 }
 
 // HTTPAddr returns the HTTP listener's address.
