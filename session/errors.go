@@ -15,7 +15,10 @@ type Error struct {
 	Message   string
 	Detail    string
 	ReceiptID string
-	Cause     error
+	// Headers are extra header key, value pairs the ERROR carries (the
+	// versions the server speaks, after an unsupported one).
+	Headers []string
+	Cause   error
 }
 
 func (e *Error) Error() string {
@@ -65,6 +68,9 @@ func EncodeError(dst []byte, v frame.Version, e *Error, extra ...string) []byte 
 	dst = frame.AppendHeader(dst, "message", oneLine(e.Message), mode)
 	if e.ReceiptID != "" {
 		dst = frame.AppendHeader(dst, "receipt-id", e.ReceiptID, mode)
+	}
+	for i := 0; i+1 < len(e.Headers); i += 2 {
+		dst = frame.AppendHeader(dst, e.Headers[i], e.Headers[i+1], mode)
 	}
 	for i := 0; i+1 < len(extra); i += 2 {
 		dst = frame.AppendHeader(dst, extra[i], extra[i+1], mode)

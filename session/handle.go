@@ -204,7 +204,24 @@ func (s *Session) negotiate(f *frame.Frame) (frame.Version, error) {
 	return 0, &Error{
 		Message: "unsupported protocol version",
 		Detail:  "the client accepts " + string(av) + "; this server speaks 1.0, 1.1 and 1.2" + s.capNote(top),
+		// STOMP 1.2: the ERROR lists the versions the server supports.
+		Headers: []string{"version", spoken(top)},
 	}
+}
+
+// spoken lists the versions the server speaks up to top, ascending and
+// comma-separated, as the version header of an ERROR wants them.
+func spoken(top frame.Version) string {
+	var b strings.Builder
+	for i := len(supported) - 1; i >= 0; i-- {
+		if v := supported[i]; v <= top {
+			if b.Len() > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(v.String())
+		}
+	}
+	return b.String()
 }
 
 func (s *Session) capNote(top frame.Version) string {
