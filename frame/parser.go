@@ -182,11 +182,14 @@ func (p *Parser) fail(err *Error) error {
 	return err
 }
 
-// skipEOLs drops the heart-beats between frames. A lone CR is dropped too:
-// it can only be the first half of a CRLF heart-beat split across chunks
-// (or noise), and dropping it keeps "between frames" stateless.
+// skipEOLs drops what may come between frames: heart-beat EOLs, and stray
+// NULs (a client that ends a frame with two NULs, or sends a lone NUL as a
+// keep-alive), which @stomp/stompjs and RabbitMQ skip too. A lone CR is
+// dropped as well: it can only be the first half of a CRLF heart-beat split
+// across chunks (or noise), and dropping it keeps "between frames"
+// stateless, so the outcome does not depend on where input was split.
 func skipEOLs(b []byte) []byte {
-	for len(b) > 0 && (b[0] == '\n' || b[0] == '\r') {
+	for len(b) > 0 && (b[0] == '\n' || b[0] == '\r' || b[0] == 0) {
 		b = b[1:]
 	}
 	return b
