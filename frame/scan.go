@@ -3,8 +3,8 @@ package frame
 import "bytes"
 
 // The phases of a frame. Between frames the parser is stateless: heart-beat
-// EOLs and stray NULs are skipped before a frame starts, so a frame always begins with its
-// command line.
+// EOLs and stray NULs are skipped before a frame starts, so a frame always
+// begins with its command line.
 const (
 	phaseCommand = iota
 	phaseHeaders
