@@ -28,6 +28,9 @@ type Config struct {
 	AllowedOrigins []string // allowed-origins: Origin allow-list for /ws
 	TLSCert        string   // tls-cert: certificate file (PEM)
 	TLSKey         string   // tls-key: private key file (PEM)
+	// TLSSessionTickets (tls-session-tickets) lets TLS clients resume
+	// sessions with tickets; off by default (see the setting's usage).
+	TLSSessionTickets bool
 
 	LogLevel  string // log-level: debug, info, warn, error
 	LogFormat string // log-format: text or json

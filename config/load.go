@@ -96,7 +96,7 @@ func Load(args []string, getenv func(string) (string, bool), environ []string, u
 	if err := res.Config.Validate(); err != nil {
 		return nil, err
 	}
-	res.Warnings = unknownEnv(environ)
+	res.Warnings = append(unknownEnv(environ), res.Config.warnings()...)
 	return res, nil
 }
 
@@ -264,6 +264,21 @@ func decodeJWT(c *Config, n *yaml.Node) error {
 	}
 	c.JWT = j
 	return nil
+}
+
+// warnings lists settings that are valid but work against each other.
+func (c *Config) warnings() []string {
+	var out []string
+	// A MESSAGE is as large as the SEND it carries (plus a few headers).
+	// The outbox takes a frame over its limit only when nothing else is
+	// queued, so with room for fewer than two the largest messages close
+	// any subscriber that is a little behind as a slow consumer.
+	if c.OutboxMaxBytes < 2*c.MaxFrameSize {
+		out = append(out, fmt.Sprintf("outbox-max-bytes (%s) holds fewer than two frames of max-frame-size (%s): "+
+			"a subscriber with anything queued is closed as a slow consumer when a message near the frame limit arrives; "+
+			"set outbox-max-bytes to at least %s", FormatSize(c.OutboxMaxBytes), FormatSize(c.MaxFrameSize), FormatSize(2*c.MaxFrameSize)))
+	}
+	return out
 }
 
 // Validate checks what involves more than one key.

@@ -44,6 +44,11 @@ func (c *Config) Server() (server.Config, error) {
 			// WebSocket upgrades need HTTP/1.1 (the handler hijacks the
 			// connection), so no h2 is offered.
 			NextProtos: []string{"http/1.1"},
+			// Off by default: stomp.py over Python's ssl breaks on the
+			// tickets a TLS 1.3 server sends after the handshake, and a
+			// long-lived broker connection gains little from resuming
+			// (ticket keys do not outlive the process anyway).
+			SessionTicketsDisabled: !c.TLSSessionTickets,
 		}
 	}
 	return sc, nil

@@ -190,6 +190,20 @@ func boolean(key, usage string, f func(*Config) *bool) setting {
 	}
 }
 
+// onOff is a switch written on or off, which as a flag takes its value
+// (-ws-compression off) like any other setting.
+func onOff(key, usage string, f func(*Config) *bool) setting {
+	s := boolean(key, usage, f)
+	s.isBool = false
+	s.show = func(c *Config) any {
+		if *f(c) {
+			return "on"
+		}
+		return "off"
+	}
+	return s
+}
+
 // number is a float of at least lo.
 func number(key, usage string, lo float64, f func(*Config) *float64) setting {
 	return setting{key: key, usage: usage,
@@ -225,6 +239,7 @@ var settings = []setting{
 	list("allowed-origins", "comma-separated Origin values accepted on the WebSocket upgrade; * accepts any (default: same host)", func(c *Config) *[]string { return &c.AllowedOrigins }),
 	str("tls-cert", "certificate file (PEM): serve https/wss and STOMP over TLS", func(c *Config) *string { return &c.TLSCert }),
 	str("tls-key", "private key file (PEM) of tls-cert", func(c *Config) *string { return &c.TLSKey }),
+	onOff("tls-session-tickets", "on: send TLS session tickets so clients can resume (off: none are sent, as RabbitMQ does; Python's ssl module corrupts records when one thread reads while another writes and a TLS 1.3 ticket arrives after the handshake)", func(c *Config) *bool { return &c.TLSSessionTickets }),
 	oneOf("log-level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error"),
 	oneOf("log-format", "text or json", func(c *Config) *string { return &c.LogFormat }, "text", "json"),
 	str("debug-listen", "serve net/http/pprof (/debug/pprof/) on this separate address, meant for 127.0.0.1:PORT; empty: off", func(c *Config) *string { return &c.DebugListen }),
