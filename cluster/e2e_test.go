@@ -13,6 +13,7 @@ import (
 	"github.com/go-stomp/stomp/v3"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
+	"github.com/stompbus/stompbus/httpapi"
 	"github.com/stompbus/stompbus/internal/brokertest"
 	"github.com/stompbus/stompbus/presence"
 	"github.com/stompbus/stompbus/router"
@@ -37,11 +38,12 @@ func startBroker(t testing.TB, cfg Config) *broker {
 	}
 	r := c.NewRouter(router.Config{})
 	e := session.NewEnv(cfg.Node, r, session.Config{}, nil, cfg.Log)
-	p := presence.New(presence.Config{Node: cfg.Node, Router: r, JetStream: c.JetStream(), Replicas: c.Replicas(), Log: cfg.Log})
+	p := presence.New(presence.Config{Node: cfg.Node, Router: r, Log: cfg.Log,
+		Shared: presence.NewJetStreamLog(c.JetStream(), presence.JetStreamConfig{Replicas: c.Replicas()})})
 	e.OnConnect, e.OnClose = p.OnConnect, p.OnClose
 	srv := server.New(server.Config{HTTPAddr: "127.0.0.1:0", StompAddr: "127.0.0.1:0"}, e, cfg.Log)
 	srv.Ready = c.Ready
-	srv.Handle("GET /api/v1/presence", p.Handler())
+	srv.Handle("GET /api/v1/presence", httpapi.PresenceHandler(p))
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,9 @@ package presence
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,10 +88,56 @@ func waitUsers(t *testing.T, tr *Tracker, want string) {
 	}
 }
 
-func TestSingleNode(t *testing.T) {
+// logFactory returns n logs that share one record, as n nodes' logs do.
+type logFactory func(t *testing.T, n int) []Log
+
+// implementations are every Log; each test below runs against all of them.
+var implementations = map[string]logFactory{
+	"memory": func(t *testing.T, n int) []Log {
+		l := NewMemoryLog()
+		out := make([]Log, n)
+		for i := range out {
+			out[i] = l
+		}
+		return out
+	},
+	"jetstream": func(t *testing.T, n int) []Log {
+		c, err := cluster.Start(context.Background(), cluster.Config{Node: "js", DataDir: t.TempDir(), ClientListen: "off"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		bucket := "presence_test_" + strconv.FormatUint(bucketSeq.Add(1), 10)
+		out := make([]Log, n)
+		for i := range out {
+			out[i] = NewJetStreamLog(c.JetStream(), JetStreamConfig{Bucket: bucket})
+		}
+		return out
+	},
+}
+
+var bucketSeq atomic.Uint64
+
+// conform runs test against every Log implementation.
+func conform(t *testing.T, test func(t *testing.T, logs logFactory)) {
+	for name, f := range implementations {
+		t.Run(name, func(t *testing.T) { test(t, f) })
+	}
+}
+
+// kill stops a tracker the way a killed node stops: no Close, its writes
+// simply end.
+func kill(tr *Tracker) {
+	tr.cancel()
+	tr.wg.Wait()
+}
+
+func TestSingleNode(t *testing.T) { conform(t, testSingleNode) }
+
+func testSingleNode(t *testing.T, logs logFactory) {
 	r := router.New(router.Config{}, nil)
 	ev := subscribeEvents(t, r)
-	tr := New(Config{Node: "n1", Router: r})
+	tr := New(Config{Node: "n1", Router: r, Shared: logs(t, 1)[0]})
 	defer tr.Close()
 	tr.Connected("")      // anonymous: not a user
 	tr.Connected("alice") // join
@@ -114,29 +161,30 @@ func TestSingleNode(t *testing.T) {
 
 	tr.Connected("bob")
 	waitUsers(t, tr, `[{"user":"bob","sessions":1,"nodes":["n1"]}]`)
-	rec := httptest.NewRecorder()
-	tr.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/presence", nil))
-	if rec.Code != 200 || rec.Header().Get("Content-Type") != "application/json" ||
-		rec.Body.String() != `{"users":[{"user":"bob","sessions":1,"nodes":["n1"]}]}`+"\n" {
-		t.Fatalf("API: %d %q %s", rec.Code, rec.Header().Get("Content-Type"), rec.Body)
-	}
 }
 
-// TestSilentNodeLeaves shares presence through JetStream between two
-// trackers; one stops without a word (as a killed node does), and the
-// other announces its users' leave after three missed heartbeats.
-func TestSilentNodeLeaves(t *testing.T) {
-	c, err := cluster.Start(context.Background(), cluster.Config{Node: "js", DataDir: t.TempDir(), ClientListen: "off"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	r := c.NewRouter(router.Config{})
+// TestNewWithoutLog: a tracker given no log keeps presence in memory of
+// its own.
+func TestNewWithoutLog(t *testing.T) {
+	tr := New(Config{Node: "n1"})
+	defer tr.Close()
+	tr.Connected("alice")
+	waitUsers(t, tr, `[{"user":"alice","sessions":1,"nodes":["n1"]}]`)
+}
+
+// TestSilentNodeLeaves shares presence between two trackers; one stops
+// without a word (as a killed node does), and the other announces its
+// users' leave after three missed heartbeats.
+func TestSilentNodeLeaves(t *testing.T) { conform(t, testSilentNodeLeaves) }
+
+func testSilentNodeLeaves(t *testing.T, logs logFactory) {
+	shared := logs(t, 2)
+	r := router.New(router.Config{}, nil)
 	ev := subscribeEvents(t, r)
 	hb := 100 * time.Millisecond
-	a := New(Config{Node: "a", Router: r, JetStream: c.JetStream(), Heartbeat: hb})
+	a := New(Config{Node: "a", Router: r, Shared: shared[0], Heartbeat: hb})
 	defer a.Close()
-	b := New(Config{Node: "b", Router: r, JetStream: c.JetStream(), Heartbeat: hb})
+	b := New(Config{Node: "b", Router: r, Shared: shared[1], Heartbeat: hb})
 	a.Connected("alice")
 	b.Connected("alice")
 	b.Connected("bob")
@@ -154,11 +202,37 @@ func TestSilentNodeLeaves(t *testing.T) {
 		t.Fatalf("want one join each for alice and bob: %v", got)
 	}
 	// b dies: no Close, its writes simply stop.
-	b.cancel()
-	b.wg.Wait()
+	kill(b)
 	waitUsers(t, a, `[{"user":"alice","sessions":1,"nodes":["a"]}]`)
 	got = ev.waitN(t, 3)
 	if e := got[2]; e["type"] != "leave" || e["user"] != "bob" || e["node"] != "b" {
 		t.Fatalf("leave of the silent node's user: %v", got)
+	}
+}
+
+// TestRestartClears: a node that stopped without a word and starts again
+// under the same name voids what it wrote before, so its old users leave
+// without waiting for the silence to be noticed.
+func TestRestartClears(t *testing.T) { conform(t, testRestartClears) }
+
+func testRestartClears(t *testing.T, logs logFactory) {
+	shared := logs(t, 3)
+	r := router.New(router.Config{}, nil)
+	ev := subscribeEvents(t, r)
+	// A long heartbeat: nobody reaps the silent node within the test.
+	hb := time.Hour
+	a := New(Config{Node: "a", Router: r, Shared: shared[0], Heartbeat: hb})
+	defer a.Close()
+	b := New(Config{Node: "b", Router: r, Shared: shared[1], Heartbeat: hb})
+	b.Connected("bob")
+	waitUsers(t, a, `[{"user":"bob","sessions":1,"nodes":["b"]}]`)
+	kill(b)
+	b2 := New(Config{Node: "b", Router: r, Shared: shared[2], Heartbeat: hb})
+	defer b2.Close()
+	waitUsers(t, a, `[]`)
+	waitUsers(t, b2, `[]`)
+	got := ev.waitN(t, 2)
+	if e := got[1]; e["type"] != "leave" || e["user"] != "bob" || e["node"] != "b" {
+		t.Fatalf("leave of the restarted node's old user: %v", got)
 	}
 }

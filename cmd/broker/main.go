@@ -25,6 +25,7 @@ import (
 	"github.com/stompbus/stompbus/auth"
 	"github.com/stompbus/stompbus/cluster"
 	"github.com/stompbus/stompbus/config"
+	"github.com/stompbus/stompbus/httpapi"
 	"github.com/stompbus/stompbus/metrics"
 	"github.com/stompbus/stompbus/presence"
 	"github.com/stompbus/stompbus/server"
@@ -137,7 +138,8 @@ func start(cfg *config.Config, log *slog.Logger) (_ *node, err error) {
 	r := n.cl.NewRouter(cfg.Router())
 	e := session.NewEnv(cfg.Node, r, cfg.Session("stompbus/"+version), authn, log)
 	e.Authz = authz
-	n.pres = presence.New(presence.Config{Node: cfg.Node, Router: r, JetStream: n.cl.JetStream(), Replicas: n.cl.Replicas(), Log: log})
+	n.pres = presence.New(presence.Config{Node: cfg.Node, Router: r, Log: log,
+		Shared: presence.NewJetStreamLog(n.cl.JetStream(), presence.JetStreamConfig{Replicas: n.cl.Replicas()})})
 	e.OnConnect, e.OnClose = n.pres.OnConnect, n.pres.OnClose
 	if standalone := len(cfg.NATS) == 0 && len(cfg.ClusterRoutes) == 0; standalone {
 		waitReady(func() bool { return n.cl.Ready() && n.pres.Ready() }, standaloneReadyWait)
@@ -168,7 +170,7 @@ func start(cfg *config.Config, log *slog.Logger) (_ *node, err error) {
 	n.srv.MountAPI(api)
 	// Presence names users: it answers whoever may use the API (everyone
 	// on an anonymous node).
-	n.srv.Handle("GET /api/v1/presence", n.srv.RequireAuth(n.pres.Handler()))
+	n.srv.Handle("GET /api/v1/presence", n.srv.RequireAuth(httpapi.PresenceHandler(n.pres)))
 	n.srv.Handle("GET /", webclient.Handler())
 	if cfg.DebugListen != "" {
 		if n.debug, err = startDebug(cfg.DebugListen, log); err != nil {

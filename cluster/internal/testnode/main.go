@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/stompbus/stompbus/cluster"
+	"github.com/stompbus/stompbus/httpapi"
 	"github.com/stompbus/stompbus/presence"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
@@ -69,11 +70,12 @@ func run() error {
 	}
 	r := clu.NewRouter(router.Config{})
 	env := session.NewEnv(*node, r, session.Config{}, nil, log)
-	pres := presence.New(presence.Config{Node: *node, Router: r, JetStream: clu.JetStream(), Replicas: clu.Replicas(), Log: log, Heartbeat: *beat})
+	pres := presence.New(presence.Config{Node: *node, Router: r, Log: log, Heartbeat: *beat,
+		Shared: presence.NewJetStreamLog(clu.JetStream(), presence.JetStreamConfig{Replicas: clu.Replicas()})})
 	env.OnConnect, env.OnClose = pres.OnConnect, pres.OnClose
 	srv := server.New(server.Config{HTTPAddr: *httpAddr, StompAddr: *stompAddr}, env, log)
 	srv.Ready = clu.Ready
-	srv.Handle("GET /api/v1/presence", pres.Handler())
+	srv.Handle("GET /api/v1/presence", httpapi.PresenceHandler(pres))
 	if err := srv.Start(); err != nil {
 		return err
 	}
