@@ -13,7 +13,11 @@
 // With no external NATS URLs, Start runs an embedded nats-server (with
 // JetStream, its store under the node's data directory) and joins it to the
 // other nodes' embedded servers through NATS routes; with URLs it connects
-// to an existing NATS cluster and runs no server. MemoryHub is the
+// to an existing NATS cluster and runs no server. Ops is the nodes'
+// operations exchange on core NATS (subjects stompbus.ops.*): stats for GET
+// /api/v1/stats and disconnect requests for DELETE
+// /api/v1/connections/{session}, answered by the node holding the session.
+// MemoryHub is the
 // in-process stand-in for NATS used by single-process tests; one
 // conformance suite runs against both.
 //

@@ -94,7 +94,7 @@ type node struct {
 	srv      *server.Server
 	cl       *cluster.Cluster
 	pres     *presence.Tracker
-	stats    *statsExchange
+	ops      *cluster.Ops[server.NodeStats]
 	debug    *http.Server // -debug-listen, or nil
 	draining atomic.Bool
 }
@@ -158,14 +158,20 @@ func start(cfg *config.Config, log *slog.Logger) (_ *node, err error) {
 	})
 	started := time.Now()
 	peers := len(cfg.ClusterRoutes)
-	n.stats, err = newStatsExchange(nc, log, cfg.Node, n.srv, func() server.NodeStats { return n.srv.Stats(cfg.Node, started) }, func() int { return peers })
+	n.ops, err = cluster.StartOps(nc, cluster.OpsConfig[server.NodeStats]{
+		Node:       cfg.Node,
+		Stats:      func() server.NodeStats { return n.srv.Stats(cfg.Node, started) },
+		Disconnect: func(id string) bool { return n.srv.Disconnect(id, server.AdminDisconnectMessage) },
+		Expected:   func() int { return peers },
+		Log:        log,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("stats exchange: %w", err)
+		return nil, fmt.Errorf("operations exchange: %w", err)
 	}
 	n.srv.Handle("GET /metrics", m.Handler())
 	api := server.APIConfig{Node: cfg.Node}
 	if len(cfg.NATS) > 0 || len(cfg.ClusterRoutes) > 0 { // other nodes may exist
-		api.Peers, api.DisconnectRemote = n.stats.Peers, n.stats.DisconnectRemote
+		api.Peers, api.DisconnectRemote = n.ops.Peers, n.ops.DisconnectRemote
 	}
 	n.srv.MountAPI(api)
 	// Presence names users: it answers whoever may use the API (everyone
@@ -199,9 +205,10 @@ func (n *node) closeDebug() {
 	}
 }
 
-// closeCluster stops what runs beside the server: stats, presence, cluster.
+// closeCluster stops what runs beside the server: the operations
+// exchange, presence, cluster.
 func (n *node) closeCluster() {
-	n.stats.Close()
+	n.ops.Close()
 	if n.pres != nil {
 		_ = n.pres.Close()
 	}
