@@ -147,7 +147,7 @@ func TestDebugClosedOnDrain(t *testing.T) {
 	cfg.DebugListen = "127.0.0.1:0"
 	cfg.DrainReadyDelay, cfg.DrainTimeout = 0, 5*time.Second
 	var logs syncBuffer
-	n, err := start(&cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	n, err := start(&cfg, slog.New(slog.NewTextHandler(&logs, nil)), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

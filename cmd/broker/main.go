@@ -33,9 +33,6 @@ import (
 	"github.com/stompbus/stompbus/webclient"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "0.1.0-dev"
-
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "broker:", err)
@@ -51,6 +48,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	version := currentVersion()
 	if res.Version {
 		fmt.Fprintln(stdout, "stompbus", version)
 		return nil
@@ -71,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	// the listening lines drains instead of killing.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	n, err := start(cfg, log)
+	n, err := start(cfg, log, version)
 	if err != nil {
 		return err
 	}
@@ -107,7 +105,7 @@ const standaloneReadyWait = 10 * time.Second
 // start builds and starts a node: cluster (embedded NATS, or an external
 // one), router, sessions, presence, metrics, the HTTP API and the page,
 // then the listeners.
-func start(cfg *config.Config, log *slog.Logger) (_ *node, err error) {
+func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err error) {
 	n := &node{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
@@ -294,19 +292,4 @@ func (n *node) drain() error {
 		n.log.Warn("drain: leaving the cluster did not finish in time")
 	}
 	return err
-}
-
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log-level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("log-format %q: want text or json", format)
 }

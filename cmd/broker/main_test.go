@@ -39,7 +39,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	brokerBin = filepath.Join(dir, "broker")
-	cmd := exec.Command("go", "build", "-o", brokerBin, ".")
+	// -buildvcs=auto: the revision is stamped as in a plain go build, even
+	// where GOFLAGS turned stamping off (TestVersionNamesRevision).
+	cmd := exec.Command("go", "build", "-buildvcs=auto", "-o", brokerBin, ".")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build broker:", err)
