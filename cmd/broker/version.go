@@ -10,9 +10,10 @@ import (
 var version string
 
 // buildVersion names this build: the -X version when one was given; else
-// the module version `go install module@version` recorded; else "dev"
-// with the VCS revision `go build` recorded in a git work tree (12 hex
-// digits, "-dirty" when the tree had changes); else "dev".
+// the module version Go recorded (`go install module@v1.2.3` records
+// v1.2.3; `go build` in a git clone records a pseudo-version holding the
+// revision, v0.0.0-DATE-REV12, with +dirty when the tree had changes);
+// else "dev-REV12[-dirty]" from the VCS settings; else "dev".
 func buildVersion(x string, info *debug.BuildInfo, ok bool) string {
 	if x != "" {
 		return x
