@@ -30,4 +30,3 @@ func durationText(_ []string, a slog.Attr) slog.Attr {
 	}
 	return a
 }
-
