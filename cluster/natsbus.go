@@ -79,6 +79,9 @@ func (b *NATSBus) Publish(m *router.Message) error {
 		return nil
 	}
 	subj := subjectOf(keyPrefix, m.Key)
+	if err := checkSubject(subj); err != nil {
+		return err
+	}
 	bp := b.envelopes.Get().(*[]byte)
 	env := appendEnvelope((*bp)[:0], m)
 	err := b.nc.Publish(subj, env) // copies env into the connection's buffer
@@ -104,7 +107,11 @@ func (b *NATSBus) Listen(key string) error {
 	subjects := listenSubjects(key)
 	subs := make([]*nats.Subscription, 0, len(subjects))
 	for _, subj := range subjects {
-		s, err := b.nc.ChanSubscribe(subj, ch)
+		err := checkSubject(subj)
+		var s *nats.Subscription
+		if err == nil {
+			s, err = b.nc.ChanSubscribe(subj, ch)
+		}
 		if err != nil {
 			for _, s := range subs {
 				_ = s.Unsubscribe()

@@ -226,9 +226,13 @@ func (q *Queues) Enqueue(m *router.Message) error {
 	if err := q.storable(); err != nil {
 		return err
 	}
+	subj := subjectOf(queuePrefix, m.Key)
+	if err := checkSubject(subj); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(q.ctx, q.cfg.PublishTimeout)
 	defer cancel()
-	if _, err := q.js.Publish(ctx, subjectOf(queuePrefix, m.Key), envelopeOf(m)); err != nil {
+	if _, err := q.js.Publish(ctx, subj, envelopeOf(m)); err != nil {
 		return q.storeError(m.Key, err)
 	}
 	return nil
@@ -243,6 +247,9 @@ func (q *Queues) EnqueueAsync(m *router.Message, done func(error)) error {
 		return err
 	}
 	nm := &nats.Msg{Subject: subjectOf(queuePrefix, m.Key), Data: envelopeOf(m)}
+	if err := checkSubject(nm.Subject); err != nil {
+		return err
+	}
 	q.storeMu.Lock()
 	q.storing[nm] = store{key: m.Key, done: done}
 	q.storeMu.Unlock()
@@ -326,6 +333,10 @@ func (q *Queues) consumer(ctx context.Context, key string) (jetstream.Consumer, 
 	if !q.ready.Load() {
 		return nil, fmt.Errorf("%w: queue storage (JetStream) is not ready", router.ErrUnavailable)
 	}
+	filter := subjectOf(queuePrefix, key)
+	if err := checkSubject(filter); err != nil {
+		return nil, err
+	}
 	c, err := q.js.Consumer(ctx, q.cfg.Stream, durableName(key))
 	if err == nil {
 		q.remember(key, c)
@@ -334,7 +345,7 @@ func (q *Queues) consumer(ctx context.Context, key string) (jetstream.Consumer, 
 	c, err = q.js.CreateOrUpdateConsumer(ctx, q.cfg.Stream, jetstream.ConsumerConfig{
 		Durable:       durableName(key),
 		Description:   key,
-		FilterSubject: subjectOf(queuePrefix, key),
+		FilterSubject: filter,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       q.cfg.AckWait,
 		MaxDeliver:    -1,

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/stompbus/stompbus/router"
@@ -21,6 +22,34 @@ const (
 // zero or more segments) becomes two subjects, the prefix itself and
 // prefix.>. NATS '*' matches segments of either separator: the router
 // filters what arrives (DeliverListened), so that only costs traffic.
+
+// A subject is one argument of a NATS protocol line, and NATS answers a line
+// over its control-line limit (max_control_line, 4096 bytes by default) by
+// closing the connection that sent it, for good: nats.go treats that error
+// as fatal and does not reconnect. Destinations are bounded where clients
+// name them (router.MaxDestinationLength), so that the longest key's
+// subject, maxSubject at most, leaves room for the rest of any line it
+// appears in: verb, reply inbox, sizes, and the JetStream API subject that
+// wraps a queue's filter subject with the stream and consumer names.
+// checkSubject enforces the bound once more on every subject built from a
+// key before it reaches NATS, whatever path the key took.
+const (
+	natsControlLine = 4096
+	maxSubject      = len(queuePrefix) + router.MaxDestinationLength
+)
+
+// A static check: at least 1 KiB of the line is left around the subject.
+var _ [natsControlLine - 1024 - maxSubject]struct{}
+
+// checkSubject refuses a subject over maxSubject; its error wraps
+// router.ErrUnavailable, so the sender is told nothing was sent or stored.
+func checkSubject(subj string) error {
+	if len(subj) > maxSubject {
+		return fmt.Errorf("%w: a NATS subject of %d bytes exceeds the %d-byte bound (destination keys are limited to %d bytes): not sent",
+			router.ErrUnavailable, len(subj), maxSubject, router.MaxDestinationLength)
+	}
+	return nil
+}
 
 // subjectOf maps a literal destination key to its subject under prefix.
 func subjectOf(prefix, key string) string {
@@ -71,7 +100,7 @@ func writeToken(b *strings.Builder, seg string) {
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
-		if c <= ' ' || c >= 0x7f || c == '.' || c == '*' || c == '>' || c == '%' {
+		if router.ReservedInSubject(c) {
 			b.WriteByte('%')
 			b.WriteByte(hexDigits[c>>4])
 			b.WriteByte(hexDigits[c&15])

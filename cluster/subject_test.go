@@ -46,6 +46,12 @@ func FuzzSubjects(f *testing.F) {
 		f.Add(s, s+"x")
 	}
 	f.Fuzz(func(t *testing.T, a, b string) {
+		// The router measures a key the way this package spells it.
+		for _, k := range []string{"/queue/" + a, b} {
+			if k != "" && len(subjectOf(queuePrefix, k)) != len(queuePrefix)+router.SubjectLength(k) {
+				t.Fatalf("%q: subject of %d bytes, router.SubjectLength %d", k, len(subjectOf(queuePrefix, k)), router.SubjectLength(k))
+			}
+		}
 		if !utf8.ValidString(a) || !utf8.ValidString(b) {
 			return
 		}

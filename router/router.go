@@ -144,6 +144,9 @@ func Resolve(dest string) (kind Kind, key, shown string, err error) {
 	if err := checkName(dest); err != nil {
 		return 0, "", "", err
 	}
+	if err := CheckLength(dest); err != nil { // the key is dest
+		return 0, "", "", err
+	}
 	switch {
 	case strings.HasPrefix(dest, TopicPrefix):
 		if IsPattern(dest) {
@@ -175,6 +178,9 @@ func ResolveSubscribe(dest, user string) (kind Kind, key string, err error) {
 	if err := checkName(dest); err != nil {
 		return 0, "", err
 	}
+	if err := CheckLength(dest); err != nil {
+		return 0, "", err
+	}
 	switch {
 	case strings.HasPrefix(dest, TopicPrefix):
 		return Topic, dest, nil
@@ -184,7 +190,11 @@ func ResolveSubscribe(dest, user string) (kind Kind, key string, err error) {
 		}
 		return Queue, dest, nil
 	case strings.HasPrefix(dest, UserPrefix) && len(dest) > len(UserPrefix):
-		return User, UserPrefix + user + dest[len(UserPrefix)-1:], nil
+		key := UserPrefix + user + dest[len(UserPrefix)-1:]
+		if err := CheckLength(key); err != nil {
+			return 0, "", fmt.Errorf("%w (with the user name %d bytes long)", err, len(user))
+		}
+		return User, key, nil
 	}
 	return 0, "", fmt.Errorf("%w: %q: destinations start with /topic/, /queue/ or /user/", ErrBadDestination, dest)
 }

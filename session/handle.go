@@ -179,6 +179,7 @@ func appendLimits(b []byte, cfg *Config) []byte {
 	b = appendHeader(b, "max-headers", strconv.Itoa(cfg.Limits.MaxHeaders))
 	b = appendHeader(b, "max-header-length", strconv.Itoa(cfg.Limits.MaxHeaderLine))
 	b = appendHeader(b, "max-subscriptions", strconv.Itoa(cfg.MaxSubscriptions))
+	b = appendHeader(b, "max-destination-length", strconv.Itoa(router.MaxDestinationLength))
 	return b
 }
 
@@ -262,7 +263,7 @@ func (s *Session) send(f *frame.Frame) error {
 	}
 	kind, key, shown, err := router.Resolve(string(dest))
 	if err != nil {
-		return &Error{Message: "invalid destination", Detail: err.Error(), Cause: err}
+		return destinationError(err)
 	}
 	if err := s.allow(Send, dest); err != nil {
 		return err
@@ -339,7 +340,7 @@ func (s *Session) subscribe(f *frame.Frame) error {
 	}
 	kind, key, err := router.ResolveSubscribe(string(dest), s.user)
 	if err != nil {
-		return &Error{Message: "invalid destination", Detail: err.Error(), Cause: err}
+		return destinationError(err)
 	}
 	if err := s.allow(Subscribe, dest); err != nil {
 		return err

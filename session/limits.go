@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -16,20 +17,21 @@ type Limit uint8
 // The limits. Session-level ones are counted by the session, connection-
 // level ones by the server.
 const (
-	LimitFrameSize        Limit = iota // a STOMP or WebSocket frame over the size limit
-	LimitHeaders                       // too many header lines in a frame
-	LimitHeaderLine                    // a header line too long
-	LimitSubscriptions                 // subscriptions per connection
-	LimitTransactions                  // open transactions per connection
-	LimitTxFrames                      // frames held in a connection's transactions
-	LimitUnacked                       // unacknowledged messages per connection
-	LimitOutbox                        // outgoing queue per connection (slow consumer)
-	LimitConnectTimeout                // no CONNECT in time
-	LimitConnections                   // connections per node
-	LimitConnectionsPerIP              // connections per client IP
-	LimitConnectRate                   // new connections per second per client IP
-	LimitAuthFailures                  // an IP refused after too many authentication failures
-	LimitTokenExpired                  // a session closed because its token expired
+	LimitFrameSize         Limit = iota // a STOMP or WebSocket frame over the size limit
+	LimitHeaders                        // too many header lines in a frame
+	LimitHeaderLine                     // a header line too long
+	LimitSubscriptions                  // subscriptions per connection
+	LimitTransactions                   // open transactions per connection
+	LimitTxFrames                       // frames held in a connection's transactions
+	LimitUnacked                        // unacknowledged messages per connection
+	LimitOutbox                         // outgoing queue per connection (slow consumer)
+	LimitConnectTimeout                 // no CONNECT in time
+	LimitConnections                    // connections per node
+	LimitConnectionsPerIP               // connections per client IP
+	LimitConnectRate                    // new connections per second per client IP
+	LimitAuthFailures                   // an IP refused after too many authentication failures
+	LimitTokenExpired                   // a session closed because its token expired
+	LimitDestinationLength              // a destination over router.MaxDestinationLength
 	NumLimits
 )
 
@@ -37,6 +39,7 @@ var limitNames = [NumLimits]string{
 	"frame_size", "headers", "header_line", "subscriptions", "transactions",
 	"transaction_frames", "unacked", "outbox", "connect_timeout", "connections",
 	"connections_per_ip", "connect_rate", "auth_failures", "token_expired",
+	"destination_length",
 }
 
 // String returns the metric label value, e.g. "frame_size".
@@ -72,6 +75,8 @@ func limitOf(message string) (Limit, bool) {
 		return LimitTxFrames, true
 	case msgTooManyUnacked:
 		return LimitUnacked, true
+	case msgDestinationTooLong:
+		return LimitDestinationLength, true
 	}
 	return 0, false
 }
@@ -82,7 +87,16 @@ const (
 	msgTooManyTransactions  = "too many transactions"
 	msgTransactionTooLarge  = "transaction too large"
 	msgTooManyUnacked       = "too many unacknowledged messages"
+	msgDestinationTooLong   = "destination too long"
 )
+
+// destinationError is the ERROR for a destination router refused.
+func destinationError(err error) *Error {
+	if errors.Is(err, router.ErrDestinationTooLong) {
+		return &Error{Message: msgDestinationTooLong, Detail: err.Error(), Cause: err}
+	}
+	return &Error{Message: "invalid destination", Detail: err.Error(), Cause: err}
+}
 
 // CheckUserName refuses user names that would break user-destination
 // isolation: /user/<name>/... is routed by name, so a name holding "/"
