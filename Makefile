@@ -1,21 +1,29 @@
 # stompbus: `make run` starts a node with the demo page; `make test` runs
-# every test (what CI runs after .ci/run installed the tools).
+# every test (what CI runs), after `make deps` (scripts/deps.sh) installed
+# or checked what the tests need.
 GO ?= go
 FUZZTIME ?= 10s
 BIN := bin
+# Tools that scripts/deps.sh installs at pinned versions.
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: run build test test-go test-fuzz test-js test-py test-web test-spring test-compose vet bench
+.PHONY: run build deps test test-go test-fuzz test-js test-py test-web test-spring test-compose test-k8s vet bench
 run:
 	$(GO) run ./cmd/broker
 
 build:
-	$(GO) build -o $(BIN)/broker ./cmd/broker
+	$(GO) build -buildvcs=auto -o $(BIN)/broker ./cmd/broker
+
+# Installs or checks what the tests need; every suite below runs it first.
+deps:
+	scripts/deps.sh
+vet test-go test-fuzz test-js test-py test-web test-spring test-compose test-k8s: deps
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
 	$(GO) vet ./...
 
-test: vet test-go test-fuzz test-js test-py test-web test-spring test-compose
+test: vet test-go test-fuzz test-js test-py test-web test-spring test-compose test-k8s
 	@echo "make test: all suites passed"
 
 test-go:
@@ -48,6 +56,11 @@ test-spring:
 
 test-compose:
 	docker-compose -f docker-compose.yml config -q
+
+# The Kubernetes manifests against the Kubernetes JSON schemas, offline:
+# kubeconform reads the schemas deps.sh put in .tools/schemas.
+test-k8s:
+	deploy/kubernetes/validate.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./frame ./router ./server
