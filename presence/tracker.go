@@ -189,9 +189,8 @@ func (t *Tracker) run() {
 	if !t.open() {
 		return
 	}
-	w, err := t.cfg.Shared.Watch(t.watchCtx)
-	if err != nil {
-		t.log.Error("presence: watch", "err", err)
+	w := t.openWatch()
+	if w == nil {
 		return
 	}
 	// The watcher applies the log; this goroutine writes (one writer keeps
@@ -245,6 +244,29 @@ func (t *Tracker) open() bool {
 			return false
 		case <-t.final:
 			return false
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, time.Second)
+	}
+}
+
+// openWatch starts the watcher, retrying while the log cannot make one (a
+// node restarted into a cluster whose JetStream has no meta leader yet
+// finds the bucket but cannot create the watcher's consumer); nil when the
+// tracker closed first.
+func (t *Tracker) openWatch() Watcher {
+	delay := 50 * time.Millisecond
+	for {
+		w, err := t.cfg.Shared.Watch(t.watchCtx)
+		if err == nil {
+			return w
+		}
+		t.log.Warn("presence: watch, retrying", "err", err)
+		select {
+		case <-t.ctx.Done():
+			return nil
+		case <-t.final:
+			return nil
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, time.Second)
