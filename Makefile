@@ -7,7 +7,7 @@ BIN := bin
 # Tools that scripts/deps.sh installs at pinned versions.
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: run build deps test test-go test-fuzz test-js test-py test-web test-spring test-compose test-k8s vet bench
+.PHONY: faults run build deps test test-go test-fuzz test-js test-py test-web test-spring test-compose test-k8s vet bench
 run:
 	$(GO) run ./cmd/broker
 
@@ -17,7 +17,7 @@ build:
 # Installs or checks what the tests need; every suite below runs it first.
 deps:
 	scripts/deps.sh
-vet test-go test-fuzz test-js test-py test-web test-spring test-compose test-k8s: deps
+vet test-go test-fuzz test-js test-py test-web test-spring test-compose test-k8s faults: deps
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
@@ -61,6 +61,14 @@ test-compose:
 # kubeconform reads the schemas deps.sh put in .tools/schemas.
 test-k8s:
 	deploy/kubernetes/validate.sh
+
+# The fault suite (tests/faults; root, ip, iptables): a short run of every
+# fault once is part of test-go; this is the long run, FAULT_RUNS faults in
+# a shuffled cycle, its table at the end of faults.log.
+FAULT_RUNS ?= 50
+faults:
+	STOMPBUS_FAULT_RUNS=$(FAULT_RUNS) $(GO) test -count=1 -timeout 0 -run TestFaults -v ./tests/faults > faults.log 2>&1; \
+		st=$$?; grep -v '^        time=' faults.log | tail -100; exit $$st
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./frame ./router ./server

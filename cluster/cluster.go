@@ -378,6 +378,20 @@ func (c *Cluster) Replicas() int { return c.queues.cfg.Replicas }
 // Reconnects returns how often the NATS connection was re-established.
 func (c *Cluster) Reconnects() uint64 { return c.nc.Stats().Reconnects }
 
+// Leads reports whether this node's embedded NATS server leads the
+// JetStream meta group (where streams and consumers are placed) and the
+// queue stream's group (which orders and stores every queue message). Both
+// are false with an external NATS; a standalone server leads both.
+func (c *Cluster) Leads() (meta, queues bool) {
+	if c.srv == nil || c.closed.Load() {
+		return false, false
+	}
+	if !c.srv.JetStreamIsClustered() {
+		return true, c.queues.Ready()
+	}
+	return c.srv.JetStreamIsLeader(), c.srv.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, c.queues.cfg.Stream)
+}
+
 // QueuePending returns the messages held in the JetStream queues (waiting
 // or delivered and not yet acknowledged), read at most once a second.
 func (c *Cluster) QueuePending() uint64 { return c.queues.pending() }

@@ -193,6 +193,9 @@ type Cluster struct {
 	Reconnects func() uint64
 	// QueuePending returns the messages waiting in JetStream queues.
 	QueuePending func() uint64
+	// Leads reports whether this node leads the JetStream meta group and
+	// the queue stream's group.
+	Leads func() (meta, queues bool)
 }
 
 // WatchCluster registers the cluster's counts; a single node calls it with
@@ -214,5 +217,16 @@ func (m *Metrics) WatchCluster(cl Cluster) {
 	if cl.QueuePending != nil {
 		m.gaugeFunc("jetstream_pending_messages", "Messages waiting in JetStream queues, cluster-wide.", nil,
 			func() float64 { return float64(cl.QueuePending()) })
+	}
+	if cl.Leads != nil {
+		b := func(v bool) float64 {
+			if v {
+				return 1
+			}
+			return 0
+		}
+		const help = "1 on the node whose embedded NATS server leads the JetStream group: meta (placement of streams and consumers) or queues (the queue stream)."
+		m.gaugeFunc("jetstream_leader", help, prometheus.Labels{"group": "meta"}, func() float64 { meta, _ := cl.Leads(); return b(meta) })
+		m.gaugeFunc("jetstream_leader", help, prometheus.Labels{"group": "queues"}, func() float64 { _, q := cl.Leads(); return b(q) })
 	}
 }

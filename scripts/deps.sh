@@ -40,6 +40,10 @@ need java openjdk-17-jdk-headless
 need mvn maven
 need node nodejs
 need npm npm
+# the fault suite (tests/faults): namespaces, firewall rules, syscall traces
+need ip iproute2
+need iptables iptables
+need strace strace
 if ((${#want[@]})); then
 	say "apt-get install ${want[*]}"
 	sudo=""

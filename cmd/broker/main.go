@@ -153,6 +153,7 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 		BusCounts:    n.cl.BusCounts,
 		Reconnects:   n.cl.Reconnects,
 		QueuePending: n.cl.QueuePending,
+		Leads:        n.cl.Leads,
 	})
 	started := time.Now()
 	peers := len(cfg.ClusterRoutes)
