@@ -226,7 +226,7 @@ func TestNackRedeliversAndDisconnectReturnsUnacked(t *testing.T) {
 			_ = p.Send("/queue/r", "text/plain", []byte("a"), stomp.SendOpt.Receipt)
 			_ = p.Send("/queue/r", "text/plain", []byte("b"), stomp.SendOpt.Receipt)
 			m := recv(t, s1)
-			if string(m.Body) != "a" || m.Header.Get("redelivered") != "" {
+			if string(m.Body) != "a" || m.Header.Get("redelivered") != "false" {
 				t.Fatalf("first: %q %v", m.Body, m.Header)
 			}
 			if err := c1.Nack(m); err != nil {

@@ -25,8 +25,13 @@ func (s *Session) Deliver(sub *router.Subscription, m *router.Message, redeliver
 		b = append(b, m.ID...)
 		b = append(b, '\n')
 	}
+	// A queue message says whether it was delivered before, both ways
+	// (RabbitMQ's and Artemis's clients read a missing header as unknown);
+	// a topic message was never delivered before.
 	if redelivered {
 		b = append(b, "redelivered:true\n"...)
+	} else if m.Kind == router.Queue {
+		b = append(b, "redelivered:false\n"...)
 	}
 	f, _ := m.Publisher.(*outbox.Flusher)
 	if !s.out.SendDeferred(b, m.Shared(s.version), m.Binary, m.Published, f) {
