@@ -78,6 +78,11 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		cfg.ClusterName = "stompbus"
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Log.With("component", "cluster"), connClosed: make(chan struct{})}
+	// failed counts connection attempts that failed since the last
+	// success: a WARN at the 1st, 2nd, 4th, 8th... and then every 256th
+	// (about a minute at ReconnectWait), so an unreachable NATS is named
+	// at once and then ever less often.
+	var failed atomic.Int64
 	opts := []nats.Option{
 		nats.ClosedHandler(func(*nats.Conn) { close(c.connClosed) }),
 		nats.Name("stompbus " + cfg.Node),
@@ -91,7 +96,20 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			failed.Store(0)
 			c.log.Info("cluster bus up: reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+		}),
+		// With RetryOnFailedConnect, the first successful connection after
+		// failed attempts at start.
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			if n := failed.Swap(0); n > 0 {
+				c.log.Info("cluster bus up: connected to NATS", "url", nc.ConnectedUrlRedacted(), "failed_attempts", n)
+			}
+		}),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			if n := failed.Add(1); !c.closed.Load() && (n&(n-1) == 0 || n%256 == 0) {
+				c.log.Warn("cluster bus: NATS unreachable, retrying", "urls", redactedURLs(cfg.NATSURLs), "attempt", n, "err", err)
+			}
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
 			subj := ""
@@ -113,7 +131,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			// the server announced.
 			cfg.Queues.Replicas = max(1, min(len(c.nc.Servers()), 3))
 		}
-		c.log.Info("cluster: using external NATS", "urls", strings.Join(cfg.NATSURLs, ","), "connected", c.nc.IsConnected(), "queue_replicas", cfg.Queues.Replicas)
+		c.log.Info("cluster: using external NATS", "urls", redactedURLs(cfg.NATSURLs), "connected", c.nc.IsConnected(), "queue_replicas", cfg.Queues.Replicas)
 	} else {
 		if err := c.startServer(); err != nil {
 			return nil, err
@@ -395,3 +413,15 @@ func (c *Cluster) Leads() (meta, queues bool) {
 // QueuePending returns the messages held in the JetStream queues (waiting
 // or delivered and not yet acknowledged), read at most once a second.
 func (c *Cluster) QueuePending() uint64 { return c.queues.pending() }
+
+// redactedURLs joins NATS URLs for a log line with any password masked.
+func redactedURLs(urls []string) string {
+	out := make([]string, len(urls))
+	for i, s := range urls {
+		out[i] = s
+		if u, err := url.Parse(s); err == nil && u.User != nil {
+			out[i] = u.Redacted()
+		}
+	}
+	return strings.Join(out, ",")
+}

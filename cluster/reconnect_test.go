@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -108,4 +109,43 @@ func portOf(t *testing.T, url string) int {
 		p = p*10 + int(ch-'0')
 	}
 	return p
+}
+
+// TestExternalNATSUnreachableAtStart: a node started while its external
+// NATS is unreachable starts, warns at once and then ever less often
+// (attempts 1, 2, 4, 8...), and says when it connects at last.
+func TestExternalNATSUnreachableAtStart(t *testing.T) {
+	port := freePorts(t, 1)[0]
+	logs := &syncBuffer{}
+	c, err := Start(context.Background(), Config{Node: "u1", NATSURLs: []string{fmt.Sprintf("nats://user:hidden@127.0.0.1:%d", port)},
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	warned := func() []string {
+		var out []string
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "level=WARN") && strings.Contains(l, "NATS unreachable") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	waitCond(t, "three warnings", func() bool { return len(warned()) >= 3 })
+	for i, want := range []string{"attempt=1 ", "attempt=2 ", "attempt=4 "} {
+		if l := warned()[i]; !strings.Contains(l, want) {
+			t.Fatalf("warning %d is %q, want %s", i, l, want)
+		}
+	}
+	if all := logs.String(); strings.Contains(all, "hidden") {
+		t.Fatalf("a password reached the log:\n%s", all)
+	}
+	if c.Ready() {
+		t.Fatal("ready without NATS")
+	}
+	ns := runNATS(t, port, t.TempDir())
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	waitCond(t, "the connected line", func() bool { return strings.Contains(logs.String(), "cluster bus up: connected to NATS") })
+	waitCond(t, "ready once connected", c.Ready)
 }
