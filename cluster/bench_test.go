@@ -64,7 +64,7 @@ func benchQueue(b *testing.B, r *router.Router, async bool) {
 		m := router.NewMessage(router.Queue, "/queue/bench", "/queue/bench", []byte("m-"+strconv.Itoa(i)), nil, body, 0)
 		var err error
 		if async {
-			_, err = r.PublishAsync(m, stored)
+			err = r.Enqueue(m, stored)
 		} else {
 			_, err = r.Publish(m)
 		}

@@ -26,6 +26,11 @@
 // node, each key always by the same one (so per-key order is kept, and
 // thousands of keys cost no goroutine each); queue messages by one
 // goroutine per queue subscription; both call router methods that never
-// block. Lock order: router listen stripe, then NATSBus.mu; Queues.mu, then
+// block. No method called by a session waits on NATS: Enqueue hands the
+// message to one storer goroutine per node, which publishes it to
+// JetStream (and alone waits when too many stores are in flight), and the
+// answer reaches the sender through its callback; Cancel returns at once
+// and the subscription's goroutine gives its messages back when its pull
+// has ended. Lock order: router listen stripe, then NATSBus.mu; Queues.mu, then
 // one queue subscription's mu.
 package cluster

@@ -48,9 +48,10 @@ type QueueConfig struct {
 	// every queue ever subscribed (Spring's per-session
 	// /queue/...-user<session> queues, say) would keep a consumer forever.
 	ConsumerInactive time.Duration
-	// MaxStoresInFlight bounds the asynchronous stores (SENDs without a
-	// receipt) waiting for JetStream's answer on this node; past it,
-	// senders wait for room.
+	// MaxStoresInFlight bounds the stores waiting for JetStream's answer
+	// on this node; past it, the storer goroutine waits for room (never a
+	// sender: each session bounds its own unanswered stores and stops
+	// reading its connection at that bound).
 	MaxStoresInFlight int
 }
 
@@ -104,11 +105,15 @@ type Queues struct {
 	pendAt   time.Time
 	pendMsgs uint64
 
-	// ajs publishes the stores senders do not wait for; storing maps each
-	// of them to its sender until JetStream answers.
-	ajs     jetstream.JetStream
-	storeMu sync.Mutex
-	storing map[*nats.Msg]store
+	// ajs publishes the stores; storing maps each of them to its sender
+	// until JetStream answers; backlog holds those the storer has not
+	// published yet (storeLoop), woken by storeWake.
+	ajs       jetstream.JetStream
+	storeMu   sync.Mutex
+	storing   map[*nats.Msg]store
+	backlog   []*nats.Msg
+	closing   bool
+	storeWake chan struct{}
 
 	mu        sync.Mutex
 	consumers map[string]jetstream.Consumer // by queue key, while users[key] > 0
@@ -126,7 +131,8 @@ func newQueues(js jetstream.JetStream, cfg QueueConfig, log *slog.Logger) (*Queu
 	ctx, cancel := context.WithCancel(context.Background())
 	q := &Queues{cfg: cfg.withDefaults(), js: js, log: log, consumers: make(map[string]jetstream.Consumer),
 		users: make(map[string]int),
-		subs:  make(map[*router.Subscription]*qsub), storing: make(map[*nats.Msg]store), ctx: ctx, cancel: cancel}
+		subs:  make(map[*router.Subscription]*qsub), storing: make(map[*nats.Msg]store),
+		storeWake: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
 	// A JetStream context of its own for asynchronous stores: its ack
 	// handlers settle them, and every store gets an answer (an ack, an
 	// error, a timeout, or a disconnect).
@@ -140,9 +146,10 @@ func newQueues(js jetstream.JetStream, cfg QueueConfig, log *slog.Logger) (*Queu
 		cancel()
 		return nil, fmt.Errorf("jetstream context for queue stores: %w", err)
 	}
-	q.wg.Add(2)
+	q.wg.Add(3)
 	go q.ensureStreamLoop()
 	go q.progressLoop()
+	go q.storeLoop()
 	return q, nil
 }
 
@@ -221,28 +228,12 @@ func (q *Queues) progressLoop() {
 	}
 }
 
-// Enqueue stores m and returns once JetStream acknowledged the store.
-func (q *Queues) Enqueue(m *router.Message) error {
-	if err := q.storable(); err != nil {
-		return err
-	}
-	subj := subjectOf(queuePrefix, m.Key)
-	if err := checkSubject(subj); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(q.ctx, q.cfg.PublishTimeout)
-	defer cancel()
-	if _, err := q.js.Publish(ctx, subj, envelopeOf(m)); err != nil {
-		return q.storeError(m.Key, err)
-	}
-	return nil
-}
-
-// EnqueueAsync starts storing m and calls done with the outcome once
-// JetStream answered (router.AsyncQueues). While the stores in flight on
-// this node reach their bound it waits, up to PublishTimeout, for room:
-// that is the producers' back-pressure.
-func (q *Queues) EnqueueAsync(m *router.Message, done func(error)) error {
+// Enqueue hands m to the storer and returns at once (router.Queues): the
+// storer goroutine publishes it to JetStream, and done gets JetStream's
+// answer. Nothing here waits on NATS, so a session on a shared worker
+// never does either; the stores a slow JetStream leaves unanswered are
+// bounded by each session's own bound (it stops reading its connection).
+func (q *Queues) Enqueue(m *router.Message, done func(error)) error {
 	if err := q.storable(); err != nil {
 		return err
 	}
@@ -251,18 +242,50 @@ func (q *Queues) EnqueueAsync(m *router.Message, done func(error)) error {
 		return err
 	}
 	q.storeMu.Lock()
-	q.storing[nm] = store{key: m.Key, done: done}
-	q.storeMu.Unlock()
-	if _, err := q.ajs.PublishMsgAsync(nm, jetstream.WithStallWait(q.cfg.PublishTimeout)); err != nil {
-		q.storeMu.Lock()
-		_, mine := q.storing[nm]
-		delete(q.storing, nm)
+	if q.closing {
 		q.storeMu.Unlock()
-		if mine { // else the outcome was already handed to done
-			return q.storeError(m.Key, err)
-		}
+		return fmt.Errorf("%w: the node is shutting down", router.ErrUnavailable)
+	}
+	q.storing[nm] = store{key: m.Key, done: done}
+	q.backlog = append(q.backlog, nm)
+	q.storeMu.Unlock()
+	select {
+	case q.storeWake <- struct{}{}:
+	default:
 	}
 	return nil
+}
+
+// storeLoop publishes what Enqueue queued, in order. It is the one place
+// that may wait on JetStream for a store: at the bound of stores in
+// flight (MaxStoresInFlight), nats.go holds it until acknowledgements
+// make room.
+func (q *Queues) storeLoop() {
+	defer q.wg.Done()
+	var batch []*nats.Msg
+	for {
+		select {
+		case <-q.storeWake:
+		case <-q.ctx.Done():
+			return
+		}
+		q.storeMu.Lock()
+		batch, q.backlog = q.backlog, batch[:0]
+		q.storeMu.Unlock()
+		for i, nm := range batch {
+			q.publishStore(nm)
+			batch[i] = nil
+		}
+	}
+}
+
+// publishStore starts one asynchronous store; a failure to start it is its
+// answer.
+func (q *Queues) publishStore(nm *nats.Msg) {
+	_, err := q.ajs.PublishMsgAsync(nm, jetstream.WithStallWait(q.cfg.PublishTimeout))
+	if err != nil {
+		q.settle(nm, err)
+	}
 }
 
 // store is an asynchronous store in flight.
@@ -271,8 +294,8 @@ type store struct {
 	done func(error)
 }
 
-// settle hands the outcome of an asynchronous store to its sender; it runs
-// on nats.go's ack goroutine and must not block.
+// settle hands the outcome of an asynchronous store to its sender, once;
+// it runs on nats.go's ack goroutine or the storer and must not block.
 func (q *Queues) settle(nm *nats.Msg, err error) {
 	q.storeMu.Lock()
 	st, ok := q.storing[nm]
@@ -389,7 +412,6 @@ type qsub struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	room    chan struct{} // signalled when in-flight messages are settled
-	done    chan struct{} // closed when run has returned
 
 	mu        sync.Mutex
 	cancelled bool
@@ -405,7 +427,7 @@ type inflight struct {
 // Consume starts pulling messages of s's queue for s.
 func (q *Queues) Consume(s *router.Subscription, deliver func(*router.Message, bool) bool) error {
 	ctx, cancel := context.WithCancel(q.ctx)
-	qs := &qsub{q: q, s: s, deliver: deliver, ctx: ctx, cancel: cancel, room: make(chan struct{}, 1), done: make(chan struct{})}
+	qs := &qsub{q: q, s: s, deliver: deliver, ctx: ctx, cancel: cancel, room: make(chan struct{}, 1)}
 	q.mu.Lock()
 	q.subs[s] = qs
 	q.users[s.Key()]++
@@ -434,15 +456,17 @@ func (q *Queues) Cancel(s *router.Subscription) {
 	qs.cancelled = true
 	qs.mu.Unlock()
 	qs.cancel()
-	// A pull request outlives its client-side cancel until the server
-	// learns its inbox is gone; a message returned before that would be
-	// handed to the dead request and stay away for the whole AckWait. So
-	// wait for the pull loop to end (its fetch unsubscribes), and return
-	// the messages with a short delay that lets the unsubscribe land first.
-	select {
-	case <-qs.done:
-	case <-time.After(2 * time.Second):
-	}
+	// run gives the held messages back once its pull has ended
+	// (returnHeld); Cancel itself waits for nothing.
+}
+
+// returnHeld gives back the messages a cancelled subscription held, when
+// its pull loop has ended. A pull request outlives its client-side cancel
+// until the server learns its inbox is gone; a message returned before
+// that would be handed to the dead request and stay away for the whole
+// AckWait. So the messages go back only after the loop's fetch ended (it
+// unsubscribes), with a short delay that lets the unsubscribe land first.
+func (qs *qsub) returnHeld() {
 	qs.mu.Lock()
 	held := qs.inflight
 	back := qs.returned
@@ -548,7 +572,7 @@ func (qs *qsub) free() int {
 // run pulls from the queue's consumer while the subscription lives.
 func (qs *qsub) run() {
 	defer qs.q.wg.Done()
-	defer close(qs.done)
+	defer qs.returnHeld()
 	var cons jetstream.Consumer
 	delay := 50 * time.Millisecond
 	backoff := func() bool {
@@ -657,6 +681,8 @@ func (q *Queues) close() {
 	q.cancel()
 	q.wg.Wait()
 	q.storeMu.Lock()
+	q.closing = true
+	q.backlog = nil
 	left := q.storing
 	q.storing = make(map[*nats.Msg]store)
 	q.storeMu.Unlock()

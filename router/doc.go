@@ -13,6 +13,11 @@
 // the cache being invalidated by a generation counter whenever a wildcard
 // subscription comes or goes (the scheme of nats-server's sublist).
 //
+// Queue messages go to the Queues storage with Enqueue, which never waits:
+// the storage answers through a callback. Publish of a queue message waits
+// for that answer and is for callers with a goroutine of their own (the
+// HTTP API), never for a session.
+//
 // Concurrency: every Router method is safe for concurrent use. Publish
 // calls Consumer.Deliver synchronously, on the publisher's goroutine, while
 // holding a read lock on the shard (topics) or the queue's lock (queues);

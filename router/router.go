@@ -51,10 +51,17 @@ type Bus interface {
 // durable). The router hands it queue messages, consumers and
 // acknowledgements; it delivers through the deliver function given to
 // Consume, which may be called from any goroutine and never blocks.
+//
+// No method waits on storage: callers are sessions on shared workers.
+// What takes time is answered later, through a callback.
 type Queues interface {
-	// Enqueue stores m (Kind Queue, Key the queue) and returns only once it
-	// is stored; an error means it was not (wrap ErrUnavailable).
-	Enqueue(m *Message) error
+	// Enqueue starts storing m (Kind Queue, Key the queue) and returns at
+	// once. It returns an error when it refuses m outright (wrapping
+	// ErrQueueFull or ErrUnavailable); otherwise done is called exactly
+	// once with the outcome (nil: stored; errors as above), later and
+	// from another goroutine, or before Enqueue returns when the outcome
+	// is known at once. done must not block.
+	Enqueue(m *Message, done func(error)) error
 	// Consume starts handing messages of queue s.Key() to s through
 	// deliver, respecting s.Ack and s.Prefetch; deliver reports whether the
 	// subscriber took the message.
@@ -62,21 +69,11 @@ type Queues interface {
 	// Ack settles (requeue false) or rejects (requeue true) message id of s
 	// and, for AckClient, every message delivered to s before it.
 	Ack(s *Subscription, id []byte, requeue bool) error
-	// Cancel stops s; its unacknowledged messages are delivered again,
-	// marked redelivered, to other consumers.
+	// Cancel stops s and returns at once; its unacknowledged messages are
+	// delivered again, marked redelivered, to other consumers.
 	Cancel(s *Subscription)
 	// Holds reports whether s has message id unacknowledged.
 	Holds(s *Subscription, id []byte) bool
-}
-
-// AsyncQueues is implemented by Queues that can also store a message
-// without the sender waiting for the store.
-type AsyncQueues interface {
-	// EnqueueAsync starts storing m and returns. Unless it returns an
-	// error, done is called exactly once, later and from another
-	// goroutine, with the outcome (nil: stored; errors as Enqueue's). done
-	// must not block.
-	EnqueueAsync(m *Message, done func(error)) error
 }
 
 // ErrUnavailable is wrapped by publish errors that mean the message was
@@ -101,7 +98,6 @@ type Router struct {
 	index *index
 	bus   Bus
 	stats Stats
-	async AsyncQueues // cfg.Queues when it can store asynchronously
 
 	qmu    sync.Mutex
 	queues map[string]*queue
@@ -123,9 +119,7 @@ func New(cfg Config, bus Bus) *Router {
 	if cfg.MatchCacheSize <= 0 {
 		cfg.MatchCacheSize = DefaultMatchCacheSize
 	}
-	r := &Router{cfg: cfg, index: newIndex(cfg.MatchCacheSize), bus: bus, queues: make(map[string]*queue)}
-	r.async, _ = cfg.Queues.(AsyncQueues)
-	return r
+	return &Router{cfg: cfg, index: newIndex(cfg.MatchCacheSize), bus: bus, queues: make(map[string]*queue)}
 }
 
 // Stats returns the router's counters.
@@ -303,31 +297,19 @@ func (r *Router) dropIfIdle(q *queue) {
 }
 
 // Publish delivers m: to every local subscriber (topic, user) and to the
-// bus, or into its queue. It returns the number of local deliveries.
+// bus, or into its queue. It returns the number of local deliveries. For a
+// queue message it waits until the message is stored: only callers that
+// own their goroutine (the HTTP API) may use it for queues; a session uses
+// Enqueue.
 func (r *Router) Publish(m *Message) (int, error) {
-	r.stats.published[m.Kind].Add(1)
 	if m.Kind == Queue {
-		if qs := r.cfg.Queues; qs != nil {
-			if err := qs.Enqueue(m); err != nil {
-				return 0, fmt.Errorf("store %s: %w", m.Key, err)
-			}
-			return 0, nil
-		}
-		for {
-			q := r.queue(m.Key, true)
-			q.mu.Lock()
-			if q.dead {
-				q.mu.Unlock()
-				continue
-			}
-			err := q.push(&pending{m: m})
-			if err == nil {
-				q.dispatch(r)
-			}
-			q.mu.Unlock()
+		done := make(chan error, 1)
+		if err := r.Enqueue(m, func(err error) { done <- err }); err != nil {
 			return 0, err
 		}
+		return 0, <-done
 	}
+	r.stats.published[m.Kind].Add(1)
 	n := r.deliverLocal(m)
 	if r.bus != nil {
 		if err := r.bus.Publish(m); err != nil {
@@ -337,21 +319,35 @@ func (r *Router) Publish(m *Message) (int, error) {
 	return n, nil
 }
 
-// PublishAsync is Publish for a sender that need not wait while a queue
-// message is stored. When the queue storage stores asynchronously it
-// returns pending true at once and calls done exactly once, later and from
-// another goroutine, with the outcome. Otherwise (local queues, topic and
-// user messages) it is Publish: pending is false and done is not called.
-func (r *Router) PublishAsync(m *Message, done func(error)) (pending bool, err error) {
-	if m.Kind != Queue || r.async == nil {
-		_, err := r.Publish(m)
-		return false, err
-	}
+// Enqueue starts storing queue message m and returns at once, never
+// waiting for storage (see Queues.Enqueue): an error refuses m outright;
+// otherwise done is called exactly once with the outcome.
+func (r *Router) Enqueue(m *Message, done func(error)) error {
 	r.stats.published[Queue].Add(1)
-	if err := r.async.EnqueueAsync(m, done); err != nil {
-		return false, fmt.Errorf("store %s: %w", m.Key, err)
+	if qs := r.cfg.Queues; qs != nil {
+		if err := qs.Enqueue(m, done); err != nil {
+			return fmt.Errorf("store %s: %w", m.Key, err)
+		}
+		return nil
 	}
-	return true, nil
+	for {
+		q := r.queue(m.Key, true)
+		q.mu.Lock()
+		if q.dead {
+			q.mu.Unlock()
+			continue
+		}
+		err := q.push(&pending{m: m})
+		if err == nil {
+			q.dispatch(r)
+		}
+		q.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		done(nil)
+		return nil
+	}
 }
 
 // DeliverRemote delivers a topic or user message that another node

@@ -23,6 +23,34 @@ type conn struct {
 	// makes the cleanup run once, whoever notices the end first.
 	poll     atomic.Pointer[pconn]
 	finished atomic.Bool
+	// wake tells a connection's own reader, paused because its session
+	// has too many unanswered stores, to read again (or that the
+	// connection closed).
+	wake chan struct{}
+}
+
+// resume reads a paused connection again (session.Info.Resume): the epoll
+// workers re-arm it, its own reader is woken. It never blocks.
+func (c *conn) resume() {
+	if pc := c.poll.Load(); pc != nil {
+		pc.resume()
+		return
+	}
+	c.signal()
+}
+
+func (c *conn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// waitResume holds a connection's own reader while its session is paused.
+func (c *conn) waitResume() {
+	for c.sess.Paused() && !c.out.Closing() {
+		<-c.wake
+	}
 }
 
 // finish runs the cleanup of a connection once.
@@ -34,7 +62,7 @@ func (s *Server) finish(c *conn, err error) {
 
 // open registers a connection and builds its outbox and session.
 func (s *Server) open(nc net.Conn, transport string, info session.Info) *conn {
-	c := &conn{transport: transport, remote: nc.RemoteAddr().String(), opened: time.Now()}
+	c := &conn{transport: transport, remote: nc.RemoteAddr().String(), opened: time.Now(), wake: make(chan struct{}, 1)}
 	ocfg := s.cfg.Outbox
 	ocfg.WebSocket = transport == "ws"
 	ocfg.OnSlow = func() []byte {
@@ -52,10 +80,12 @@ func (s *Server) open(nc net.Conn, transport string, info session.Info) *conn {
 		if pc := c.poll.Load(); pc != nil {
 			pc.closed()
 		}
+		c.signal()
 	}
 	c.out = outbox.New(nc, ocfg)
 	info.Transport, info.Remote = transport, c.remote
 	info.AuthFailed = func() time.Duration { return s.guard.AuthFailed(c.remote) }
+	info.Resume = c.resume
 	c.sess = session.New(s.env, c.out, info)
 	s.wg.Add(1)
 	s.mu.Lock()
@@ -151,6 +181,7 @@ func (s *Server) serveTCP(nc net.Conn) {
 				err = nil
 				break
 			}
+			c.waitResume()
 		}
 		if err != nil {
 			break

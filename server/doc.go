@@ -11,6 +11,15 @@
 // with too many authentication failures; the WebSocket Origin allow-list is
 // checked before it.
 //
+// Nothing slow runs on a shared worker. In epoll mode a bounded pool of
+// workers reads every connection after CONNECT; a worker only reads, feeds
+// the session (which never waits: see package session) and re-arms the
+// socket. Before CONNECT (authentication may be slow) and with TLS a
+// connection has its own reader goroutine. Back-pressure on a producer
+// whose queue stores are unanswered is by not reading it: when its
+// session reports Paused, the worker leaves the socket disarmed (its own
+// reader waits), and the session's Resume re-arms it (wakes the reader).
+//
 // Concurrency: a Server's methods are safe for concurrent use. The
 // connection registry has its own lock, held only to add, remove or list
 // connections; the Guard has its own, held only to count.

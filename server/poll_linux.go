@@ -225,6 +225,11 @@ func (p *poller) serve(pc *pconn) {
 				pc.stopped = true
 				return
 			}
+			if pc.c.sess.Paused() {
+				// Too many of its stores are unanswered: leave it
+				// disarmed; Resume re-arms it (pconn.resume).
+				return
+			}
 		}
 		switch {
 		case errors.Is(err, unix.EAGAIN):
@@ -251,6 +256,12 @@ func (pc *pconn) consume(b []byte) bool {
 		return pc.dec.feed(pc.s, pc.c, b)
 	}
 	return pc.c.sess.Feed(b) != nil
+}
+
+// resume re-arms a connection its session paused. It may run while a
+// worker still serves it: the event then waits for that worker's lock.
+func (pc *pconn) resume() {
+	pc.s.poll.rearm(pc)
 }
 
 // end finishes the connection after a read error or EOF; called with mu.

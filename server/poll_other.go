@@ -21,4 +21,5 @@ func (p *poller) add(*Server, *conn, net.Conn, *wsDecoder) error {
 
 func (pc *pconn) closed() {}
 
-func (p *poller) close() {}
+func (p *poller) close()  {}
+func (pc *pconn) resume() {}

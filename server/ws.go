@@ -122,6 +122,7 @@ func (s *Server) readWS(c *conn, nc net.Conn, br *bufio.Reader, dec *wsDecoder) 
 		if n > 0 && dec.feed(s, c, buf[:n]) {
 			return nil
 		}
+		c.waitResume()
 		if err != nil {
 			return err
 		}

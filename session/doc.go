@@ -11,9 +11,25 @@
 // the CONNECT deadline and token expiry run on runtime timers
 // (time.AfterFunc).
 //
-// Concurrency: Feed and Close are called by the transport's reader, never
-// concurrently. Deliver (the router.Consumer side) is called from any
-// publisher's goroutine; it touches only immutable session fields and the
-// outbox, which is safe for concurrent use. Timer callbacks touch only
-// atomics and the outbox.
+// A session never blocks. Feed returns as soon as the bytes are parsed and
+// acted on; nothing in it waits on JetStream, NATS, disk or another node,
+// because the transport calls it on a shared epoll worker. What must wait
+// for storage becomes a completion (store.go): a queue SEND is handed to
+// Router.Enqueue, which returns at once, and the session records what the
+// answer must do: send this RECEIPT once every store up to N is confirmed,
+// send an ERROR and close if a store failed. The answers arrive on the
+// storage's goroutines and go out through the session's ordered path, so
+// RECEIPTs and ERRORs still come in frame order. A producer that outruns
+// the storage is held back by not reading its connection: after a Feed,
+// Paused tells the transport to stop reading it, and Info.Resume tells it
+// to read again; a shared worker never waits for it.
+//
+// Concurrency: Feed, Paused and Close are called by the transport's
+// reader, never concurrently. Deliver (the router.Consumer side) is called
+// from any publisher's goroutine; it touches only immutable session fields
+// and the outbox, which is safe for concurrent use. Timer callbacks touch
+// only atomics and the outbox. Store answers (store.go) run on the
+// storage's goroutines and take the session's ordered-path lock, which the
+// reader also takes to start a store or send a reply; under it only
+// non-blocking outbox calls are made. Info.Resume is called outside it.
 package session

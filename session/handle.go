@@ -2,10 +2,11 @@ package session
 
 import (
 	"bytes"
-	"errors"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gobwas/ws"
 
 	"github.com/stompbus/stompbus/frame"
 	"github.com/stompbus/stompbus/router"
@@ -13,9 +14,12 @@ import (
 
 // handle acts on one parsed frame. f is valid only during the call.
 func (s *Session) handle(f *frame.Frame) error {
+	if s.ord.final.Load() {
+		return errEnded // a store failed: the ERROR is on its way
+	}
 	s.env.Counters.Received[f.Command].Add(1)
 	err := s.dispatch(f)
-	if err == nil || errors.Is(err, errDisconnect) || errors.Is(err, errHeldBack) || errors.Is(err, errTimedOut) {
+	if err == nil || quiet(err) {
 		return err
 	}
 	e := asError(err)
@@ -46,9 +50,12 @@ func (s *Session) dispatch(f *frame.Frame) error {
 	case frame.COMMIT, frame.ABORT:
 		return s.endTx(f)
 	case frame.DISCONNECT:
-		s.receipt(f)
+		var b []byte
+		if r, ok := f.Get("receipt"); ok {
+			b = s.encodeReceipt(r)
+		}
 		s.closed = true
-		s.out.Close(nil, 1000, nil)
+		s.reply(b, true, ws.StatusNormalClosure, nil)
 		return errDisconnect
 	case frame.CONNECT, frame.STOMP:
 		return errorf("already connected", "a second %s frame on a connected session", f.Command)
@@ -56,20 +63,24 @@ func (s *Session) dispatch(f *frame.Frame) error {
 	return errorf("unexpected frame", "%s is a server frame; clients send CONNECT, STOMP, SEND, SUBSCRIBE, UNSUBSCRIBE, ACK, NACK, BEGIN, COMMIT, ABORT or DISCONNECT", f.Command)
 }
 
-// receipt answers a frame's receipt header, if any.
+// receipt answers a frame's receipt header, if any. A receipt confirms
+// everything sent before it: it waits for earlier stores (store.go).
 func (s *Session) receipt(f *frame.Frame) {
 	r, ok := f.Get("receipt")
 	if !ok {
 		return
 	}
-	// A receipt confirms everything sent before it (store.go).
-	s.awaitStores()
+	s.reply(s.encodeReceipt(r), false, 0, nil)
+}
+
+// encodeReceipt encodes a RECEIPT for receipt-id r into the scratch buffer.
+func (s *Session) encodeReceipt(r []byte) []byte {
 	b := append(s.scratch[:0], "RECEIPT\n"...)
 	b = frame.AppendHeaderBytes(b, []byte("receipt-id"), r, escaping(s.version, frame.RECEIPT))
 	b = append(b, '\n', 0)
 	s.scratch = b
 	s.env.Counters.Sent[frame.RECEIPT].Add(1)
-	s.out.Send(b, nil, false, 0)
+	return b
 }
 
 func required(f *frame.Frame, key string) ([]byte, error) {
@@ -292,20 +303,25 @@ func (s *Session) send(f *frame.Frame) error {
 		s.receipt(f)
 		return nil
 	}
-	if _, receipt := f.Get("receipt"); kind == router.Queue && !receipt {
-		err = s.publishQueued(m)
-	} else {
-		_, err = s.env.Router.Publish(m)
-	}
-	if err != nil {
-		if errors.Is(err, router.ErrQueueFull) || errors.Is(err, router.ErrUnavailable) {
-			// Not stored: no RECEIPT, the client must send again.
-			return storeFailure(err)
+	if kind == router.Queue {
+		// Stored later; a failure ends the session with an ERROR and no
+		// RECEIPT (store.go).
+		if err := s.enqueue(m, receiptOf(f)); err != nil {
+			return err
 		}
+	} else if _, err := s.env.Router.Publish(m); err != nil {
 		s.env.Log.Warn("publish", "session", s.id, "destination", key, "err", err)
 	}
 	s.receipt(f)
 	return nil
+}
+
+// receiptOf returns a frame's receipt header, "" for none.
+func receiptOf(f *frame.Frame) string {
+	if r, ok := f.Get("receipt"); ok {
+		return string(r)
+	}
+	return ""
 }
 
 func (s *Session) subscribe(f *frame.Frame) error {

@@ -24,6 +24,9 @@ type Info struct {
 	HasMaxVersion bool
 	// Token is a bearer token presented on the WebSocket upgrade.
 	Token string
+	// Resume, when set, is called (from any goroutine, never blocking) when
+	// a session that reported Paused may be read again.
+	Resume func()
 	// AuthFailed, when set, is called after a CONNECT failed
 	// authentication and returns how long to hold back the ERROR (the
 	// server counts failures per client address and slows repeat
@@ -75,13 +78,8 @@ type Session struct {
 	settled atomic.Bool
 	expiry  expiry
 	stopped atomic.Bool
-	// stores counts queue messages being stored asynchronously (store.go);
-	// storesIdle is signalled when it drops to zero. Both, and storedFn,
-	// are made at the first such store.
-	stores      atomic.Int64
-	storesIdle  chan struct{}
-	storedFn    func(error)
-	closeReason error
+	// ord orders the replies that wait for queue stores (store.go).
+	ord ordered
 }
 
 // New starts a session on a connection whose frames go to out.
@@ -146,10 +144,13 @@ func (s *Session) Feed(data []byte) error {
 	err := s.parser.Parse(data, s.handle)
 	// Wake the writers of everyone this read published to, once each.
 	s.flusher.Flush()
+	if err == nil && s.ord.final.Load() {
+		err = errEnded // a store failed meanwhile
+	}
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, errDisconnect) || errors.Is(err, errHeldBack) || errors.Is(err, errTimedOut) {
+	if quiet(err) {
 		s.closed = true
 		return err
 	}
@@ -165,7 +166,14 @@ var (
 	errTimedOut = errors.New("connect timed out")
 )
 
-// fail sends an ERROR frame and closes the connection after it.
+// quiet reports whether err ends the session with no ERROR of its own
+// (the client disconnected, or the ERROR is already sent or recorded).
+func quiet(err error) bool {
+	return errors.Is(err, errDisconnect) || errors.Is(err, errHeldBack) || errors.Is(err, errTimedOut) || errors.Is(err, errEnded)
+}
+
+// fail sends an ERROR frame, after the replies still waiting for stores,
+// and closes the connection after it.
 func (s *Session) fail(e *Error) {
 	if s.closed {
 		return
@@ -176,7 +184,7 @@ func (s *Session) fail(e *Error) {
 	}
 	s.env.Counters.ProtocolErrors.Add(1)
 	s.env.Counters.Sent[frame.ERROR].Add(1)
-	s.out.Close(EncodeError(nil, s.version, e), ws.StatusProtocolError, e)
+	s.reply(EncodeError(nil, s.version, e), true, ws.StatusProtocolError, e)
 }
 
 // Close ends the session after its connection is gone (or was closed):

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -22,7 +23,7 @@ type heldStores struct {
 	added chan struct{}
 }
 
-func (h *heldStores) EnqueueAsync(_ *router.Message, done func(error)) error {
+func (h *heldStores) Enqueue(_ *router.Message, done func(error)) error {
 	h.mu.Lock()
 	h.done = append(h.done, done)
 	h.mu.Unlock()
@@ -41,9 +42,6 @@ func (h *heldStores) answer(n int, err error) {
 	}
 }
 
-func (h *heldStores) Enqueue(*router.Message) error {
-	return errors.New("synchronous store in an asynchronous test")
-}
 func (h *heldStores) Consume(*router.Subscription, func(*router.Message, bool) bool) error {
 	return nil
 }
@@ -89,14 +87,21 @@ func TestReceiptWaitsForEarlierStores(t *testing.T) {
 
 	t.Run("stored", func(t *testing.T) {
 		_, peer, h, fed := start(t)
+		// The session never waits for storage: Feed returns with every
+		// store unanswered, and the RECEIPT is sent by the last answer.
+		select {
+		case err := <-fed:
+			if !errors.Is(err, errDisconnect) {
+				t.Fatalf("Feed returned %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Feed waited for the stores")
+		}
 		h.answer(n-1, nil)
 		silentFor(t, peer, 100*time.Millisecond)
 		h.answer(1, nil)
 		if out := readUntil(t, peer, "receipt-id:bye"); !bytes.HasPrefix(out, []byte("RECEIPT\n")) {
 			t.Fatalf("got %q, want the RECEIPT", out)
-		}
-		if err := <-fed; !errors.Is(err, errDisconnect) {
-			t.Fatalf("Feed returned %v", err)
 		}
 	})
 
@@ -111,4 +116,51 @@ func TestReceiptWaitsForEarlierStores(t *testing.T) {
 		}
 		<-fed
 	})
+}
+
+// TestPausedPastTheStoreBound: a producer whose stores are unanswered past
+// maxPendingStores is paused (the transport stops reading it), and resumed
+// once the answers bring the count down to resumeStores.
+func TestPausedPastTheStoreBound(t *testing.T) {
+	h := &heldStores{added: make(chan struct{}, maxPendingStores+1)}
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	go func() { _, _ = io.Copy(io.Discard, b) }()
+	env := NewEnv("n", router.New(router.Config{Queues: h}, nil), Config{ConnectTimeout: time.Hour}, nil, nil)
+	resumed := make(chan struct{}, 2)
+	s := New(env, outbox.New(a, outbox.Config{}), Info{Transport: "tcp", Resume: func() { resumed <- struct{}{} }})
+	t.Cleanup(s.Close)
+	if err := s.Feed([]byte("CONNECT\naccept-version:1.2\nheart-beat:0,0\n\n\x00")); err != nil {
+		t.Fatal(err)
+	}
+	send := []byte("SEND\ndestination:/queue/q\n\nm\x00")
+	for i := 0; i < maxPendingStores-1; i++ {
+		if err := s.Feed(send); err != nil {
+			t.Fatal(err)
+		}
+		if s.Paused() {
+			t.Fatalf("paused after %d unanswered stores, below the bound %d", i+1, maxPendingStores)
+		}
+	}
+	if err := s.Feed(send); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Paused() {
+		t.Fatalf("not paused at %d unanswered stores", maxPendingStores)
+	}
+	h.answer(maxPendingStores-resumeStores-1, nil)
+	select {
+	case <-resumed:
+		t.Fatal("resumed above resumeStores")
+	default:
+	}
+	h.answer(1, nil)
+	select {
+	case <-resumed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not resumed at resumeStores")
+	}
+	if s.Paused() {
+		t.Fatal("still paused after the resume")
+	}
 }

@@ -62,6 +62,12 @@ func (s *Session) endTx(f *frame.Frame) error {
 	s.txN -= len(t.ops)
 	if f.Command == frame.COMMIT {
 		for _, o := range t.ops {
+			if o.msg != nil && o.msg.Kind == router.Queue {
+				if err := s.enqueue(o.msg, receiptOf(f)); err != nil {
+					return err
+				}
+				continue
+			}
 			if o.msg != nil {
 				if _, err := s.env.Router.Publish(o.msg); err != nil {
 					return &Error{Message: "commit failed", Detail: err.Error(), Cause: err}
