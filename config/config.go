@@ -118,8 +118,8 @@ func Default() Config {
 		MaxQueueDepth:    router.DefaultMaxQueueDepth,
 		DefaultPrefetch:  router.DefaultPrefetch,
 		QueueAckWait:     30 * time.Second,
-		ReadBufferSize:   4096,
-		UpgradeTimeout:   10 * time.Second,
+		ReadBufferSize:   server.DefaultReadBufferSize,
+		UpgradeTimeout:   server.DefaultUpgradeTimeout,
 
 		MaxConnections:      server.DefaultMaxConnections,
 		MaxConnectionsPerIP: server.DefaultMaxConnectionsPerIP,
@@ -132,7 +132,7 @@ func Default() Config {
 
 		DrainReadyDelay:  time.Second,
 		DrainTimeout:     9 * time.Second,
-		DrainRetryWindow: 30 * time.Second,
+		DrainRetryWindow: server.DefaultDrainRetryWindow,
 	}
 }
 

@@ -50,6 +50,14 @@ type Config struct {
 	Limits Limits
 }
 
+// Defaults of Config; config's settings table starts from them.
+const (
+	DefaultUpgradeTimeout   = 10 * time.Second
+	DefaultDrainRetryWindow = 30 * time.Second
+	DefaultReadBufferSize   = 4 << 10
+	DefaultPollWorkers      = 64
+)
+
 // Server is one node's listeners and live connections.
 type Server struct {
 	cfg  Config
@@ -81,13 +89,13 @@ type Server struct {
 // New returns a server for env; call Start.
 func New(cfg Config, env *session.Env, log *slog.Logger) *Server {
 	if cfg.UpgradeTimeout <= 0 {
-		cfg.UpgradeTimeout = 10 * time.Second
+		cfg.UpgradeTimeout = DefaultUpgradeTimeout
 	}
 	if cfg.DrainRetryWindow <= 0 {
-		cfg.DrainRetryWindow = 30 * time.Second
+		cfg.DrainRetryWindow = DefaultDrainRetryWindow
 	}
 	if cfg.ReadBufferSize <= 0 {
-		cfg.ReadBufferSize = 16 << 10
+		cfg.ReadBufferSize = DefaultReadBufferSize
 	}
 	if cfg.Outbox.Pool == nil {
 		cfg.Outbox.Pool = outbox.NewPool(1024)
@@ -96,7 +104,7 @@ func New(cfg Config, env *session.Env, log *slog.Logger) *Server {
 		cfg.Outbox.Stats = new(outbox.Stats)
 	}
 	if cfg.PollWorkers <= 0 {
-		cfg.PollWorkers = 64
+		cfg.PollWorkers = DefaultPollWorkers
 	}
 	s := &Server{cfg: cfg, env: env, log: log, mux: http.NewServeMux(), conns: make(map[*conn]struct{})}
 	g, err := NewGuard(cfg.Limits, env.Counters)

@@ -103,8 +103,6 @@ func bearerToken(r *http.Request) string {
 	return r.URL.Query().Get("access_token")
 }
 
-var errProtocol = errors.New("websocket protocol error")
-
 // readWS is a WebSocket connection's read loop (when no epoll worker
 // reads it). It returns nil when the connection ended on the server's side
 // (an ERROR, a close frame, DISCONNECT).
@@ -131,10 +129,3 @@ func (s *Server) readWS(c *conn, nc net.Conn, br *bufio.Reader, dec *wsDecoder) 
 
 // errWatched says the epoll workers took the connection over.
 var errWatched = errors.New("read by the epoll workers")
-
-// wsFail answers a WebSocket-level violation with a STOMP ERROR and a close.
-func (s *Server) wsFail(c *conn, code ws.StatusCode, msg string) error {
-	e := &session.Error{Message: "websocket protocol error", Detail: msg}
-	c.out.Close(session.EncodeError(nil, c.sess.Version(), e), code, e)
-	return nil
-}
