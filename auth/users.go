@@ -132,9 +132,9 @@ func (u *Users) Authenticate(c session.Credentials) (session.Principal, error) {
 
 // splitList splits "a,b, c" into its non-empty trimmed items.
 func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
-		out = append(out, f)
+	out := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
+	if len(out) == 0 {
+		return nil // as before: no roles is nil
 	}
 	return out
 }

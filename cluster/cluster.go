@@ -323,23 +323,6 @@ func (c *Cluster) Conn() *nats.Conn { return c.nc }
 // JetStream returns the node's JetStream context.
 func (c *Cluster) JetStream() jetstream.JetStream { return c.js }
 
-// Server returns the embedded server, or nil with external NATS.
-func (c *Cluster) Server() *server.Server { return c.srv }
-
-// RouteAddr returns the embedded server's route listener address, or "".
-func (c *Cluster) RouteAddr() string {
-	if c.srv == nil {
-		return ""
-	}
-	if a := c.srv.ClusterAddr(); a != nil {
-		return a.String()
-	}
-	return ""
-}
-
-// Node returns the node name.
-func (c *Cluster) Node() string { return c.cfg.Node }
-
 // Close stops the queue consumers (returning held messages), drains the
 // NATS connection and shuts the embedded server down.
 func (c *Cluster) Close() error {

@@ -1,7 +1,5 @@
 package frame
 
-import "strconv"
-
 // Escaping says how header keys and values are escaped on the wire. Use
 // EscapingFor(v, c) to pick the right mode for a frame.
 type Escaping uint8
@@ -33,11 +31,6 @@ func EscapingFor(v Version, c Command) Escaping {
 	}
 }
 
-// AppendCommand appends the command line, e.g. "SEND\n".
-func AppendCommand(dst []byte, c Command) []byte {
-	return append(append(dst, c.String()...), '\n')
-}
-
 // AppendHeader appends "key:value\n", escaping key and value per e.
 //
 // When a raw CR ends the value (possible with NoEscape and Escape11), the
@@ -55,35 +48,11 @@ func AppendHeaderBytes(dst []byte, key, value []byte, e Escaping) []byte {
 
 // AppendEnd appends the blank line that ends the headers, the body and the
 // terminating NUL. The body is written as is; a body that contains a NUL
-// needs a content-length header (AppendFrame adds one).
+// needs a content-length header.
 func AppendEnd(dst []byte, body []byte) []byte {
 	dst = append(dst, '\n')
 	dst = append(dst, body...)
 	return append(dst, 0)
-}
-
-// AppendFrame appends the whole frame f as version v writes it, escaping
-// headers per EscapingFor(v, f.Command). If f has a non-empty body and no
-// content-length header, a content-length header with the body's length is
-// added after the others, so a body may safely contain NULs. An existing
-// content-length header is written as given: it is the caller's to get
-// right.
-func AppendFrame(dst []byte, v Version, f *Frame) []byte {
-	e := EscapingFor(v, f.Command)
-	dst = AppendCommand(dst, f.Command)
-	hasLength := false
-	for _, h := range f.Headers {
-		if string(h.Key) == "content-length" {
-			hasLength = true
-		}
-		dst = appendHeader(dst, h.Key, h.Value, e)
-	}
-	if !hasLength && len(f.Body) > 0 {
-		dst = append(dst, "content-length:"...)
-		dst = strconv.AppendInt(dst, int64(len(f.Body)), 10)
-		dst = append(dst, '\n')
-	}
-	return AppendEnd(dst, f.Body)
 }
 
 // NeedsEscape reports whether s holds a byte that STOMP 1.2 escapes:

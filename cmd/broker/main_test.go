@@ -54,16 +54,15 @@ func TestMain(m *testing.M) {
 
 // proc is a running broker process.
 type proc struct {
-	cmd            *exec.Cmd
-	httpAddr, tcp  string
-	exited         chan struct{}
-	exitErr        error
-	mu             sync.Mutex
-	lines          []string
-	lineAdded      chan struct{}
-	stopped        time.Time
-	signalledAt    time.Time
-	stdout, stderr bytes.Buffer
+	cmd           *exec.Cmd
+	httpAddr, tcp string
+	exited        chan struct{}
+	exitErr       error
+	mu            sync.Mutex
+	lines         []string
+	lineAdded     chan struct{}
+	stopped       time.Time
+	signalledAt   time.Time
 }
 
 var listening = regexp.MustCompile(`msg=listening transport=(http|stomp) addr=(\S+)`)

@@ -7,7 +7,6 @@
 package brokertest
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"log/slog"
@@ -105,7 +104,6 @@ type WSConn struct {
 	Conn     net.Conn
 	Protocol string
 	r        *wsutil.Reader
-	br       *bufio.Reader
 	cur      io.Reader
 }
 
