@@ -9,6 +9,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/stompbus/stompbus/auth"
+	"github.com/stompbus/stompbus/httpapi"
 	"github.com/stompbus/stompbus/internal/brokertest"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
@@ -233,7 +234,7 @@ func TestHTTPPublishUsesTheSameRules(t *testing.T) {
 	o := brokertest.Options{Auth: &auth.Chain{Users: k.users, JWT: hs}, Authz: perms}
 	o.Server.Limits = server.Limits{LimitLoopback: true, MaxAuthFailures: 3, AuthFailureDelay: time.Millisecond, ConnectRate: 1000, ConnectBurst: 1000}
 	srv := brokertest.Start(t, o)
-	srv.MountAPI(server.APIConfig{Node: "test"})
+	httpapi.New(httpapi.ForServer(srv, "test")).Mount(srv)
 	sub := login(t, srv, "tcp", "bob", "builder")
 	sub.send(stompFrame("SUBSCRIBE", "id", "1", "destination", "/topic/chat/room", "receipt", "s"))
 	sub.expect("RECEIPT")

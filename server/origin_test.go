@@ -26,6 +26,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/stompbus/stompbus/httpapi"
 	"github.com/stompbus/stompbus/internal/brokertest"
 	"github.com/stompbus/stompbus/server"
 )
@@ -340,7 +341,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // forgery with cached Basic credentials); clients without Origin can.
 func TestOriginOnHTTPPublish(t *testing.T) {
 	srv := brokertest.Start(t, brokertest.Options{})
-	srv.MountAPI(server.APIConfig{Node: "test"})
+	httpapi.New(httpapi.ForServer(srv, "test")).Mount(srv)
 	post := func(origin string) int {
 		req, err := http.NewRequest("POST", "http://"+srv.HTTPAddr()+"/api/v1/publish?destination=/topic/a", strings.NewReader("x"))
 		if err != nil {

@@ -9,8 +9,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/stompbus/stompbus/auth"
+	"github.com/stompbus/stompbus/httpapi"
 	"github.com/stompbus/stompbus/internal/brokertest"
-	"github.com/stompbus/stompbus/server"
 )
 
 // Subscribers learn who sent a message from the broker, not from the
@@ -28,7 +28,7 @@ func TestSenderIsStampedNotForged(t *testing.T) {
 	o := brokertest.Options{}
 	o.Auth = &auth.Chain{Users: users}
 	srv := brokertest.Start(t, o)
-	srv.MountAPI(server.APIConfig{Node: "n1"})
+	httpapi.New(httpapi.ForServer(srv, "n1")).Mount(srv)
 
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {

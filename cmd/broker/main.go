@@ -92,7 +92,7 @@ type node struct {
 	srv      *server.Server
 	cl       *cluster.Cluster
 	pres     *presence.Tracker
-	ops      *cluster.Ops[server.NodeStats]
+	ops      *cluster.Ops[httpapi.NodeStats]
 	debug    *http.Server // -debug-listen, or nil
 	draining atomic.Bool
 }
@@ -148,34 +148,16 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 	n.srv = server.New(scfg, e, log)
 	n.srv.Ready = n.ready
 	m.Watch(n.srv)
-	nc := n.cl.Conn()
 	m.WatchCluster(metrics.Cluster{
 		BusCounts:    n.cl.BusCounts,
 		Reconnects:   n.cl.Reconnects,
 		QueuePending: n.cl.QueuePending,
 		Leads:        n.cl.Leads,
 	})
-	started := time.Now()
-	peers := len(cfg.ClusterRoutes)
-	n.ops, err = cluster.StartOps(nc, cluster.OpsConfig[server.NodeStats]{
-		Node:       cfg.Node,
-		Stats:      func() server.NodeStats { return n.srv.Stats(cfg.Node, started) },
-		Disconnect: func(id string) bool { return n.srv.Disconnect(id, server.AdminDisconnectMessage) },
-		Expected:   func() int { return peers },
-		Log:        log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("operations exchange: %w", err)
-	}
 	n.srv.Handle("GET /metrics", m.Handler())
-	api := server.APIConfig{Node: cfg.Node}
-	if len(cfg.NATS) > 0 || len(cfg.ClusterRoutes) > 0 { // other nodes may exist
-		api.Peers, api.DisconnectRemote = n.ops.Peers, n.ops.DisconnectRemote
+	if err := n.mountAPI(); err != nil {
+		return nil, err
 	}
-	n.srv.MountAPI(api)
-	// Presence names users: it answers whoever may use the API (everyone
-	// on an anonymous node).
-	n.srv.Handle("GET /api/v1/presence", n.srv.RequireAuth(httpapi.PresenceHandler(n.pres)))
 	n.srv.Handle("GET /", webclient.Handler())
 	if cfg.DebugListen != "" {
 		if n.debug, err = startDebug(cfg.DebugListen, log); err != nil {
@@ -186,6 +168,35 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 		return nil, err
 	}
 	return n, nil
+}
+
+// mountAPI mounts the HTTP API and starts the operations exchange that
+// answers the other nodes' stats and disconnect requests.
+func (n *node) mountAPI() error {
+	acfg := httpapi.ForServer(n.srv, n.cfg.Node)
+	acfg.Log = n.log
+	if len(n.cfg.NATS) > 0 || len(n.cfg.ClusterRoutes) > 0 { // other nodes may exist
+		acfg.Peers = func(ctx context.Context) []httpapi.NodeStats { return n.ops.Peers(ctx) }
+		acfg.DisconnectRemote = func(ctx context.Context, id string) string { return n.ops.DisconnectRemote(ctx, id) }
+	}
+	api := httpapi.New(acfg)
+	peers := len(n.cfg.ClusterRoutes)
+	var err error
+	n.ops, err = cluster.StartOps(n.cl.Conn(), cluster.OpsConfig[httpapi.NodeStats]{
+		Node:       n.cfg.Node,
+		Stats:      api.Stats,
+		Disconnect: func(id string) bool { return n.srv.Disconnect(id, httpapi.AdminDisconnectMessage) },
+		Expected:   func() int { return peers },
+		Log:        n.log,
+	})
+	if err != nil {
+		return fmt.Errorf("operations exchange: %w", err)
+	}
+	api.Mount(n.srv)
+	// Presence names users: it answers whoever may use the API (everyone
+	// on an anonymous node).
+	n.srv.Handle("GET /api/v1/presence", n.srv.RequireAuth(httpapi.PresenceHandler(n.pres)))
+	return nil
 }
 
 // waitReady polls ready until it holds or max has passed.

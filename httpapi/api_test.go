@@ -1,4 +1,4 @@
-package server_test
+package httpapi_test
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-stomp/stomp/v3"
 
+	"github.com/stompbus/stompbus/httpapi"
 	"github.com/stompbus/stompbus/internal/brokertest"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
@@ -70,7 +71,9 @@ func startAPIWith(t *testing.T, cfg server.Config, auth session.Authenticator, a
 	e.Authz = authz
 	cfg.HTTPAddr, cfg.StompAddr = "127.0.0.1:0", "127.0.0.1:0"
 	srv := server.New(cfg, e, log)
-	srv.MountAPI(server.APIConfig{Node: "n1", MaxBody: 64 << 10})
+	api := httpapi.ForServer(srv, "n1")
+	api.MaxBody = 64 << 10
+	httpapi.New(api).Mount(srv)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -322,14 +325,14 @@ func TestStatsShape(t *testing.T) {
 	if got := keys(raw); !slices.Equal(got, want) {
 		t.Fatalf("keys %v, want %v", got, want)
 	}
-	var rep server.StatsReport
+	var rep httpapi.StatsReport
 	if err := json.Unmarshal(r.body, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.Node != "n1" || rep.Connections != (server.TransportCounts{WS: 1, TCP: 2}) || rep.Subscriptions != 2 {
+	if rep.Node != "n1" || rep.Connections != (httpapi.TransportCounts{WS: 1, TCP: 2}) || rep.Subscriptions != 2 {
 		t.Errorf("stats %+v", rep.NodeStats)
 	}
-	if rep.Published != (server.KindCounts{Topic: 3, Queue: 1}) || rep.Delivered != (server.KindCounts{Topic: 6}) {
+	if rep.Published != (httpapi.KindCounts{Topic: 3, Queue: 1}) || rep.Delivered != (httpapi.KindCounts{Topic: 6}) {
 		t.Errorf("published %+v delivered %+v", rep.Published, rep.Delivered)
 	}
 	if _, err := time.Parse(time.RFC3339, rep.Time); err != nil || rep.UptimeSeconds <= 0 {
@@ -377,13 +380,13 @@ func TestAdminConnections(t *testing.T) {
 		}
 	}
 
-	list := func(query string) server.ConnectionPage {
+	list := func(query string) httpapi.ConnectionPage {
 		t.Helper()
 		r := do(t, "GET", base+"/api/v1/connections"+query, "basic:root:root-pw", "", nil)
 		if r.status != http.StatusOK {
 			t.Fatalf("list%s: %d %s", query, r.status, r.body)
 		}
-		var p server.ConnectionPage
+		var p httpapi.ConnectionPage
 		if err := json.Unmarshal(r.body, &p); err != nil {
 			t.Fatal(err)
 		}
