@@ -14,9 +14,9 @@ import (
 	"github.com/go-stomp/stomp/v3"
 	"github.com/nats-io/nats.go"
 
+	"github.com/stompbus/stompbus/httpapi"
 	"github.com/stompbus/stompbus/internal/brokertest"
 	"github.com/stompbus/stompbus/router"
-	"github.com/stompbus/stompbus/server"
 )
 
 // stompExchange sends input on a new STOMP connection to addr and returns
@@ -130,7 +130,7 @@ func TestHostileLongDestinations(t *testing.T) {
 		})
 	}
 	t.Run("HTTP publish to a long queue", func(t *testing.T) {
-		a.srv.MountAPI(server.APIConfig{Node: a.c.Node()})
+		httpapi.New(httpapi.ForServer(a.srv, a.c.Node())).Mount(a.srv)
 		resp, err := http.Post("http://"+a.srv.HTTPAddr()+"/api/v1/publish?destination="+url.QueryEscape("/queue/"+strings.Repeat("a", 4041)), "text/plain", strings.NewReader("x"))
 		if err != nil {
 			t.Fatal(err)
