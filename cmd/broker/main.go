@@ -7,6 +7,13 @@
 // then the listeners close, every client gets an ERROR frame with a
 // retry-after hint after what was already queued for it, and the process
 // exits 0.
+//
+// The command only wires packages together (start): cluster (embedded or
+// external NATS, JetStream queues, the nodes' operations exchange), the
+// router it returns, session, presence (over a JetStream log), server,
+// httpapi, metrics and webclient; it holds no broker logic of its own.
+// Drain closes them in reverse: server, then the exchange, presence and
+// cluster, within drain-timeout.
 package main
 
 import (
