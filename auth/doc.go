@@ -1,6 +1,7 @@
 // Package auth authenticates STOMP and HTTP clients and decides what they
 // may do: a users file (htpasswd style, bcrypt), JWT bearer tokens (HS256
-// with a shared secret, RS256/ES256 with keys from a PEM or JWKS file), a
+// with a shared secret, RS256/ES256 with keys from a PEM or JWKS file or a
+// provider's JWKS URL), a
 // Chain that combines them with optional anonymous access, and Permissions,
 // per-role rules on destination patterns.
 //
@@ -13,6 +14,8 @@
 // credentials for the server's log; they never contain a passcode, a token
 // or a secret. Clients are only ever told "authentication failed".
 //
-// Concurrency: every type here is immutable after construction and safe for
-// concurrent use.
+// Concurrency: every type here is safe for concurrent use and immutable
+// after construction, except the key set a JWT fetched from a JWKS URL: it
+// is replaced whole (an atomic pointer) by a fetch on a goroutine of its
+// own, which Verify starts but never waits for.
 package auth

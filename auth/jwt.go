@@ -9,7 +9,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,9 +23,9 @@ import (
 )
 
 // JWTConfig configures bearer-token authentication. At least one key
-// source must be set: Secret or SecretFile (HS256), PublicKeyFile or
-// JWKSFile (RS256 and ES256). Only the algorithms whose keys are configured
-// are accepted; "none" never is.
+// source must be set: Secret or SecretFile (HS256), PublicKeyFile,
+// JWKSFile or JWKSURL (RS256 and ES256). Only the algorithms whose keys are
+// configured are accepted; "none" never is.
 type JWTConfig struct {
 	// Secret is the HS256 shared secret; SecretFile names a file holding it
 	// (surrounding white space trimmed), which keeps it out of the config.
@@ -34,6 +37,16 @@ type JWTConfig struct {
 	// JWKSFile is a JSON Web Key Set file of RSA and P-256 EC public keys;
 	// a token's kid header picks the key.
 	JWKSFile string `yaml:"jwks_file"`
+	// JWKSURL is an https URL of a JSON Web Key Set, an identity
+	// provider's jwks_uri. It is fetched at start and again in the
+	// background once its Cache-Control max-age has passed (default 1h,
+	// at most 24h) or when a token names a kid the set lacks (at most once
+	// per 10s); verifying never waits for it. See remoteKeys.
+	JWKSURL string `yaml:"jwks_url"`
+	// HTTPClient fetches JWKSURL (default: one with a 10s timeout).
+	HTTPClient *http.Client `yaml:"-"`
+	// Log receives the key set fetches' warnings (default: none).
+	Log *slog.Logger `yaml:"-"`
 	// Issuer and Audience, when set, must match the iss and aud claims.
 	Issuer   string `yaml:"issuer"`
 	Audience string `yaml:"audience"`
@@ -50,9 +63,12 @@ type JWTConfig struct {
 
 // JWT verifies bearer tokens. Every token must carry exp.
 type JWT struct {
-	parser     *jwt.Parser
-	secret     []byte
-	rsa, ec    []keyEntry
+	parser *jwt.Parser
+	secret []byte
+	// static holds the keys of the files; remote, when set, the key set
+	// of JWKSURL.
+	static     keyring
+	remote     *remoteKeys
 	userClaim  string
 	rolesClaim string
 }
@@ -60,6 +76,11 @@ type JWT struct {
 type keyEntry struct {
 	kid string
 	key any
+}
+
+// keyring is a set of RS256 and ES256 verification keys.
+type keyring struct {
+	rsa, ec []keyEntry
 }
 
 // NewJWT loads the configured keys.
@@ -99,18 +120,26 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 			return nil, err
 		}
 	}
+	if cfg.JWKSURL != "" {
+		r, err := newRemoteKeys(cfg)
+		if err != nil {
+			return nil, err
+		}
+		j.remote = r
+	}
 	var methods []string
 	if j.secret != nil {
 		methods = append(methods, jwt.SigningMethodHS256.Alg())
 	}
-	if len(j.rsa) > 0 {
+	// A remote key set may hold either kind, now or after a rotation.
+	if len(j.static.rsa) > 0 || j.remote != nil {
 		methods = append(methods, jwt.SigningMethodRS256.Alg())
 	}
-	if len(j.ec) > 0 {
+	if len(j.static.ec) > 0 || j.remote != nil {
 		methods = append(methods, jwt.SigningMethodES256.Alg())
 	}
 	if len(methods) == 0 {
-		return nil, errors.New("jwt: no key configured (secret, secret_file, public_key_file or jwks_file)")
+		return nil, errors.New("jwt: no key configured (secret, secret_file, public_key_file, jwks_file or jwks_url)")
 	}
 	opts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithLeeway(cfg.Leeway)}
 	if cfg.Issuer != "" {
@@ -126,18 +155,18 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 	return j, nil
 }
 
-func (j *JWT) addKey(kid string, key any, src string) error {
+func (kr *keyring) add(kid string, key any, src string) error {
 	switch k := key.(type) {
 	case *rsa.PublicKey:
 		if k.N.BitLen() < 2048 {
 			return fmt.Errorf("jwt: %s: RSA key %q has %d bits; use at least 2048", src, kid, k.N.BitLen())
 		}
-		j.rsa = append(j.rsa, keyEntry{kid, k})
+		kr.rsa = append(kr.rsa, keyEntry{kid, k})
 	case *ecdsa.PublicKey:
 		if k.Curve != elliptic.P256() {
 			return fmt.Errorf("jwt: %s: EC key %q is not on P-256 (ES256)", src, kid)
 		}
-		j.ec = append(j.ec, keyEntry{kid, k})
+		kr.ec = append(kr.ec, keyEntry{kid, k})
 	default:
 		return fmt.Errorf("jwt: %s: key %q is a %T; want an RSA or P-256 EC public key", src, kid, key)
 	}
@@ -173,7 +202,7 @@ func (j *JWT) loadPEM(path string) error {
 		if err != nil {
 			return fmt.Errorf("jwt public key file %s: block %d: %w", path, n+1, err)
 		}
-		if err := j.addKey("", key, path); err != nil {
+		if err := j.static.add("", key, path); err != nil {
 			return err
 		}
 		n++
@@ -189,9 +218,15 @@ func (j *JWT) loadJWKS(path string) error {
 	if err != nil {
 		return fmt.Errorf("jwks file: %w", err)
 	}
+	return addJWKS(&j.static, b, "jwks file "+path)
+}
+
+// addJWKS adds the signing keys of a JSON Web Key Set document to kr;
+// src names the document in errors.
+func addJWKS(kr *keyring, doc []byte, src string) error {
 	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(b, &set); err != nil {
-		return fmt.Errorf("jwks file %s: %w", path, err)
+	if err := json.Unmarshal(doc, &set); err != nil {
+		return fmt.Errorf("%s: %w", src, err)
 	}
 	n := 0
 	for _, k := range set.Keys {
@@ -199,35 +234,44 @@ func (j *JWT) loadJWKS(path string) error {
 			continue
 		}
 		if !k.Valid() || !k.IsPublic() {
-			return fmt.Errorf("jwks file %s: key %q is not a valid public key", path, k.KeyID)
+			return fmt.Errorf("%s: key %q is not a valid public key", src, k.KeyID)
 		}
-		if err := j.addKey(k.KeyID, k.Key, path); err != nil {
+		if err := kr.add(k.KeyID, k.Key, src); err != nil {
 			return err
 		}
 		n++
 	}
 	if n == 0 {
-		return fmt.Errorf("jwks file %s holds no signing key", path)
+		return fmt.Errorf("%s holds no signing key", src)
 	}
 	return nil
 }
 
 // keyFor picks the verification keys for a token's alg and kid.
 func (j *JWT) keyFor(t *jwt.Token) (any, error) {
-	var pool []keyEntry
-	switch t.Method.Alg() {
-	case jwt.SigningMethodHS256.Alg():
+	if t.Method.Alg() == jwt.SigningMethodHS256.Alg() {
 		return j.secret, nil
-	case jwt.SigningMethodRS256.Alg():
-		pool = j.rsa
-	case jwt.SigningMethodES256.Alg():
-		pool = j.ec
 	}
 	kid, _ := t.Header["kid"].(string)
 	var set jwt.VerificationKeySet
-	for _, k := range pool {
-		if kid == "" || k.kid == "" || k.kid == kid {
-			set.Keys = append(set.Keys, k.key)
+	add := func(kr *keyring) {
+		pool := kr.rsa
+		if t.Method.Alg() == jwt.SigningMethodES256.Alg() {
+			pool = kr.ec
+		}
+		for _, k := range pool {
+			if kid == "" || k.kid == "" || k.kid == kid {
+				set.Keys = append(set.Keys, k.key)
+			}
+		}
+	}
+	add(&j.static)
+	if j.remote != nil {
+		add(j.remote.current())
+		if len(set.Keys) == 0 {
+			// Perhaps a rotation: the provider publishes a new key before it
+			// signs with it. This token is refused; the next may pass.
+			j.remote.refresh("a token names kid " + strconv.Quote(kid))
 		}
 	}
 	if len(set.Keys) == 0 {

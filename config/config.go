@@ -85,7 +85,7 @@ type Config struct {
 // JWTEnabled reports whether any bearer-token key source is configured.
 func (c *Config) JWTEnabled() bool {
 	j := &c.JWT
-	return j.Secret != "" || j.SecretFile != "" || j.PublicKeyFile != "" || j.JWKSFile != ""
+	return j.Secret != "" || j.SecretFile != "" || j.PublicKeyFile != "" || j.JWKSFile != "" || j.JWKSURL != ""
 }
 
 // Default returns the built-in defaults.

@@ -256,7 +256,7 @@ func decodeJWT(c *Config, n *yaml.Node) error {
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		return errors.New("want a mapping of secret, secret_file, public_key_file, jwks_file, issuer, audience and the other jwt keys")
+		return errors.New("want a mapping of secret, secret_file, public_key_file, jwks_file, jwks_url, issuer, audience and the other jwt keys")
 	}
 	j := auth.JWTConfig{Secret: c.JWT.Secret}
 	if err := strict(n, &j); err != nil {

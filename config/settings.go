@@ -280,7 +280,7 @@ var settings = []setting{
 	duration("drain-timeout", "on SIGTERM, bound on the whole drain (keep under 10s)", 100*time.Millisecond, func(c *Config) *time.Duration { return &c.DrainTimeout }),
 	duration("drain-retry-window", "retry-after hints sent at drain are spread over this window", time.Second, func(c *Config) *time.Duration { return &c.DrainRetryWindow }),
 
-	{key: "jwt", usage: "bearer tokens (file only): secret, secret_file, public_key_file, jwks_file, issuer, audience, user_claim, roles_claim, leeway", fileOnly: true,
+	{key: "jwt", usage: "bearer tokens (file only): secret, secret_file, public_key_file, jwks_file, jwks_url, issuer, audience, user_claim, roles_claim, leeway", fileOnly: true,
 		setNode: decodeJWT,
 		show: func(c *Config) any {
 			j := c.JWT

@@ -120,7 +120,7 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 			n.closeCluster()
 		}
 	}()
-	authn, authz, err := buildAuth(cfg)
+	authn, authz, err := buildAuth(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +237,7 @@ func (n *node) closeCluster() {
 // buildAuth returns the authenticator and the permissions: nil, nil when
 // neither users, tokens nor rules are configured (everyone is admitted and
 // login names the user, as the contract asks).
-func buildAuth(cfg *config.Config) (session.Authenticator, session.Authorizer, error) {
+func buildAuth(cfg *config.Config, log *slog.Logger) (session.Authenticator, session.Authorizer, error) {
 	var authn session.Authenticator
 	if cfg.Users != "" || cfg.JWTEnabled() {
 		// Anonymous clients are admitted only when configured: a node with
@@ -251,7 +251,9 @@ func buildAuth(cfg *config.Config) (session.Authenticator, session.Authorizer, e
 			chain.Users = u
 		}
 		if cfg.JWTEnabled() {
-			j, err := auth.NewJWT(cfg.JWT)
+			jc := cfg.JWT
+			jc.Log = log
+			j, err := auth.NewJWT(jc)
 			if err != nil {
 				return nil, nil, fmt.Errorf("jwt: %w", err)
 			}
