@@ -148,6 +148,7 @@ func TestUsersFileErrors(t *testing.T) {
 		{"slash in login", "a/b:" + good + "\n", "reserve"},
 		{"wildcard login", "*:" + good + "\n", "reserve"},
 		{"empty login", ":" + good + "\n", "empty login"},
+		{"role on htpasswd's blank line", "alice:" + good + ":admin\n:admin\n", "line 2: empty login and no hash (roles appended to htpasswd -n's blank last line"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseUsers(strings.NewReader(tc.data))

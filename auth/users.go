@@ -70,6 +70,11 @@ func ParseUsers(r io.Reader) (*Users, error) {
 		}
 		hash, roles, _ := strings.Cut(rest, ":")
 		if login == "" {
+			if !strings.HasPrefix(hash, "$2") {
+				// ":admin": a role appended to the blank line that ends
+				// htpasswd -n's output.
+				return nil, fmt.Errorf("line %d: empty login and no hash (roles appended to htpasswd -n's blank last line? append them to the login's line only)", n)
+			}
 			return nil, fmt.Errorf("line %d: empty login", n)
 		}
 		if err := session.CheckUserName(login); err != nil {
