@@ -1,10 +1,14 @@
 // Package server runs a stompbus node's listeners: HTTP (the /ws WebSocket
-// endpoint, health, readiness and the pages and APIs mounted on it) and
-// plain TCP STOMP. Each accepted connection gets one goroutine, its read
-// loop, which feeds what it reads to the connection's session; writes go
-// through the connection's outbox. WebSocket frames are read with gobwas/ws's
-// low-level API: the header, then the payload straight out of the read
-// buffer, unmasked in place and handed to the same parser TCP uses.
+// endpoint, health, readiness, and what is mounted with Handle: the pages,
+// metrics and package httpapi's API, which authenticates through
+// Principal and RequireAuth) and plain TCP STOMP. It owns the live
+// connections: each has a session (package session), fed what is read,
+// and an outbox (package outbox), which writes. WebSocket frames are read
+// with gobwas/ws's low-level API: the header, then the payload straight
+// out of the read buffer (wsdecode.go), unmasked in place and handed to
+// the same parser TCP uses. Read modes: epoll on Linux (poll_linux.go:
+// an idle connection holds no goroutine and no buffer), or one reader
+// goroutine per connection (read-mode goroutine, TLS, other systems).
 //
 // Every new connection passes the Guard first (limits.go): connections per
 // node and per client address, connection rate, and refusal of addresses
@@ -20,7 +24,10 @@
 // session reports Paused, the worker leaves the socket disarmed (its own
 // reader waits), and the session's Resume re-arms it (wakes the reader).
 //
-// Concurrency: a Server's methods are safe for concurrent use. The
-// connection registry has its own lock, held only to add, remove or list
-// connections; the Guard has its own, held only to count.
+// Concurrency: a Server's methods are safe for concurrent use. A
+// connection is read by one goroutine at a time (its own reader or one
+// poll worker), which is the session's contract. The connection registry
+// has its own lock, held only to add, remove or list connections; the
+// Guard has its own, held only to count; the poller's lock guards its
+// registry and is never held during a read.
 package server
