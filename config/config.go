@@ -31,6 +31,9 @@ type Config struct {
 	// TLSSessionTickets (tls-session-tickets) lets TLS clients resume
 	// sessions with tickets; off by default (see the setting's usage).
 	TLSSessionTickets bool
+	// WSCompression (ws-compression) accepts permessage-deflate when a
+	// WebSocket client offers it; on by default.
+	WSCompression bool
 
 	LogLevel  string // log-level: debug, info, warn, error
 	LogFormat string // log-format: text or json
@@ -102,6 +105,8 @@ func Default() Config {
 		LogLevel:  "info",
 		LogFormat: "text",
 		ReadMode:  "auto",
+
+		WSCompression: true,
 
 		MaxFrameSize:     frame.DefaultMaxFrameSize,
 		MaxHeaders:       frame.DefaultMaxHeaders,

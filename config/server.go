@@ -19,6 +19,7 @@ func (c *Config) Server() (server.Config, error) {
 		DrainRetryWindow: c.DrainRetryWindow,
 		ReadBufferSize:   c.ReadBufferSize,
 		ReadMode:         readMode(c.ReadMode),
+		NoCompression:    !c.WSCompression,
 		Limits: server.Limits{
 			MaxConnections:      c.MaxConnections,
 			MaxConnectionsPerIP: c.MaxConnectionsPerIP,

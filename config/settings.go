@@ -270,6 +270,7 @@ var settings = []setting{
 	duration("auth-failure-max-delay", "longest hold-back of a failed authentication", time.Millisecond, func(c *Config) *time.Duration { return &c.AuthFailureMaxDelay }),
 	integer("max-auth-failures", "authentication failures of one address within auth-failure-window before its connections are refused", 1, func(c *Config) *int { return &c.MaxAuthFailures }),
 	duration("auth-failure-window", "window over which authentication failures are counted", time.Second, func(c *Config) *time.Duration { return &c.AuthFailureWindow }),
+	onOff("ws-compression", "permessage-deflate for WebSocket clients that offer it (browsers do): on or off", func(c *Config) *bool { return &c.WSCompression }),
 	boolean("strict-utf8", "refuse text WebSocket messages that are not valid UTF-8 (close 1007); off: STOMP payloads are bytes", func(c *Config) *bool { return &c.StrictUTF8 }),
 	boolean("anonymous", "admit clients without credentials even when users or tokens are configured (they go by their session id)", func(c *Config) *bool { return &c.Anonymous }),
 	oneOf("read-mode", "how connections are read: auto (epoll on Linux), epoll (idle connections hold no goroutine) or goroutine (one reader each)", func(c *Config) *string { return &c.ReadMode }, "auto", "epoll", "goroutine"),

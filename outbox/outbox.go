@@ -18,7 +18,10 @@
 //
 // For WebSocket connections every frame becomes one WebSocket message (text,
 // or binary when asked), and control frames (pong, close) are written with
-// Control.
+// Control. When the peer negotiated permessage-deflate, a MESSAGE may be
+// queued compressed (SendDeflated): its head goes into a stored deflate
+// block in the arena and its tail is the message's shared compressed
+// encoding, so a compressed delivery costs no more than a plain one.
 //
 // Concurrency: every method is safe for concurrent use. The lock is held
 // only to append or swap batches, never during a write.
@@ -33,6 +36,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/stompbus/stompbus/wsdeflate"
 )
 
 // Config sets an outbox's limits.
@@ -45,6 +50,9 @@ type Config struct {
 	WriteTimeout time.Duration
 	// WebSocket frames each STOMP frame as a WebSocket message.
 	WebSocket bool
+	// Deflate says the WebSocket peer negotiated permessage-deflate:
+	// SendDeflated may then be used (see Deflates).
+	Deflate bool
 	// OnSlow builds the last frame written to a slow consumer (an ERROR).
 	OnSlow func() []byte
 	// OnClose is called once, after the connection is closed, with the
@@ -165,6 +173,23 @@ func (f *Flusher) Flush() {
 // SendDeferred is Send, with the writer's start left to f when f is not
 // nil.
 func (o *Outbox) SendDeferred(head, shared []byte, binary bool, published int64, f *Flusher) bool {
+	return o.send(head, shared, binary, false, published, f)
+}
+
+// Deflates reports whether the peer takes compressed messages
+// (SendDeflated).
+func (o *Outbox) Deflates() bool { return o.cfg.Deflate && o.cfg.WebSocket }
+
+// SendDeflated is SendDeferred for a peer that negotiated permessage-deflate
+// (Deflates), with the shared tail already compressed on its own
+// (wsdeflate.Compress): the frame is one compressed WebSocket message, head
+// in a stored deflate block, tail by reference. Like Send it copies only
+// the head and allocates nothing.
+func (o *Outbox) SendDeflated(head, deflated []byte, binary bool, published int64, f *Flusher) bool {
+	return o.send(head, deflated, binary, true, published, f)
+}
+
+func (o *Outbox) send(head, shared []byte, binary, deflated bool, published int64, f *Flusher) bool {
 	n := len(head) + len(shared)
 	o.mu.Lock()
 	if o.closing {
@@ -176,7 +201,7 @@ func (o *Outbox) SendDeferred(head, shared []byte, binary bool, published int64,
 		o.mu.Unlock()
 		return false
 	}
-	o.appendLocked(head, shared, binary, published)
+	o.appendLocked(head, shared, binary, deflated, published)
 	if f != nil && !o.writing && !o.closed {
 		o.writing = true // reserved: f starts the writer
 		f.pending = append(f.pending, o)
@@ -187,7 +212,7 @@ func (o *Outbox) SendDeferred(head, shared []byte, binary bool, published int64,
 	return true
 }
 
-func (o *Outbox) appendLocked(head, shared []byte, binary bool, published int64) {
+func (o *Outbox) appendLocked(head, shared []byte, binary, deflated bool, published int64) {
 	if o.cfg.Pool != nil && cap(o.cur.arena) == 0 && cap(o.cur.items) == 0 {
 		o.cur = o.cfg.Pool.getBatch()
 	}
@@ -198,16 +223,27 @@ func (o *Outbox) appendLocked(head, shared []byte, binary bool, published int64)
 		if binary {
 			op = ws.OpBinary
 		}
-		b.arena = appendWSHeader(b.arena, op, len(head)+len(shared))
+		if deflated {
+			b.arena = appendWSHeader(b.arena, op, wsdeflate.StoredLen(len(head))+len(shared), rsv1)
+			b.arena = wsdeflate.AppendStoredHead(b.arena, head)
+			head = nil
+		} else {
+			b.arena = appendWSHeader(b.arena, op, len(head)+len(shared), 0)
+		}
 	}
 	b.arena = append(b.arena, head...)
 	b.items = append(b.items, item{start: start, end: len(b.arena), shared: shared, published: published})
 	o.queued += len(b.arena) - start + len(shared)
 }
 
-// appendWSHeader appends an unmasked, final WebSocket frame header.
-func appendWSHeader(dst []byte, op ws.OpCode, n int) []byte {
-	b0 := byte(0x80) | byte(op)
+// rsv1 is the first reserved bit of a WebSocket frame header, which
+// permessage-deflate uses to mark a compressed message.
+const rsv1 = 0x40
+
+// appendWSHeader appends an unmasked, final WebSocket frame header with the
+// reserved bits rsv.
+func appendWSHeader(dst []byte, op ws.OpCode, n int, rsv byte) []byte {
+	b0 := byte(0x80) | rsv | byte(op)
 	switch {
 	case n < 126:
 		return append(dst, b0, byte(n))
@@ -256,7 +292,7 @@ func (o *Outbox) Close(last []byte, code ws.StatusCode, reason error) {
 // marks the outbox closing.
 func (o *Outbox) lastLocked(last []byte, code ws.StatusCode, why string, reason error) {
 	if last != nil {
-		o.appendLocked(last, nil, false, 0)
+		o.appendLocked(last, nil, false, false, 0)
 	}
 	o.closing = true
 	o.closeErr = reason

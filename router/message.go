@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/wsdeflate"
 )
 
 // Kind says which family of destination a message was sent to.
@@ -65,6 +66,11 @@ type Message struct {
 	rawOnce     sync.Once
 	raw         []byte
 	src         rawSource
+	// deflated is shared compressed on its own (permessage-deflate without
+	// context takeover), made by the first compressed subscriber's
+	// delivery and then shared by all of them; nil when not worth it.
+	deflateOnce sync.Once
+	deflated    []byte
 }
 
 // rawSource keeps what is needed to build the 1.0 encoding later.
@@ -85,6 +91,20 @@ func (m *Message) Shared(v frame.Version) []byte {
 		m.raw = encodeShared(nil, m.src.dest, m.ID, m.src.sender, m.src.headers, m.src.body, false)
 	})
 	return m.raw
+}
+
+// Deflated returns the shared part compressed for a permessage-deflate
+// subscriber speaking version v, or nil when it must travel uncompressed
+// (too small, incompressible, or the rare 1.0 encoding of escaped
+// headers). It is computed once per message, by whichever delivery asks
+// first, so a broadcast is compressed once however many compressed
+// subscribers it reaches.
+func (m *Message) Deflated(v frame.Version) []byte {
+	if v == frame.V10 && m.needsEscape {
+		return nil
+	}
+	m.deflateOnce.Do(func() { m.deflated = wsdeflate.Compress(m.shared) })
+	return m.deflated
 }
 
 // skipped headers are never copied from SEND to MESSAGE: the broker writes

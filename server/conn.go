@@ -60,11 +60,13 @@ func (s *Server) finish(c *conn, err error) {
 	}
 }
 
-// open registers a connection and builds its outbox and session.
-func (s *Server) open(nc net.Conn, transport string, info session.Info) *conn {
+// open registers a connection and builds its outbox and session; deflate
+// says a WebSocket client negotiated permessage-deflate.
+func (s *Server) open(nc net.Conn, transport string, info session.Info, deflate bool) *conn {
 	c := &conn{transport: transport, remote: nc.RemoteAddr().String(), opened: time.Now(), wake: make(chan struct{}, 1)}
 	ocfg := s.cfg.Outbox
 	ocfg.WebSocket = transport == "ws"
+	ocfg.Deflate = deflate
 	ocfg.OnSlow = func() []byte {
 		s.env.Counters.SlowConsumers.Add(1)
 		s.env.Counters.Hit(session.LimitOutbox)
@@ -165,7 +167,7 @@ func (s *Server) serveTCP(nc net.Conn) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	c := s.open(nc, "tcp", session.Info{})
+	c := s.open(nc, "tcp", session.Info{}, false)
 	buf := s.readBuffer()
 	var err error
 	for {

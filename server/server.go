@@ -48,6 +48,9 @@ type Config struct {
 	PollWorkers int
 	// Limits bound connections per node and per client address.
 	Limits Limits
+	// NoCompression turns permessage-deflate off: offers are declined.
+	// By default a WebSocket client that offers it gets it.
+	NoCompression bool
 }
 
 // Defaults of Config; config's settings table starts from them.

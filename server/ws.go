@@ -14,6 +14,7 @@ import (
 
 	"github.com/stompbus/stompbus/frame"
 	"github.com/stompbus/stompbus/session"
+	"github.com/stompbus/stompbus/wsdeflate"
 )
 
 // subprotocols in order of preference, with the STOMP version each caps.
@@ -77,6 +78,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		Timeout:  s.cfg.UpgradeTimeout,
 		Protocol: func(p string) bool { return hasProto && p == proto },
 	}
+	var deflate wsdeflate.Negotiator
+	if !s.cfg.NoCompression {
+		up.Negotiate = deflate.Negotiate
+	}
 	nc, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
 		s.guard.Release(r.RemoteAddr)
@@ -85,8 +90,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = nc.SetDeadline(time.Time{})
 	info := session.Info{MaxVersion: ver, HasMaxVersion: hasProto, Token: bearerToken(r)}
-	c := s.open(nc, "ws", info)
+	c := s.open(nc, "ws", info, deflate.Accepted())
 	dec := newWSDecoder(s.cfg.Limits.StrictUTF8, maxWSPayload(s.env.Config.Limits))
+	dec.deflate = deflate.Accepted()
 	// Frames the client sent right behind the handshake are already in
 	// the handshake's read buffer; readWS reads them first.
 	if err := s.readWS(c, nc, rw.Reader, dec); err != errWatched {

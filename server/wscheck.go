@@ -7,8 +7,9 @@ import (
 )
 
 // wsMessages checks the message framing of one client's WebSocket stream
-// (RFC 6455 sections 5.2, 5.4 and 8.1): no reserved bits (no extension is
-// ever negotiated, so a compressed frame is a violation), continuation
+// (RFC 6455 sections 5.2, 5.4 and 8.1): no reserved bits (the decoder
+// takes the compression bit off first when permessage-deflate was
+// negotiated; otherwise a compressed frame is a violation), continuation
 // frames only inside a fragmented message, no new message before the open
 // one ends and, when strict, text messages valid UTF-8 even when a code
 // point is split across fragments.

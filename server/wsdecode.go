@@ -2,11 +2,15 @@ package server
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 
 	"github.com/stompbus/stompbus/session"
+	"github.com/stompbus/stompbus/wsdeflate"
 )
 
 // wsDecoder turns the bytes of a client's WebSocket stream, fed in chunks
@@ -16,9 +20,19 @@ import (
 // payload (at most 125) are buffered. The same decoder serves the
 // goroutine-per-connection reader and the epoll workers, so both enforce
 // the same rules. One reader at a time; no lock.
+//
+// With permessage-deflate negotiated, a compressed message (RSV1 on its
+// first frame) is the one exception to zero copy: its payload is gathered
+// (at most limit bytes) and inflated at its end into a pooled buffer, at
+// most limit bytes of output, which the session parses like any chunk.
+// Uncompressed messages on the same connection keep the in-place path.
 type wsDecoder struct {
 	msgs  wsMessages
 	limit int64
+
+	deflate bool                 // permessage-deflate was negotiated
+	zstate  wsflate.MessageState // the current message is compressed
+	zmsg    []byte               // compressed payload gathered so far
 
 	hdr  [14]byte
 	nhdr int
@@ -131,6 +145,20 @@ func (d *wsDecoder) feed(s *Server, c *conn, p []byte) (stop bool) {
 			}
 			continue
 		}
+		if d.zstate.IsCompressed() {
+			if int64(len(d.zmsg)+len(chunk)) > d.limit {
+				s.env.Counters.Hit(session.LimitFrameSize)
+				return s.wsStop(c, ws.StatusMessageTooBig, fmt.Sprintf("compressed websocket message exceeds the %d-byte limit", d.limit))
+			}
+			d.zmsg = append(d.zmsg, chunk...)
+			if last {
+				d.inFrame = false
+				if d.h.Fin && d.inflate(s, c) {
+					return true
+				}
+			}
+			continue
+		}
 		if d.msgs.strict && d.msgs.text && !d.msgs.validText(chunk, last && d.h.Fin) {
 			return s.wsStop(c, ws.StatusInvalidFramePayloadData, "text message is not valid UTF-8 (send binary frames for binary bodies)")
 		}
@@ -160,10 +188,18 @@ func (d *wsDecoder) begin(s *Server, c *conn) (stop bool) {
 	switch h.OpCode {
 	case ws.OpText, ws.OpBinary, ws.OpContinuation:
 		// The framing rules, checked on the header alone; UTF-8 is checked
-		// as the payload streams in.
+		// as the payload streams in. The compression bit is taken off
+		// first when the extension was negotiated.
+		hh := *h
+		if d.deflate {
+			var err error
+			if hh, err = d.zstate.UnsetBits(hh); err != nil {
+				return s.wsStop(c, ws.StatusProtocolError, "compression bit set on a continuation or control frame")
+			}
+		}
 		strict := d.msgs.strict
 		d.msgs.strict = false
-		code, why := d.msgs.check(*h, nil)
+		code, why := d.msgs.check(hh, nil)
 		d.msgs.strict = strict
 		if code != 0 {
 			return s.wsStop(c, code, why)
@@ -196,12 +232,51 @@ func (d *wsDecoder) end(s *Server, c *conn, payload []byte) (stop bool) {
 		return true
 	case ws.OpPing:
 		c.out.Control(ws.OpPong, payload)
-	case ws.OpText, ws.OpContinuation:
-		if d.msgs.strict && d.msgs.text && d.h.Fin && !d.msgs.validText(nil, true) {
+	case ws.OpText, ws.OpBinary, ws.OpContinuation:
+		if d.zstate.IsCompressed() {
+			if d.h.Fin {
+				return d.inflate(s, c)
+			}
+			return false
+		}
+		if d.h.OpCode != ws.OpBinary && d.msgs.strict && d.msgs.text && d.h.Fin && !d.msgs.validText(nil, true) {
 			return s.wsStop(c, ws.StatusInvalidFramePayloadData, "text message is not valid UTF-8 (send binary frames for binary bodies)")
 		}
 	}
 	return false
+}
+
+// inflate ends a compressed message: it inflates what was gathered, within
+// the limit, and feeds the result to the session.
+func (d *wsDecoder) inflate(s *Server, c *conn) (stop bool) {
+	z := d.zmsg
+	d.zstate.SetCompressed(false)
+	var fed, badText bool
+	err := wsdeflate.Inflate(z, int(d.limit), func(p []byte) error {
+		if d.msgs.strict && d.msgs.text && !utf8.Valid(p) {
+			badText = true
+			return errProtocol
+		}
+		fed = true
+		return c.sess.Feed(p)
+	})
+	d.zmsg = z[:0]
+	if cap(z) > 64<<10 { // do not keep a large message's buffer
+		d.zmsg = nil
+	}
+	switch {
+	case err == nil:
+		return false
+	case fed:
+		return true // the session ended; it answered
+	case badText:
+		return s.wsStop(c, ws.StatusInvalidFramePayloadData, "text message is not valid UTF-8 (send binary frames for binary bodies)")
+	case errors.Is(err, wsdeflate.ErrTooLarge):
+		s.env.Counters.Hit(session.LimitFrameSize)
+		return s.wsStop(c, ws.StatusMessageTooBig, fmt.Sprintf("compressed websocket message inflates to more than the %d-byte limit", d.limit))
+	default:
+		return s.wsStop(c, ws.StatusProtocolError, "compressed websocket message does not inflate: "+err.Error())
+	}
 }
 
 // wsStop answers a WebSocket-level violation with a STOMP ERROR and a close.

@@ -34,7 +34,13 @@ func (s *Session) Deliver(sub *router.Subscription, m *router.Message, redeliver
 		b = append(b, "redelivered:false\n"...)
 	}
 	f, _ := m.Publisher.(*outbox.Flusher)
-	if !s.out.SendDeferred(b, m.Shared(s.version), m.Binary, m.Published, f) {
+	var ok bool
+	if z := s.deflated(m); z != nil {
+		ok = s.out.SendDeflated(b, z, m.Binary, m.Published, f)
+	} else {
+		ok = s.out.SendDeferred(b, m.Shared(s.version), m.Binary, m.Published, f)
+	}
+	if !ok {
 		if m.Kind != router.Queue {
 			s.env.Counters.Refused.Add(1)
 		}
@@ -42,4 +48,13 @@ func (s *Session) Deliver(sub *router.Subscription, m *router.Message, redeliver
 	}
 	s.env.Counters.Sent[frame.MESSAGE].Add(1)
 	return true
+}
+
+// deflated returns m's shared compressed encoding when the connection takes
+// compressed messages and m is worth compressing, else nil.
+func (s *Session) deflated(m *router.Message) []byte {
+	if !s.out.Deflates() {
+		return nil
+	}
+	return m.Deflated(s.version)
 }

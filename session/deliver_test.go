@@ -13,11 +13,18 @@ import (
 // allocates nothing (the head is built on the stack, the shared encoding is
 // queued by reference, the outbox arena is reused).
 func TestDeliverDoesNotAllocate(t *testing.T) {
+	t.Run("plain", func(t *testing.T) { testDeliverAllocs(t, false) })
+	// A permessage-deflate subscriber: the message is compressed once
+	// (before the measured runs), then every delivery shares it.
+	t.Run("deflate", func(t *testing.T) { testDeliverAllocs(t, true) })
+}
+
+func testDeliverAllocs(t *testing.T, deflate bool) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
 	env := NewEnv("n", router.New(router.Config{}, nil), Config{}, nil, nil)
-	out := outbox.New(a, outbox.Config{MaxBytes: 1 << 30})
+	out := outbox.New(a, outbox.Config{MaxBytes: 1 << 30, WebSocket: deflate, Deflate: deflate})
 	s := New(env, out, Info{})
 	defer s.Close()
 	s.version = frame.V12
@@ -26,6 +33,9 @@ func TestDeliverDoesNotAllocate(t *testing.T) {
 	var f outbox.Flusher // never flushed: no writer goroutine runs
 	m := router.NewMessage(router.Topic, "/topic/a", "/topic/a", []byte("n-1-1"), nil, make([]byte, 128), 0)
 	m.Publisher = &f
+	if deflate && m.Deflated(frame.V12) == nil {
+		t.Fatal("the test message is not compressed")
+	}
 	if n := testing.AllocsPerRun(1000, func() { s.Deliver(sub, m, false) }); n != 0 {
 		t.Fatalf("%v allocations per delivery", n)
 	}

@@ -145,8 +145,9 @@ export class Scope {
   }
 
   // A raw WebSocket client speaking STOMP frames by hand.
-  async raw(protocols = ['v12.stomp'], name = `raw${this.raws.length + 1}`) {
-    const r = new RawStomp(this.broker.wsUrl, protocols, name);
+  // wsOptions go to the `ws` WebSocket (e.g. { perMessageDeflate: false }).
+  async raw(protocols = ['v12.stomp'], name = `raw${this.raws.length + 1}`, wsOptions = undefined) {
+    const r = new RawStomp(this.broker.wsUrl, protocols, name, wsOptions);
     this.raws.push(r);
     await r.opened();
     return r;
@@ -300,13 +301,13 @@ export class FrameParser {
 }
 
 export class RawStomp {
-  constructor(url, protocols, name) {
+  constructor(url, protocols, name, wsOptions = undefined) {
     this.name = name;
     this.log = [];
     this.frames = new Collector(`${name} frames`);
     this.messages = []; // { data: Buffer, isBinary }
     this.heartbeats = 0;
-    this.ws = protocols === null ? new WebSocket(url) : new WebSocket(url, protocols);
+    this.ws = protocols === null ? new WebSocket(url, wsOptions) : new WebSocket(url, protocols, wsOptions);
     this._opened = deferred();
     const closed = deferred();
     this.closed = closed.promise;
