@@ -255,6 +255,10 @@ func TestSubprotocolNegotiation(t *testing.T) {
 func TestSlowConsumerIsDisconnected(t *testing.T) {
 	o := brokertest.Options{}
 	o.Server.Outbox.MaxBytes = 1 << 20
+	// The silent client must pass the queue limit, not the write timeout:
+	// on a loaded machine publishing 8,000 messages takes longer than the
+	// default 10s, and a write that times out closes without the ERROR.
+	o.Server.Outbox.WriteTimeout = 2 * time.Minute
 	srv := brokertest.Start(t, o)
 	fast := brokertest.DialTCP(t, srv)
 	fsub, _ := fast.Subscribe("/topic/flood", stomp.AckAuto)

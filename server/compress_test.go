@@ -222,7 +222,9 @@ func TestCompressionBomb(t *testing.T) {
 			z := dialZ(t, srv, browserOffer)
 			z.send([]byte(connect12), false)
 			z.expect("CONNECTED")
-			bomb := "SEND\ndestination:/topic/a\n\n" + strings.Repeat("A", 6<<20) + "\x00"
+			// 1 MiB of one byte: about a kilobyte compressed, well under
+			// the 8 KiB a WebSocket frame may carry here.
+			bomb := "SEND\ndestination:/topic/a\n\n" + strings.Repeat("A", 1<<20) + "\x00"
 			f, err := wsflate.CompressFrame(ws.NewTextFrame([]byte(bomb)))
 			if err != nil {
 				t.Fatal(err)
@@ -230,7 +232,9 @@ func TestCompressionBomb(t *testing.T) {
 			if len(f.Payload) > 8192 { // the WebSocket limit: the frame limit and 4 KiB
 				t.Fatalf("bomb of %d compressed bytes is over the frame limit itself", len(f.Payload))
 			}
-			z.send([]byte(bomb), true)
+			if err := ws.WriteFrame(z.nc, ws.MaskFrameInPlace(f)); err != nil {
+				t.Fatal(err)
+			}
 			m := z.expect("ERROR")
 			if !bytes.Contains(m.data, []byte("inflates to more than")) {
 				t.Fatalf("ERROR %q", m.data)

@@ -466,7 +466,7 @@ func TestHostileUpgrades(t *testing.T) {
 		{"WebSocket version 8", up + "Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: " + wsKey + "\r\n\r\n", "426 Sec-Websocket-Version=13"},
 		{"POST instead of GET", "POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", "405"},
 		{"2 MiB of headers", "GET /ws HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2<<20) + "\r\n\r\n", "431"},
-		{"permessage-deflate is not negotiated", up + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + wsKey + "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n", "101"},
+		{"permessage-deflate without context takeover", up + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + wsKey + "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n", "101 Sec-Websocket-Extensions=permessage-deflate;server_no_context_takeover;client_no_context_takeover"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := httpExchange(t, srv.HTTPAddr(), tc.req); got != tc.want {
