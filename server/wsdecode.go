@@ -246,6 +246,9 @@ func (d *wsDecoder) end(s *Server, c *conn, payload []byte) (stop bool) {
 	return false
 }
 
+// errInvalidText stops an inflated text message that is not valid UTF-8.
+var errInvalidText = errors.New("text message is not valid UTF-8")
+
 // inflate ends a compressed message: it inflates what was gathered, within
 // the limit, and feeds the result to the session.
 func (d *wsDecoder) inflate(s *Server, c *conn) (stop bool) {
@@ -255,7 +258,7 @@ func (d *wsDecoder) inflate(s *Server, c *conn) (stop bool) {
 	err := wsdeflate.Inflate(z, int(d.limit), func(p []byte) error {
 		if d.msgs.strict && d.msgs.text && !utf8.Valid(p) {
 			badText = true
-			return errProtocol
+			return errInvalidText
 		}
 		fed = true
 		return c.sess.Feed(p)
