@@ -31,7 +31,7 @@ test-go:
 
 # Each fuzz target runs for a bounded time; crashers are kept as seeds in
 # the package's testdata/fuzz.
-FUZZ_TARGETS := frame:FuzzParse session:FuzzSessionFrames session:FuzzSessionStream \
+FUZZ_TARGETS := frame:FuzzParse wsdeflate:FuzzInflate session:FuzzSessionFrames session:FuzzSessionStream \
 	server:FuzzWSMessagesText cluster:FuzzSubjects cluster:FuzzDecodeEnvelope
 test-fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

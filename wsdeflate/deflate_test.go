@@ -113,3 +113,36 @@ func TestNegotiate(t *testing.T) {
 		}
 	}
 }
+
+// FuzzInflate feeds arbitrary payloads to the inflater: it never panics,
+// never hands out more than the limit, and what Compress made inflates
+// back to its input, behind any stored head.
+func FuzzInflate(f *testing.F) {
+	f.Add([]byte{0xff, 0xff, 0xff}, []byte("MESSAGE\n"), 64)
+	f.Add(Compress(make([]byte, 4096)), []byte(""), 1000)
+	f.Add(Compress([]byte(strings.Repeat("abc", 100))), []byte("h"), 300)
+	f.Fuzz(func(t *testing.T, p, head []byte, limit int) {
+		limit = limit&0xffff + 1
+		_ = Inflate(p, limit, func(out []byte) error {
+			if len(out) > limit {
+				t.Fatalf("%d bytes out, limit %d", len(out), limit)
+			}
+			return nil
+		})
+		z := Compress(p)
+		if z == nil {
+			return
+		}
+		msg := append(AppendStoredHead(nil, head), z...)
+		want := string(head) + string(p)
+		err := Inflate(msg, len(want), func(out []byte) error {
+			if string(out) != want {
+				t.Fatalf("round trip: %d bytes, want %d", len(out), len(want))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("round trip: %v", err)
+		}
+	})
+}
