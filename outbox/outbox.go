@@ -17,8 +17,9 @@
 // Stats the owner passes, by reason.
 //
 // For WebSocket connections every frame becomes one WebSocket message (text,
-// or binary when asked), and control frames (pong, close) are written with
-// Control. When the peer negotiated permessage-deflate, a MESSAGE may be
+// or binary when asked); a pong (Pong) answers the latest of the pings that
+// arrived while the previous one waited, and pongs count against the limit.
+// When the peer negotiated permessage-deflate, a MESSAGE may be
 // queued compressed (SendDeflated): its head goes into a stored deflate
 // block in the arena and its tail is the message's shared compressed
 // encoding, so a compressed delivery costs no more than a plain one.
@@ -31,6 +32,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,6 +107,11 @@ type Outbox struct {
 	closeErr error
 	aborted  bool // closed without writing what was queued
 	wsClose  []byte
+	// pongItem is 1 + the index in cur of a pong not yet taken by the
+	// writer (0: none). pongDebt is the bytes of the pongs answered and
+	// not written: the one waiting, and every one it replaced.
+	pongItem int
+	pongDebt int
 
 	lastWrite atomic.Int64
 	deadline  int64 // the write deadline set last (unix ns); writer only
@@ -196,7 +203,7 @@ func (o *Outbox) send(head, shared []byte, binary, deflated bool, published int6
 		o.mu.Unlock()
 		return false
 	}
-	if o.queued+n > o.cfg.MaxBytes && o.queued > 0 {
+	if owed := o.queued + o.pongDebt; owed+n > o.cfg.MaxBytes && owed > 0 {
 		o.slowLocked()
 		o.mu.Unlock()
 		return false
@@ -255,21 +262,61 @@ func appendWSHeader(dst []byte, op ws.OpCode, n int, rsv byte) []byte {
 	}
 }
 
-// Control queues a WebSocket control frame (ping, pong) with payload p.
-func (o *Outbox) Control(op ws.OpCode, p []byte) bool {
+// maxPong is the largest pong frame: a 2-byte header and 125 bytes.
+const maxPong = 2 + 125
+
+// Pong queues a WebSocket pong answering a ping with payload p (at most
+// 125 bytes). Pongs count against the outgoing limit, and they are
+// coalesced: while a pong waits unwritten, the next one replaces it (RFC
+// 6455 section 5.5.3 lets an endpoint answer only the most recent ping),
+// so a ping flood costs a constant. Every pong is charged to the limit
+// (budget, when it is positive and lower) at its full size until it is
+// written, and a pong that was replaced is never written: a peer that
+// keeps pinging while it does not read (or faster than its pongs can be
+// written) is a slow consumer, closed as such, while a client that pings
+// now and then owes nothing once its pong is out. Pong reports false when
+// it refused the pong: the outbox is closing.
+func (o *Outbox) Pong(p []byte, budget int) bool {
+	if len(p) > maxPong-2 {
+		p = p[:maxPong-2]
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closing {
 		return false
 	}
+	limit := o.cfg.MaxBytes
+	if budget > 0 && budget < limit {
+		limit = budget
+	}
+	o.pongDebt += 2 + len(p)
+	if o.queued+o.pongDebt > limit {
+		o.slowLocked()
+		return false
+	}
 	b := &o.cur
+	if o.pongItem > 0 {
+		// The pong queued last is still waiting: it answers this ping
+		// instead, in the room reserved for it.
+		it := &b.items[o.pongItem-1]
+		it.end = it.start + len(appendPong(b.arena[it.start:it.start], p))
+		return true
+	}
+	if o.cfg.Pool != nil && cap(b.arena) == 0 && cap(b.items) == 0 {
+		o.cur = o.cfg.Pool.getBatch()
+	}
 	start := len(b.arena)
-	b.arena = append(b.arena, byte(0x80)|byte(op), byte(len(p)))
-	b.arena = append(b.arena, p...)
-	b.items = append(b.items, item{start: start, end: len(b.arena)})
-	o.queued += len(b.arena) - start
+	b.arena = slices.Grow(b.arena, maxPong)[:start+maxPong]
+	end := start + len(appendPong(b.arena[start:start], p))
+	b.items = append(b.items, item{start: start, end: end})
+	o.pongItem = len(b.items)
+	o.queued += maxPong
 	o.kickLocked()
 	return true
+}
+
+func appendPong(dst, p []byte) []byte {
+	return append(append(dst, byte(0x80)|byte(ws.OpPong), byte(len(p))), p...)
 }
 
 // Close queues last (may be nil) after everything already queued, then
@@ -318,6 +365,7 @@ func (o *Outbox) Abort(reason error) {
 	o.cur.items = o.cur.items[:0]
 	o.cur.arena = o.cur.arena[:0]
 	o.queued = 0
+	o.pongItem = 0
 	o.mu.Unlock()
 	o.finish()
 }
@@ -328,6 +376,7 @@ func (o *Outbox) slowLocked() {
 	o.cur.items = o.cur.items[:0]
 	o.cur.arena = o.cur.arena[:0]
 	o.queued = 0
+	o.pongItem = 0
 	var last []byte
 	if o.cfg.OnSlow != nil {
 		last = o.cfg.OnSlow()
@@ -371,6 +420,12 @@ func (o *Outbox) writeLoop() {
 		}
 		b := o.cur
 		o.cur, o.spare = o.spare, batch{}
+		pong := 0 // the bytes of the pong in b
+		if o.pongItem > 0 {
+			it := b.items[o.pongItem-1]
+			pong = it.end - it.start
+		}
+		o.pongItem = 0
 		o.mu.Unlock()
 
 		n, err := o.write(&b)
@@ -390,6 +445,9 @@ func (o *Outbox) writeLoop() {
 			b.arena = nil
 		}
 		o.spare = b
+		if err == nil {
+			o.pongDebt -= pong
+		}
 		if err != nil {
 			o.closing = true
 			o.aborted = true // the peer is gone or stuck: nothing to linger for
@@ -399,6 +457,7 @@ func (o *Outbox) writeLoop() {
 			o.cfg.Stats.drop(o.dropReasonLocked(), lost+unwritten(o.cur.items, 0))
 			o.cur.items, o.cur.arena = o.cur.items[:0], o.cur.arena[:0]
 			o.queued = 0
+			o.pongItem = 0
 		}
 		o.mu.Unlock()
 	}

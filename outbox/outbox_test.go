@@ -84,7 +84,7 @@ func TestWebSocketFraming(t *testing.T) {
 	big := bytes.Repeat([]byte("b"), 70000) // needs the 8-byte length form
 	o.Send([]byte("MESSAGE\n"), []byte("\nhi\x00"), false, 0)
 	o.Send([]byte("MESSAGE\n"), big, true, 0)
-	o.Control(ws.OpPong, []byte("p"))
+	o.Pong([]byte("p"), 0)
 	o.Close(nil, 1012, nil)
 	_ = cc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	want := []struct {
@@ -366,5 +366,33 @@ func TestUnwritten(t *testing.T) {
 	nilStats.drop(DropClosed, 3) // an outbox without Stats counts nothing
 	if nilStats.Dropped(DropClosed) != 0 {
 		t.Fatal("nil Stats counted")
+	}
+}
+
+// A peer that pings and never reads: at most one pong waits in the queue
+// (each new one replaces it), and the pongs owed are charged to the limit
+// until the peer is a slow consumer.
+func TestPongsCoalescedAndCharged(t *testing.T) {
+	sc, _ := pair(t) // the client never reads
+	slow := make(chan struct{}, 1)
+	o := New(sc, Config{WebSocket: true, MaxBytes: 64 << 10, WriteTimeout: 200 * time.Millisecond,
+		OnSlow: func() []byte { slow <- struct{}{}; return nil }})
+	refused := false
+	for i := 0; i < 5_000_000 && !refused; i++ {
+		refused = !o.Pong([]byte("0123456789"), 0)
+		o.mu.Lock()
+		n := len(o.cur.items)
+		o.mu.Unlock()
+		if !refused && n > 1 {
+			t.Fatalf("after %d pings %d pongs are queued", i+1, n)
+		}
+	}
+	if !refused {
+		t.Fatal("5,000,000 pongs owed to a peer that does not read, and no slow consumer")
+	}
+	select {
+	case <-slow:
+	default:
+		t.Fatal("refused without the slow-consumer frame")
 	}
 }

@@ -720,3 +720,71 @@ func TestAuthFailuresAreSlowedThenRefused(t *testing.T) {
 	// Connected clients are not affected.
 	by.check(t)
 }
+
+// maskedFrame encodes a client frame.
+func maskedFrame(h ws.Header, p []byte) []byte {
+	h.Masked, h.Mask, h.Length = true, ws.NewMask(), int64(len(p))
+	var b bytes.Buffer
+	_ = ws.WriteHeader(&b, h)
+	q := append([]byte(nil), p...)
+	ws.Cipher(q, h.Mask, 0)
+	return append(b.Bytes(), q...)
+}
+
+// A client that sends pings and never reads: the pongs once queued outside
+// the outgoing limit, one each, so 3,000,000 pings took 1.5 GB. Now they
+// are coalesced and charged to the limit (a smaller one before CONNECT):
+// the client is closed as a slow consumer before 3,000,000 pings.
+func TestHostilePingFlood(t *testing.T) {
+	for _, connected := range []bool{false, true} {
+		t.Run(fmt.Sprintf("connected=%v", connected), func(t *testing.T) {
+			o := hostileOptions()
+			o.Session.ConnectTimeout = 30 * time.Second // the flood, not the timeout, must end it
+			o.Server.Outbox.MaxBytes = 256 << 10
+			o.Server.Outbox.WriteTimeout = 300 * time.Millisecond
+			srv := brokertest.Start(t, o)
+			by := newBystanders(t, srv)
+			counters := srv.Env().Counters
+			before := counters.SlowConsumers.Load()
+			wc, err := brokertest.DialWSRaw("ws://"+srv.HTTPAddr()+"/ws", nil, "v12.stomp")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer wc.Close()
+			if connected {
+				_ = wc.Conn.SetDeadline(time.Now().Add(wait))
+				if _, err := wc.Write([]byte(connect12)); err != nil {
+					t.Fatal(err)
+				}
+				if p, _, err := wc.ReadMessage(); err != nil || !bytes.HasPrefix(p, []byte("CONNECTED")) {
+					t.Fatalf("CONNECT: %q %v", p, err)
+				}
+			}
+			// Until the kernel's socket buffers are full the pongs are
+			// written: the outgoing limit applies after them, as it does
+			// to messages (loopback absorbs a few MB).
+			batch := bytes.Repeat(maskedFrame(ws.Header{Fin: true, OpCode: ws.OpPing}, []byte("ping-12345")), 10000)
+			const batches = 300 // 3,000,000 pings
+			sent := 0
+			for ; sent < batches && counters.SlowConsumers.Load() == before; sent++ {
+				_ = wc.Conn.SetWriteDeadline(time.Now().Add(wait))
+				if _, err := wc.Conn.Write(batch); err != nil {
+					break // the server stopped reading: it is closing
+				}
+			}
+			deadline := time.Now().Add(wait)
+			for counters.SlowConsumers.Load() == before {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d pings sent without reading, and the client was not closed as a slow consumer", sent*10000)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			// The connection ends: reading what is left reaches its end.
+			_ = wc.Conn.SetReadDeadline(time.Now().Add(wait))
+			if _, err := io.Copy(io.Discard, wc.Conn); err != nil {
+				t.Fatalf("the connection did not end: %v", err)
+			}
+			by.check(t)
+		})
+	}
+}

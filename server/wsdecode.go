@@ -231,7 +231,13 @@ func (d *wsDecoder) end(s *Server, c *conn, payload []byte) (stop bool) {
 		c.out.Close(nil, code, nil)
 		return true
 	case ws.OpPing:
-		c.out.Control(ws.OpPong, payload)
+		budget := 0
+		if !c.sess.Connected() {
+			budget = preConnectPongBudget
+		}
+		if !c.out.Pong(payload, budget) {
+			return true // closing: a slow consumer, or ending anyway
+		}
 	case ws.OpText, ws.OpBinary, ws.OpContinuation:
 		if d.zstate.IsCompressed() {
 			if d.h.Fin {
@@ -281,6 +287,11 @@ func (d *wsDecoder) inflate(s *Server, c *conn) (stop bool) {
 		return s.wsStop(c, ws.StatusProtocolError, "compressed websocket message does not inflate: "+err.Error())
 	}
 }
+
+// preConnectPongBudget bounds the pongs owed to a client that has not
+// sent CONNECT (pings are answered before CONNECT): 64 KiB of pongs, at
+// least 500 pings, is more than any client needs before it logs in.
+const preConnectPongBudget = 64 << 10
 
 // wsStop answers a WebSocket-level violation with a STOMP ERROR and a close.
 func (s *Server) wsStop(c *conn, code ws.StatusCode, msg string) bool {
