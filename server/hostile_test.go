@@ -323,6 +323,9 @@ func TestHostileWebSocketFrames(t *testing.T) {
 			_ = ws.WriteHeader(&b, ws.Header{Fin: true, OpCode: ws.OpBinary, Masked: true, Mask: ws.NewMask(), Length: 1 << 62})
 			return b.Bytes()
 		}(), ws.StatusMessageTooBig, session.LimitFrameSize},
+		// Once read as an empty frame: the SEND behind it got its RECEIPT.
+		{"length with the top bit set (2^63)", append([]byte{0x82, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4},
+			masked(ws.Header{Fin: true, OpCode: ws.OpText}, []byte(connect12+"SEND\ndestination:/topic/a\nreceipt:r\n\nx\x00"))...), ws.StatusProtocolError, noLimit},
 	}
 	counters := srv.Env().Counters
 	for _, tc := range cases {

@@ -64,7 +64,8 @@ func headerLen(b0, b1 byte) int {
 	return n
 }
 
-// parseHeader reads a complete header.
+// parseHeader reads a complete header; a 64-bit length with its top bit
+// set was refused before.
 func parseHeader(b []byte) ws.Header {
 	h := ws.Header{
 		Fin:    b[0]&0x80 != 0,
@@ -112,6 +113,11 @@ func (d *wsDecoder) feed(s *Server, c *conn, p []byte) (stop bool) {
 				if d.nhdr < need {
 					return false
 				}
+			}
+			if need >= 10 && d.hdr[1]&0x7f == 127 && d.hdr[2]&0x80 != 0 {
+				// RFC 6455 5.2: the most significant bit of a 64-bit
+				// length MUST be 0.
+				return s.wsStop(c, ws.StatusProtocolError, "websocket frame length has its most significant bit set")
 			}
 			d.h = parseHeader(d.hdr[:need])
 			d.nhdr = 0
