@@ -18,6 +18,7 @@ import (
 
 	"github.com/stompbus/stompbus/auth"
 	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/httpapi"
 	"github.com/stompbus/stompbus/internal/brokertest"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
@@ -462,6 +463,7 @@ const wsKey = "dGhlIHNhbXBsZSBub25jZQ=="
 
 func TestHostileUpgrades(t *testing.T) {
 	srv := brokertest.Start(t, hostileOptions())
+	httpapi.New(httpapi.ForServer(srv, "test")).Mount(srv)
 	by := newBystanders(t, srv)
 	up := "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
 	for _, tc := range []struct{ name, req, want string }{
@@ -469,6 +471,12 @@ func TestHostileUpgrades(t *testing.T) {
 		{"WebSocket version 8", up + "Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: " + wsKey + "\r\n\r\n", "426 Sec-Websocket-Version=13"},
 		{"POST instead of GET", "POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", "405"},
 		{"2 MiB of headers", "GET /ws HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2<<20) + "\r\n\r\n", "431"},
+		// Lines are held to the STOMP header line limit (1 KiB here):
+		// net/http alone took 900 KiB in one line.
+		{"900 KiB query string", "GET /ws?access_token=" + strings.Repeat("a", 900<<10) + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + wsKey + "\r\n\r\n", "431"},
+		{"query string over the line limit", up[:len("GET /ws")] + "?x=" + strings.Repeat("a", 1024) + up[len("GET /ws"):] + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + wsKey + "\r\n\r\n", "431"},
+		{"header line over the line limit", up + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + wsKey + "\r\nCookie: " + strings.Repeat("c", 1024) + "\r\n\r\n", "431"},
+		{"publish to a 900 KiB destination", "POST /api/v1/publish?destination=/topic/" + strings.Repeat("a", 900<<10) + " HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx", "431"},
 		{"permessage-deflate without context takeover", up + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + wsKey + "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n", "101 Sec-Websocket-Extensions=permessage-deflate;server_no_context_takeover;client_no_context_takeover"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -191,7 +191,7 @@ func (s *Server) Start() error {
 		}
 	}
 	s.httpLn, s.stompLn = ln, sl
-	s.http = &http.Server{Handler: s.mux, ReadHeaderTimeout: s.cfg.UpgradeTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	s.http = &http.Server{Handler: s.lineLimit(s.mux), ReadHeaderTimeout: s.cfg.UpgradeTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	// Ready before the listening lines: a harness that reads them may ask
 	// /readyz at once.
 	s.ready.Store(true)
@@ -270,4 +270,28 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		return fmt.Errorf("drain: %d connections still open: %w", len(s.conns), ctx.Err())
 	}
+}
+
+// lineLimit answers 431 to a request whose request line (method, target,
+// version) or one of whose header lines (name, colon, space, value) is
+// longer than the STOMP header line limit: the WebSocket upgrade and the
+// HTTP API take what a STOMP frame could carry, no more (net/http alone
+// accepts a megabyte in one line).
+func (s *Server) lineLimit(h http.Handler) http.Handler {
+	limit := s.env.Config.Limits.WithDefaults().MaxHeaderLine
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto); n > limit {
+			http.Error(w, fmt.Sprintf("request line of %d bytes exceeds the %d-byte line limit (max-header-length)", n, limit), http.StatusRequestHeaderFieldsTooLarge)
+			return
+		}
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				if n := len(k) + 2 + len(v); n > limit {
+					http.Error(w, fmt.Sprintf("header %s of %d bytes exceeds the %d-byte line limit (max-header-length)", k, n, limit), http.StatusRequestHeaderFieldsTooLarge)
+					return
+				}
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
