@@ -40,6 +40,19 @@ type Config struct {
 	ClientListen string
 	// ClusterName names the NATS cluster (default "stompbus").
 	ClusterName string
+	// SyncAlways makes a confirmed queue store mean on disk. With routes
+	// (replicas > 1) the embedded server runs with JetStream's sync_always:
+	// a store is confirmed once a majority flushed the replicated log, one
+	// fsync per batch of appends. Alone, the node flushes the stream's files
+	// itself after JetStream confirmed, one fsync per batch of stores (a
+	// group commit; sync_always would make one per store). Without it the
+	// server flushes every SyncEvery (default two minutes, JetStream's own
+	// default) and a confirmed store may be only in the OS page cache until
+	// then. It does not apply to an external NATS, whose own sync setting
+	// decides.
+	SyncAlways bool
+	// SyncEvery is the flush interval when SyncAlways is off.
+	SyncEvery time.Duration
 	// Queues tunes the JetStream queues; Replicas defaults to the number
 	// of NATS servers (embedded: this one and its routes; external: the
 	// URLs given plus those the server announces), at most 3.
@@ -131,7 +144,8 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			// the server announced.
 			cfg.Queues.Replicas = max(1, min(len(c.nc.Servers()), 3))
 		}
-		c.log.Info("cluster: using external NATS", "urls", redactedURLs(cfg.NATSURLs), "connected", c.nc.IsConnected(), "queue_replicas", cfg.Queues.Replicas)
+		c.log.Info("cluster: using external NATS", "urls", redactedURLs(cfg.NATSURLs), "connected", c.nc.IsConnected(), "queue_replicas", cfg.Queues.Replicas,
+			"sync", "set by the NATS servers (sync_interval: always makes a queue RECEIPT mean on disk)")
 	} else {
 		if err := c.startServer(); err != nil {
 			return nil, err
@@ -151,7 +165,11 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	c.cfg = cfg
-	if c.queues, err = newQueues(c.js, cfg.Queues, c.log); err != nil {
+	var durable *syncer
+	if c.groupCommit() {
+		durable = newSyncer(streamDir(c.srv.JetStreamConfig().StoreDir, cfg.Queues.withDefaults().Stream))
+	}
+	if c.queues, err = newQueues(c.js, cfg.Queues, durable, c.log); err != nil {
 		c.shutdown()
 		return nil, err
 	}
@@ -173,6 +191,12 @@ func (c *Cluster) startServer() error {
 		NoSigs:     true,
 		Host:       "127.0.0.1",
 		Port:       server.RANDOM_PORT,
+		// In a cluster: the replicated log's own group commit. Alone:
+		// stompbus's (Cluster.ownSync).
+		SyncAlways: cfg.SyncAlways && cfg.RouteListen != "",
+	}
+	if !o.SyncAlways && cfg.SyncEvery > 0 {
+		o.SyncInterval = cfg.SyncEvery
 	}
 	switch cfg.ClientListen {
 	case "":
@@ -216,7 +240,17 @@ func (c *Cluster) startServer() error {
 		return errors.New("embedded NATS server did not start within 10s")
 	}
 	c.srv = srv
-	attrs := []any{"node", cfg.Node, "store", o.StoreDir}
+	sync := "always (every store flushed to disk before it is confirmed)"
+	switch {
+	case c.groupCommit():
+		sync = "always (stores flushed to disk in groups by stompbus before they are confirmed)"
+	case !cfg.SyncAlways:
+		sync = "every 2m0s (JetStream's default)"
+		if o.SyncInterval > 0 {
+			sync = "every " + o.SyncInterval.String()
+		}
+	}
+	attrs := []any{"node", cfg.Node, "store", o.StoreDir, "sync", sync}
 	if a := srv.ClusterAddr(); a != nil {
 		attrs = append(attrs, "routes_addr", a.String(), "routes", len(o.Routes))
 	}
@@ -225,6 +259,12 @@ func (c *Cluster) startServer() error {
 	}
 	c.log.Info("cluster: embedded NATS server started", attrs...)
 	return nil
+}
+
+// groupCommit reports whether this node flushes its queue stores itself:
+// an embedded server alone (no cluster listener) with SyncAlways.
+func (c *Cluster) groupCommit() bool {
+	return c.cfg.SyncAlways && c.srv != nil && c.cfg.RouteListen == ""
 }
 
 func splitHostPort(addr string) (string, int, error) {

@@ -63,7 +63,7 @@ func (c QueueConfig) withDefaults() QueueConfig {
 		c.Replicas = 1
 	}
 	if c.MaxDepth <= 0 {
-		c.MaxDepth = 100000
+		c.MaxDepth = router.DefaultMaxQueueDepth
 	}
 	if c.AckWait <= 0 {
 		c.AckWait = 30 * time.Second
@@ -100,10 +100,17 @@ type Queues struct {
 	log *slog.Logger
 
 	ready atomic.Bool
+	// depth is the bound per queue in force (the stream's), which differs
+	// from cfg.MaxDepth when a lower bound could not be applied.
+	depth atomic.Int64
 
 	pendMu   sync.Mutex
 	pendAt   time.Time
 	pendMsgs uint64
+
+	// durable, when set, holds each confirmed store back until the syncer
+	// flushed it to disk (one node with -queue-sync always).
+	durable *syncer
 
 	// ajs publishes the stores; storing maps each of them to its sender
 	// until JetStream answers; backlog holds those the storer has not
@@ -127,9 +134,9 @@ type Queues struct {
 
 var _ router.Queues = (*Queues)(nil)
 
-func newQueues(js jetstream.JetStream, cfg QueueConfig, log *slog.Logger) (*Queues, error) {
+func newQueues(js jetstream.JetStream, cfg QueueConfig, durable *syncer, log *slog.Logger) (*Queues, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	q := &Queues{cfg: cfg.withDefaults(), js: js, log: log, consumers: make(map[string]jetstream.Consumer),
+	q := &Queues{cfg: cfg.withDefaults(), js: js, log: log, durable: durable, consumers: make(map[string]jetstream.Consumer),
 		users: make(map[string]int),
 		subs:  make(map[*router.Subscription]*qsub), storing: make(map[*nats.Msg]store),
 		storeWake: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
@@ -145,6 +152,11 @@ func newQueues(js jetstream.JetStream, cfg QueueConfig, log *slog.Logger) (*Queu
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("jetstream context for queue stores: %w", err)
+	}
+	q.depth.Store(int64(q.cfg.MaxDepth))
+	if durable != nil {
+		q.wg.Add(1)
+		go func() { defer q.wg.Done(); durable.run(ctx) }()
 	}
 	q.wg.Add(3)
 	go q.ensureStreamLoop()
@@ -180,8 +192,10 @@ func (q *Queues) ensureStreamLoop() {
 		// gets no answer at all, and concurrent creates from several
 		// nodes may leave all but one unanswered.
 		ctx, cancel := context.WithTimeout(q.ctx, time.Second)
-		_, err := q.js.Stream(ctx, q.cfg.Stream)
-		if err != nil {
+		st, err := q.js.Stream(ctx, q.cfg.Stream)
+		if err == nil {
+			err = q.applyDepth(ctx, st)
+		} else {
 			_, err = q.js.CreateOrUpdateStream(ctx, q.streamConfig())
 		}
 		cancel()
@@ -198,6 +212,45 @@ func (q *Queues) ensureStreamLoop() {
 		}
 		delay = min(delay*2, time.Second)
 	}
+}
+
+// applyDepth makes an existing stream hold this node's MaxDepth per queue,
+// so that a restart with another -max-queue-depth takes effect. JetStream
+// deletes the oldest messages of every subject over a lowered bound, so a
+// bound below what some queue holds is not applied: the node keeps the old
+// one, says so in an ERROR log line naming the queue, and its queue-full
+// ERRORs name the bound in force.
+func (q *Queues) applyDepth(ctx context.Context, st jetstream.Stream) error {
+	info := st.CachedInfo()
+	if info == nil {
+		return nil
+	}
+	was, want := info.Config.MaxMsgsPerSubject, int64(q.cfg.MaxDepth)
+	q.depth.Store(was)
+	if was == want {
+		return nil
+	}
+	if want < was || was <= 0 {
+		full, err := st.Info(ctx, jetstream.WithSubjectFilter(queuePrefix+".>"))
+		if err != nil {
+			return fmt.Errorf("count the queues' messages: %w", err)
+		}
+		for subj, n := range full.State.Subjects {
+			if int64(n) > want {
+				q.log.Error("cluster queues: max-queue-depth not lowered: a queue holds more messages than the new bound, and JetStream would delete the oldest; the old bound stays until the queue is below the new one and the node restarts",
+					"subject", subj, "holds", n, "new", want, "kept", was)
+				return nil
+			}
+		}
+	}
+	cfg := info.Config
+	cfg.MaxMsgsPerSubject = want
+	if _, err := q.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("update the queue stream's depth from %d to %d: %w", was, want, err)
+	}
+	q.depth.Store(want)
+	q.log.Info("cluster queues: depth per queue changed", "stream", q.cfg.Stream, "was", was, "now", want)
+	return nil
 }
 
 // progressLoop tells JetStream that messages held by live subscribers are
@@ -230,7 +283,8 @@ func (q *Queues) progressLoop() {
 
 // Enqueue hands m to the storer and returns at once (router.Queues): the
 // storer goroutine publishes it to JetStream, and done gets JetStream's
-// answer. Nothing here waits on NATS, so a session on a shared worker
+// answer (on one node with -queue-sync always, once the store was also
+// flushed to disk: the syncer's group commit). Nothing here waits on NATS, so a session on a shared worker
 // never does either; the stores a slow JetStream leaves unanswered are
 // bounded by each session's own bound (it stops reading its connection).
 func (q *Queues) Enqueue(m *router.Message, done func(error)) error {
@@ -305,9 +359,19 @@ func (q *Queues) settle(nm *nats.Msg, err error) {
 		return
 	}
 	if err != nil {
-		err = q.storeError(st.key, err)
+		st.done(q.storeError(st.key, err))
+		return
 	}
-	st.done(err)
+	if q.durable != nil {
+		q.durable.after(func(err error) {
+			if err != nil {
+				err = fmt.Errorf("%w: stored, but not known to be on disk: %v", router.ErrUnavailable, err)
+			}
+			st.done(err)
+		})
+		return
+	}
+	st.done(nil)
 }
 
 // storable refuses a store that cannot succeed now.
@@ -325,7 +389,7 @@ func (q *Queues) storable() error {
 // storeError maps a failed JetStream publish to the router's errors.
 func (q *Queues) storeError(key string, err error) error {
 	if strings.Contains(err.Error(), "maximum messages per subject exceeded") {
-		return fmt.Errorf("%w: %s holds %d messages", router.ErrQueueFull, key, q.cfg.MaxDepth)
+		return fmt.Errorf("%w: %s holds %d messages", router.ErrQueueFull, key, q.depth.Load())
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
 		// The outcome is unknown, and the client should know that.

@@ -56,6 +56,8 @@ type Config struct {
 	MaxQueueDepth    int           // max-queue-depth: waiting messages of one /queue/
 	DefaultPrefetch  int           // default-prefetch: in-flight messages of a client-ack queue subscription
 	QueueAckWait     time.Duration // queue-ack-wait: JetStream hands a message held by a silent node to another after this
+	QueueSync        string        // queue-sync: always (a queue RECEIPT means on disk) or interval
+	QueueSyncEvery   time.Duration // queue-sync-interval: how often JetStream flushes to disk with queue-sync interval
 	ReadBufferSize   int           // read-buffer-size: per connection
 	UpgradeTimeout   time.Duration // upgrade-timeout: WebSocket handshake and HTTP request headers
 
@@ -123,6 +125,8 @@ func Default() Config {
 		MaxQueueDepth:    router.DefaultMaxQueueDepth,
 		DefaultPrefetch:  router.DefaultPrefetch,
 		QueueAckWait:     30 * time.Second,
+		QueueSync:        "always",
+		QueueSyncEvery:   time.Second,
 		ReadBufferSize:   server.DefaultReadBufferSize,
 		UpgradeTimeout:   server.DefaultUpgradeTimeout,
 

@@ -259,6 +259,9 @@ var settings = []setting{
 	integer("max-queue-depth", "most waiting messages of one /queue/ destination; SEND beyond is refused", 1, func(c *Config) *int { return &c.MaxQueueDepth }),
 	integer("default-prefetch", "in-flight messages of a client-ack queue subscription without prefetch-count", 1, func(c *Config) *int { return &c.DefaultPrefetch }),
 	duration("queue-ack-wait", "a queue message held by a node that stopped answering goes to another consumer after this", time.Second, func(c *Config) *time.Duration { return &c.QueueAckWait }),
+	oneOf("queue-sync", "always: a queue RECEIPT is sent once the message is flushed to disk (fsync, many stores per fsync; on a majority of replicas in a cluster); interval: JetStream flushes every queue-sync-interval, faster, and an OS crash or power loss can lose what was receipted since the last flush",
+		func(c *Config) *string { return &c.QueueSync }, "always", "interval"),
+	duration("queue-sync-interval", "with queue-sync interval: how often JetStream flushes its files to disk", 10*time.Millisecond, func(c *Config) *time.Duration { return &c.QueueSyncEvery }),
 	size("read-buffer-size", "read buffer of each connection (bytes)", 512, func(c *Config) *int { return &c.ReadBufferSize }),
 	duration("upgrade-timeout", "bound on the WebSocket handshake and on reading HTTP request headers", 100*time.Millisecond, func(c *Config) *time.Duration { return &c.UpgradeTimeout }),
 

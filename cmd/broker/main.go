@@ -135,6 +135,8 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 		RouteListen: cfg.ClusterListen,
 		Routes:      cfg.ClusterRoutes,
 		Queues:      cluster.QueueConfig{MaxDepth: cfg.MaxQueueDepth, AckWait: cfg.QueueAckWait},
+		SyncAlways:  cfg.QueueSync == "always",
+		SyncEvery:   cfg.QueueSyncEvery,
 		Log:         log,
 	})
 	if err != nil {

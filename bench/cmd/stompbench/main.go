@@ -70,6 +70,7 @@ func run(args []string) error {
 	fs.IntVar(&qc.Window, "window", 500, "queue: messages per producer between receipts")
 	fs.IntVar(&qc.Prefetch, "prefetch", 200, "queue: prefetch-count of each consumer")
 	fs.IntVar(&qc.MaxInFlight, "max-inflight", 5000, "queue: bound on messages sent and not yet consumed")
+	fs.BoolVar(&qc.Persistent, "persistent", false, "queue: persistent:true on every SEND (RabbitMQ writes to disk before its RECEIPT)")
 
 	var ic load.IdleConfig
 	fs.IntVar(&ic.Connections, "conns", 1000, "idle: connections")

@@ -28,6 +28,10 @@ type QueueConfig struct {
 	// producers (default 5000: under every broker's default queue bound).
 	MaxInFlight int
 	BodySize    int
+	// Persistent adds persistent:true to every SEND (RabbitMQ then writes
+	// the message to disk and confirms with the RECEIPT only once it is
+	// there; stompbus stores every queue message and ignores the header).
+	Persistent bool
 	// Deadline bounds the whole transfer.
 	Deadline time.Duration
 }
@@ -299,7 +303,11 @@ func produce(ctx context.Context, c *stompc.Conn, dest string, first uint64, n i
 		sent.Add(1)
 		body = latency.AppendBody(body[:0], cfg.BodySize, first+uint64(i), time.Since(origin))
 		if (i+1)%int64(cfg.Window) == 0 || i == n-1 {
-			c.Queue("SEND", body, "destination", dest, "receipt", strconv.FormatInt(i, 10))
+			if cfg.Persistent {
+				c.Queue("SEND", body, "destination", dest, "persistent", "true", "receipt", strconv.FormatInt(i, 10))
+			} else {
+				c.Queue("SEND", body, "destination", dest, "receipt", strconv.FormatInt(i, 10))
+			}
 			if err := c.Flush(); err != nil {
 				return err
 			}
@@ -311,7 +319,11 @@ func produce(ctx context.Context, c *stompc.Conn, dest string, first uint64, n i
 			}
 			continue
 		}
-		c.Queue("SEND", body, "destination", dest)
+		if cfg.Persistent {
+			c.Queue("SEND", body, "destination", dest, "persistent", "true")
+		} else {
+			c.Queue("SEND", body, "destination", dest)
+		}
 		if (i+1)%64 == 0 {
 			if err := c.Flush(); err != nil {
 				return err
