@@ -82,3 +82,10 @@ func firstByte(b []byte) int {
 	}
 	return int(b[0])
 }
+
+// AppendEnvelope appends m's envelope (the encoding above) to dst; other
+// packages that carry messages through NATS (topic history) use it.
+func AppendEnvelope(dst []byte, m *router.Message) []byte { return appendEnvelope(dst, m) }
+
+// DecodeEnvelope rebuilds a message from its envelope, keeping data.
+func DecodeEnvelope(data []byte) (*router.Message, error) { return decodeEnvelope(data) }

@@ -109,3 +109,18 @@ func writeToken(b *strings.Builder, seg string) {
 		b.WriteByte(c)
 	}
 }
+
+// Subject maps a literal destination key to its NATS subject under prefix,
+// with the scheme above (for other JetStream state kept per destination,
+// such as topic history).
+func Subject(prefix, key string) string { return subjectOf(prefix, key) }
+
+// ListenSubjects maps a key or wildcard pattern to the subjects under
+// prefix that cover it (one, or two for a trailing rest wildcard).
+func ListenSubjects(prefix, key string) []string {
+	subs := listenSubjects(key)
+	for i, s := range subs {
+		subs[i] = prefix + s[len(keyPrefix):]
+	}
+	return subs
+}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stompbus/stompbus/auth"
 	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/history"
 	"github.com/stompbus/stompbus/outbox"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
@@ -41,25 +42,26 @@ type Config struct {
 	DebugListen string // debug-listen: net/http/pprof listener (host:port), empty = off
 
 	// Limits.
-	MaxFrameSize     int           // max-frame-size: bytes of one frame
-	MaxHeaders       int           // max-headers: header lines of one frame
-	MaxHeaderLength  int           // max-header-length: bytes of one header line
-	MaxSubscriptions int           // max-subscriptions: per connection
-	MaxTransactions  int           // max-transactions: open per connection
-	MaxTxFrames      int           // max-tx-frames: frames held in a connection's transactions
-	MaxUnacked       int           // max-unacked: unacknowledged queue messages of one connection
-	HeartBeat        time.Duration // heart-beat: server heart-beat offer, both directions
-	HeartBeatGrace   float64       // heart-beat-grace: multiple of the client interval before a drop
-	ConnectTimeout   time.Duration // connect-timeout: wait for CONNECT
-	OutboxMaxBytes   int           // outbox-max-bytes: queued outgoing bytes before slow-consumer close
-	WriteTimeout     time.Duration // write-timeout: one write to a client
-	MaxQueueDepth    int           // max-queue-depth: waiting messages of one /queue/
-	DefaultPrefetch  int           // default-prefetch: in-flight messages of a client-ack queue subscription
-	QueueAckWait     time.Duration // queue-ack-wait: JetStream hands a message held by a silent node to another after this
-	QueueSync        string        // queue-sync: always (a queue RECEIPT means on disk) or interval
-	QueueSyncEvery   time.Duration // queue-sync-interval: how often JetStream flushes to disk with queue-sync interval
-	ReadBufferSize   int           // read-buffer-size: per connection
-	UpgradeTimeout   time.Duration // upgrade-timeout: WebSocket handshake and HTTP request headers
+	MaxFrameSize     int            // max-frame-size: bytes of one frame
+	MaxHeaders       int            // max-headers: header lines of one frame
+	MaxHeaderLength  int            // max-header-length: bytes of one header line
+	MaxSubscriptions int            // max-subscriptions: per connection
+	MaxTransactions  int            // max-transactions: open per connection
+	MaxTxFrames      int            // max-tx-frames: frames held in a connection's transactions
+	MaxUnacked       int            // max-unacked: unacknowledged queue messages of one connection
+	HeartBeat        time.Duration  // heart-beat: server heart-beat offer, both directions
+	HeartBeatGrace   float64        // heart-beat-grace: multiple of the client interval before a drop
+	ConnectTimeout   time.Duration  // connect-timeout: wait for CONNECT
+	OutboxMaxBytes   int            // outbox-max-bytes: queued outgoing bytes before slow-consumer close
+	WriteTimeout     time.Duration  // write-timeout: one write to a client
+	MaxQueueDepth    int            // max-queue-depth: waiting messages of one /queue/
+	DefaultPrefetch  int            // default-prefetch: in-flight messages of a client-ack queue subscription
+	QueueAckWait     time.Duration  // queue-ack-wait: JetStream hands a message held by a silent node to another after this
+	QueueSync        string         // queue-sync: always (a queue RECEIPT means on disk) or interval
+	QueueSyncEvery   time.Duration  // queue-sync-interval: how often JetStream flushes to disk with queue-sync interval
+	TopicHistory     []history.Rule // topic-history: kept topic destinations (PATTERN=COUNT[/AGE],...)
+	ReadBufferSize   int            // read-buffer-size: per connection
+	UpgradeTimeout   time.Duration  // upgrade-timeout: WebSocket handshake and HTTP request headers
 
 	// Connection limits (server.Limits).
 	MaxConnections      int           // max-connections: live connections of the node
@@ -91,6 +93,23 @@ type Config struct {
 func (c *Config) JWTEnabled() bool {
 	j := &c.JWT
 	return j.Secret != "" || j.SecretFile != "" || j.PublicKeyFile != "" || j.JWKSFile != "" || j.JWKSURL != ""
+}
+
+// DefaultTopicHistoryValue is the default -topic-history: the chat rooms of
+// the demo page (and any application that names its rooms /topic/chat.*)
+// keep their last 1000 lines for a day, so that a reconnecting user sees
+// what was said meanwhile and a newcomer some scrollback. Other topics keep
+// nothing by default: tickers and presence have no use for old messages,
+// and a topic without history costs nothing extra.
+const DefaultTopicHistoryValue = "/topic/chat.#=1000/24h"
+
+// DefaultTopicHistory returns the parsed DefaultTopicHistoryValue.
+func DefaultTopicHistory() []history.Rule {
+	rs, err := history.ParseRules(DefaultTopicHistoryValue)
+	if err != nil {
+		panic(err) // a constant
+	}
+	return rs
 }
 
 // Default returns the built-in defaults.
@@ -127,6 +146,7 @@ func Default() Config {
 		QueueAckWait:     30 * time.Second,
 		QueueSync:        "always",
 		QueueSyncEvery:   time.Second,
+		TopicHistory:     DefaultTopicHistory(),
 		ReadBufferSize:   server.DefaultReadBufferSize,
 		UpgradeTimeout:   server.DefaultUpgradeTimeout,
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/stompbus/stompbus/history"
 )
 
 // setting is one configuration key: its parser, its printer and its help.
@@ -115,6 +117,43 @@ func redactURLs(in []string) []string {
 		}
 	}
 	return out
+}
+
+// historyRules is a -topic-history value (history.ParseRules); a file may
+// give it as a string or a list of rules.
+func historyRules(key, usage string, f func(*Config) *[]history.Rule) setting {
+	return setting{key: key, usage: usage,
+		set: func(c *Config, v string) error {
+			rs, err := history.ParseRules(v)
+			if err != nil {
+				return err
+			}
+			*f(c) = rs
+			return nil
+		},
+		setNode: func(c *Config, n *yaml.Node) error {
+			v := n.Value
+			if n.Kind == yaml.SequenceNode {
+				var parts []string
+				for _, it := range n.Content {
+					if it.Kind != yaml.ScalarNode {
+						return fmt.Errorf("line %d: list items must be strings", it.Line)
+					}
+					parts = append(parts, it.Value)
+				}
+				v = strings.Join(parts, ",")
+			} else if n.Kind != yaml.ScalarNode {
+				return errors.New("want a list or a comma-separated string")
+			}
+			rs, err := history.ParseRules(v)
+			if err != nil {
+				return err
+			}
+			*f(c) = rs
+			return nil
+		},
+		show: func(c *Config) any { return history.FormatRules(*f(c)) },
+	}
 }
 
 // integer is an int of at least lo.
@@ -258,6 +297,7 @@ var settings = []setting{
 	integer("max-unacked", "most unacknowledged queue messages of one connection (its client-ack prefetches add up to at most this)", 1, func(c *Config) *int { return &c.MaxUnacked }),
 	integer("max-queue-depth", "most waiting messages of one /queue/ destination; SEND beyond is refused", 1, func(c *Config) *int { return &c.MaxQueueDepth }),
 	integer("default-prefetch", "in-flight messages of a client-ack queue subscription without prefetch-count", 1, func(c *Config) *int { return &c.DefaultPrefetch }),
+	historyRules("topic-history", "comma-separated PATTERN=COUNT[/AGE]: /topic/ destinations matching PATTERN keep their last COUNT messages, none older than AGE, cluster-wide, for SUBSCRIBE x-stream-offset; off keeps none", func(c *Config) *[]history.Rule { return &c.TopicHistory }),
 	duration("queue-ack-wait", "a queue message held by a node that stopped answering goes to another consumer after this", time.Second, func(c *Config) *time.Duration { return &c.QueueAckWait }),
 	oneOf("queue-sync", "always: a queue RECEIPT is sent once the message is flushed to disk (fsync, many stores per fsync; on a majority of replicas in a cluster); interval: JetStream flushes every queue-sync-interval, faster, and an OS crash or power loss can lose what was receipted since the last flush",
 		func(c *Config) *string { return &c.QueueSync }, "always", "interval"),

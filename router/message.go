@@ -54,6 +54,11 @@ type Message struct {
 	// Publish (on the publisher's goroutine) may use it, to batch writer
 	// wake-ups. Nobody else sees the message object, so no lock is needed.
 	Publisher any
+	// Offset and Epoch are the message's position in its destination's
+	// history (x-stream-offset, x-stream-epoch; both in the shared
+	// encoding too), set by the history before delivery; 0 when the
+	// destination keeps no history.
+	Offset, Epoch uint64
 
 	// idOff is where ID starts in shared.
 	idOff int
@@ -109,11 +114,13 @@ func (m *Message) Deflated(v frame.Version) []byte {
 
 // skipped headers are never copied from SEND to MESSAGE: the broker writes
 // its own destination, message-id, content-length and user-id, and
-// transaction and receipt belong to the SEND.
+// transaction and receipt belong to the SEND; the x-stream-* positions are
+// the history's to give.
 func skipped(key []byte) bool {
 	switch string(key) {
 	case "destination", "message-id", "content-length", "transaction", "receipt",
-		"subscription", "ack", "redelivered", SenderHeader:
+		"subscription", "ack", "redelivered", SenderHeader,
+		"x-stream-offset", "x-stream-epoch", "x-stream-gap":
 		return true
 	}
 	return false

@@ -22,6 +22,9 @@ type Config struct {
 	// Queues, when set, holds the /queue/... destinations instead of this
 	// router (the cluster's JetStream queues); nil keeps them local.
 	Queues Queues
+	// History, when set, keeps the messages of some topic destinations
+	// (package history); nil keeps none.
+	History History
 }
 
 // Defaults for Config.
@@ -76,6 +79,40 @@ type Queues interface {
 	Holds(s *Subscription, id []byte) bool
 }
 
+// History keeps the messages of some topic destinations and delivers them
+// once kept. A message to a kept destination does not take the router's
+// direct path (local subscribers, then the bus): the router hands it to
+// Append, and the history delivers it, once stored and numbered, to the
+// subscribers of every node through DeliverListened, this node included.
+type History interface {
+	// Keeps reports whether messages to the literal topic key are kept.
+	// It is called for every topic message: it must be cheap, must not
+	// allocate and never blocks.
+	Keeps(key string) bool
+	// Append starts storing m and returns; it never blocks. Unless it
+	// returns an error, done (when not nil) is called once, later and
+	// from another goroutine, with the outcome.
+	Append(m *Message, done func(error)) error
+	// Listen is called when a kept key, or any wildcard topic pattern,
+	// gets its first local subscription and Unlisten after its last, in
+	// index order per key. Neither blocks.
+	Listen(key string)
+	Unlisten(key string)
+}
+
+// Replay is a topic subscription's consumer while it catches up from
+// history (package history makes it, the session uses it): it wraps the
+// session's Consumer, delivers what the history holds from the asked
+// position on its own goroutine, and meanwhile holds back what the router
+// hands it, which follows once history is delivered, without duplicates.
+type Replay interface {
+	Consumer
+	// Start begins the replay once s is subscribed (s.Consumer is the
+	// Replay). Stop ends it when the subscription ends.
+	Start(s *Subscription)
+	Stop()
+}
+
 // ErrUnavailable is wrapped by publish errors that mean the message was
 // not accepted because the cluster's storage or bus cannot be reached.
 var ErrUnavailable = errors.New("cluster unavailable")
@@ -98,6 +135,7 @@ type Router struct {
 	index *index
 	bus   Bus
 	stats Stats
+	hist  History // cfg.History
 
 	qmu    sync.Mutex
 	queues map[string]*queue
@@ -119,8 +157,12 @@ func New(cfg Config, bus Bus) *Router {
 	if cfg.MatchCacheSize <= 0 {
 		cfg.MatchCacheSize = DefaultMatchCacheSize
 	}
-	return &Router{cfg: cfg, index: newIndex(cfg.MatchCacheSize), bus: bus, queues: make(map[string]*queue)}
+	return &Router{cfg: cfg, index: newIndex(cfg.MatchCacheSize), bus: bus, queues: make(map[string]*queue), hist: cfg.History}
 }
+
+// KeepsHistory reports whether messages to the literal topic key are kept
+// in history.
+func (r *Router) KeepsHistory(key string) bool { return r.hist != nil && r.hist.Keeps(key) }
 
 // Stats returns the router's counters.
 func (r *Router) Stats() *Stats { return &r.stats }
@@ -226,20 +268,39 @@ func (r *Router) Subscribe(s *Subscription, kind Kind, key string) error {
 		return nil
 	}
 	s.wildcard = IsPattern(key)
-	if r.bus == nil {
+	hist := r.histListens(kind, key, s.wildcard)
+	if r.bus == nil && !hist {
 		r.index.add(s)
 		return nil
 	}
 	mu := r.listenLock(key)
 	mu.Lock()
 	defer mu.Unlock()
-	if r.index.add(s) {
+	if !r.index.add(s) {
+		return nil
+	}
+	if hist {
+		r.hist.Listen(key)
+		if !s.wildcard {
+			return nil // a kept key's messages come only from the history
+		}
+	}
+	if r.bus != nil {
 		if err := r.bus.Listen(key); err != nil {
 			r.index.remove(s)
+			if hist {
+				r.hist.Unlisten(key)
+			}
 			return fmt.Errorf("listen on the cluster bus for %s: %w", key, err)
 		}
 	}
 	return nil
+}
+
+// histListens reports whether subscriptions to key may receive kept
+// messages: a kept literal topic, or any topic pattern.
+func (r *Router) histListens(kind Kind, key string, wildcard bool) bool {
+	return r.hist != nil && kind == Topic && (wildcard || r.hist.Keeps(key))
 }
 
 func (r *Router) listenLock(key string) *sync.Mutex {
@@ -260,14 +321,24 @@ func (r *Router) Unsubscribe(s *Subscription) {
 		}
 		return
 	}
-	if r.bus == nil {
+	hist := r.histListens(s.kind, s.key, s.wildcard)
+	if r.bus == nil && !hist {
 		r.index.remove(s)
 		return
 	}
 	mu := r.listenLock(s.key)
 	mu.Lock()
 	defer mu.Unlock()
-	if r.index.remove(s) {
+	if !r.index.remove(s) {
+		return
+	}
+	if hist {
+		r.hist.Unlisten(s.key)
+		if !s.wildcard {
+			return
+		}
+	}
+	if r.bus != nil {
 		_ = r.bus.Unlisten(s.key)
 	}
 }
@@ -309,6 +380,13 @@ func (r *Router) Publish(m *Message) (int, error) {
 		}
 		return 0, <-done
 	}
+	if m.Kind == Topic && r.hist != nil && r.hist.Keeps(m.Key) {
+		r.stats.published[Topic].Add(1)
+		if err := r.hist.Append(m, nil); err != nil {
+			return 0, fmt.Errorf("keep %s: %w", m.Key, err)
+		}
+		return 0, nil
+	}
 	r.stats.published[m.Kind].Add(1)
 	n := r.deliverLocal(m)
 	if r.bus != nil {
@@ -322,7 +400,16 @@ func (r *Router) Publish(m *Message) (int, error) {
 // Enqueue starts storing queue message m and returns at once, never
 // waiting for storage (see Queues.Enqueue): an error refuses m outright;
 // otherwise done is called exactly once with the outcome.
+// A message to a topic that keeps history is stored the same way
+// (History.Append).
 func (r *Router) Enqueue(m *Message, done func(error)) error {
+	if m.Kind == Topic && r.hist != nil && r.hist.Keeps(m.Key) {
+		r.stats.published[Topic].Add(1)
+		if err := r.hist.Append(m, done); err != nil {
+			return fmt.Errorf("keep %s: %w", m.Key, err)
+		}
+		return nil
+	}
 	r.stats.published[Queue].Add(1)
 	if qs := r.cfg.Queues; qs != nil {
 		if err := qs.Enqueue(m, done); err != nil {

@@ -152,6 +152,19 @@ type Counters struct {
 	LimitHits [NumLimits]atomic.Uint64
 }
 
+// History resumes topic subscriptions from kept messages (package history).
+type History interface {
+	// Resume checks a SUBSCRIBE's x-stream-offset and x-stream-epoch
+	// values (as sent, either may be empty) for topic key, without
+	// blocking. When they ask for history it returns the Replay that
+	// delivers it to c; nil and no error for a live-only subscription; an
+	// error, whose text says what is wrong, for a bad value. receipt, when
+	// not nil, is called once, from another goroutine, when history has
+	// been delivered, with whether nothing was missed; backlog reports the
+	// bytes queued for the connection.
+	Resume(c router.Consumer, key string, offset, epoch []byte, receipt func(recovered bool), backlog func() int) (router.Replay, error)
+}
+
 // Env is what all sessions of a node share.
 type Env struct {
 	Router   *router.Router
@@ -166,6 +179,9 @@ type Env struct {
 	// session's CONNECT succeeded, and OnClose after a connected session
 	// ended; presence tracking hangs here. Either may be nil.
 	OnConnect, OnClose func(s *Session)
+	// History, when set, resumes topic subscriptions from kept messages
+	// (SUBSCRIBE x-stream-offset); nil: the node keeps no history.
+	History History
 
 	idPrefix string
 	seq      atomic.Uint64

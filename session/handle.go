@@ -303,8 +303,9 @@ func (s *Session) send(f *frame.Frame) error {
 		s.receipt(f)
 		return nil
 	}
-	if kind == router.Queue {
-		// Stored later; a failure ends the session with an ERROR and no
+	if kind == router.Queue || (kind == router.Topic && s.env.Router.KeepsHistory(key)) {
+		// Stored later (a queue message, or one to a topic that keeps
+		// history); a failure ends the session with an ERROR and no
 		// RECEIPT (store.go).
 		if err := s.enqueue(m, receiptOf(f)); err != nil {
 			return err
@@ -361,7 +362,14 @@ func (s *Session) subscribe(f *frame.Frame) error {
 	if err := s.allow(Subscribe, dest); err != nil {
 		return err
 	}
+	replay, err := s.resume(f, kind, key)
+	if err != nil {
+		return err
+	}
 	if prefetch, err = s.takeUnacked(kind, mode, prefetch); err != nil {
+		if replay != nil {
+			replay.Stop()
+		}
 		return err
 	}
 	s.subSeq++
@@ -370,15 +378,72 @@ func (s *Session) subscribe(f *frame.Frame) error {
 		Consumer: s, Seq: s.subSeq,
 		Head: frame.AppendHeader(nil, "subscription", string(id), escaping(s.version, frame.MESSAGE)),
 	}
+	if replay != nil {
+		sub.Consumer = replay
+	}
 	s.subs.add(sub)
-	// Receipt first: a queue subscription may be handed messages at once.
-	s.receipt(f)
+	if replay == nil {
+		// Receipt first: a queue subscription may be handed messages at
+		// once. A replay sends its own once history is delivered.
+		s.receipt(f)
+	}
 	if err := s.env.Router.Subscribe(sub, kind, key); err != nil {
 		s.subs.remove(sub)
 		s.giveUnacked(sub)
+		if replay != nil {
+			replay.Stop()
+		}
 		return &Error{Message: "subscribe failed", Detail: err.Error(), Cause: err}
 	}
+	if replay != nil {
+		replay.Start(sub)
+	}
 	return nil
+}
+
+// resume reads a SUBSCRIBE's x-stream-offset and x-stream-epoch: nil for
+// a live-only subscription, else the Replay of the topic's history.
+func (s *Session) resume(f *frame.Frame, kind router.Kind, key string) (router.Replay, error) {
+	offset, hasOffset := f.Get("x-stream-offset")
+	epoch, hasEpoch := f.Get("x-stream-epoch")
+	if !hasOffset && !hasEpoch {
+		return nil, nil
+	}
+	if hasEpoch && !hasOffset {
+		return nil, errorf("invalid x-stream-offset", "x-stream-epoch is given without x-stream-offset")
+	}
+	if string(offset) == "next" {
+		return nil, nil
+	}
+	if kind != router.Topic {
+		return nil, errorf("invalid x-stream-offset", "x-stream-offset applies to /topic/ destinations that keep history, not to %q", f.Value("destination"))
+	}
+	if s.env.History == nil {
+		return nil, errorf("invalid x-stream-offset", "this broker keeps no topic history (-topic-history is empty): subscribe without x-stream-offset")
+	}
+	var rf func(bool)
+	if r, ok := f.Get("receipt"); ok {
+		rf = s.resumeReceipt(string(r))
+	}
+	replay, err := s.env.History.Resume(s, key, offset, epoch, rf, s.out.Queued)
+	if err != nil {
+		return nil, &Error{Message: "invalid x-stream-offset", Detail: err.Error(), Cause: err}
+	}
+	return replay, nil
+}
+
+// resumeReceipt returns the function a replay calls, from its goroutine,
+// to send the SUBSCRIBE's RECEIPT with x-stream-recovered.
+func (s *Session) resumeReceipt(id string) func(bool) {
+	return func(recovered bool) {
+		mode := escaping(frame.Version(s.ver.Load()), frame.RECEIPT)
+		b := frame.AppendHeader([]byte("RECEIPT\n"), "receipt-id", id, mode)
+		b = append(b, "x-stream-recovered:"...)
+		b = strconv.AppendBool(b, recovered)
+		b = append(b, '\n', '\n', 0)
+		s.env.Counters.Sent[frame.RECEIPT].Add(1)
+		s.out.Send(b, nil, false, 0)
+	}
 }
 
 func (s *Session) unsubscribe(f *frame.Frame) error {
@@ -396,6 +461,9 @@ func (s *Session) unsubscribe(f *frame.Frame) error {
 	s.subs.remove(sub)
 	s.giveUnacked(sub)
 	s.env.Router.Unsubscribe(sub)
+	if r, ok := sub.Consumer.(router.Replay); ok {
+		r.Stop()
+	}
 	s.receipt(f)
 	return nil
 }

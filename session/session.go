@@ -10,6 +10,7 @@ import (
 
 	"github.com/stompbus/stompbus/frame"
 	"github.com/stompbus/stompbus/outbox"
+	"github.com/stompbus/stompbus/router"
 )
 
 // Info describes the connection a session runs on.
@@ -207,6 +208,9 @@ func (s *Session) Close() {
 	}
 	for _, sub := range s.subs.all() {
 		s.env.Router.Unsubscribe(sub)
+		if r, ok := sub.Consumer.(router.Replay); ok {
+			r.Stop()
+		}
 	}
 	s.subs.clear()
 	s.txs = nil

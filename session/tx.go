@@ -62,7 +62,7 @@ func (s *Session) endTx(f *frame.Frame) error {
 	s.txN -= len(t.ops)
 	if f.Command == frame.COMMIT {
 		for _, o := range t.ops {
-			if o.msg != nil && o.msg.Kind == router.Queue {
+			if o.msg != nil && (o.msg.Kind == router.Queue || (o.msg.Kind == router.Topic && s.env.Router.KeepsHistory(o.msg.Key))) {
 				if err := s.enqueue(o.msg, receiptOf(f)); err != nil {
 					return err
 				}

@@ -32,6 +32,7 @@ import (
 	"github.com/stompbus/stompbus/auth"
 	"github.com/stompbus/stompbus/cluster"
 	"github.com/stompbus/stompbus/config"
+	"github.com/stompbus/stompbus/history"
 	"github.com/stompbus/stompbus/httpapi"
 	"github.com/stompbus/stompbus/metrics"
 	"github.com/stompbus/stompbus/presence"
@@ -98,6 +99,7 @@ type node struct {
 	log      *slog.Logger
 	srv      *server.Server
 	cl       *cluster.Cluster
+	hist     *history.Store // nil without -topic-history
 	pres     *presence.Tracker
 	ops      *cluster.Ops[httpapi.NodeStats]
 	debug    *http.Server // -debug-listen, or nil
@@ -142,14 +144,23 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	r := n.cl.NewRouter(cfg.Router())
+	rcfg := cfg.Router()
+	if len(cfg.TopicHistory) > 0 {
+		n.hist = history.New(n.cl.JetStream(), history.Config{Rules: cfg.TopicHistory, Replicas: n.cl.Replicas(), Log: log})
+		rcfg.History = n.hist
+	}
+	r := n.cl.NewRouter(rcfg)
 	e := session.NewEnv(cfg.Node, r, cfg.Session("stompbus/"+version), authn, log)
 	e.Authz = authz
+	if n.hist != nil {
+		n.hist.Attach(r)
+		e.History = n.hist
+	}
 	n.pres = presence.New(presence.Config{Node: cfg.Node, Router: r, Log: log,
 		Shared: presence.NewJetStreamLog(n.cl.JetStream(), presence.JetStreamConfig{Replicas: n.cl.Replicas()})})
 	e.OnConnect, e.OnClose = n.pres.OnConnect, n.pres.OnClose
 	if standalone := len(cfg.NATS) == 0 && len(cfg.ClusterRoutes) == 0; standalone {
-		waitReady(func() bool { return n.cl.Ready() && n.pres.Ready() }, standaloneReadyWait)
+		waitReady(func() bool { return n.cl.Ready() && n.pres.Ready() && n.histReady() }, standaloneReadyWait)
 	}
 
 	m := metrics.New()
@@ -228,6 +239,9 @@ func (n *node) closeDebug() {
 // exchange, presence, cluster.
 func (n *node) closeCluster() {
 	n.ops.Close()
+	if n.hist != nil {
+		n.hist.Close()
+	}
 	if n.pres != nil {
 		_ = n.pres.Close()
 	}
@@ -275,10 +289,15 @@ func buildAuth(cfg *config.Config, log *slog.Logger) (session.Authenticator, ses
 }
 
 // ready is the readiness hook: not while draining, and only while the node
-// can deliver cluster-wide (NATS connected, queues and presence available).
+// can deliver cluster-wide (NATS connected, queues, presence and topic
+// history available).
 func (n *node) ready() bool {
-	return !n.draining.Load() && n.cl.Ready() && n.pres.Ready()
+	return !n.draining.Load() && n.cl.Ready() && n.pres.Ready() && n.histReady()
 }
+
+// histReady reports whether the topic history's streams exist (true
+// without history).
+func (n *node) histReady() bool { return n.hist == nil || n.hist.Ready() }
 
 // clusterCloseReserve is the part of drain-timeout kept for leaving the
 // cluster after the clients are gone (presence writes its last counts,

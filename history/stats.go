@@ -1,0 +1,35 @@
+package history
+
+import "sync/atomic"
+
+// Stats are the store's running counts on this node.
+type Stats struct {
+	stored, conflicts, failed, refused atomic.Uint64
+	fed, replayed, gaps, bad           atomic.Uint64
+}
+
+// Stats returns the store's counters.
+func (s *Store) Stats() *Stats { return &s.stats }
+
+// Stored is the messages this node stored in history.
+func (s *Stats) Stored() uint64 { return s.stored.Load() }
+
+// Conflicts is how often another node stored a message of the same
+// destination first, so a store was retried with the next offset.
+func (s *Stats) Conflicts() uint64 { return s.conflicts.Load() }
+
+// Failed is the stores that failed (the sender was told when it waited).
+func (s *Stats) Failed() uint64 { return s.failed.Load() }
+
+// Refused is the messages refused because too many waited to be stored.
+func (s *Stats) Refused() uint64 { return s.refused.Load() }
+
+// Fed is the kept messages delivered live to this node's router.
+func (s *Stats) Fed() uint64 { return s.fed.Load() }
+
+// Replayed is the kept messages delivered to resuming subscriptions.
+func (s *Stats) Replayed() uint64 { return s.replayed.Load() }
+
+// Gaps is the resuming subscriptions whose asked position was no longer
+// kept (x-stream-gap:true).
+func (s *Stats) Gaps() uint64 { return s.gaps.Load() }

@@ -1,0 +1,289 @@
+package history
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stompbus/stompbus/cluster"
+	"github.com/stompbus/stompbus/router"
+)
+
+// Config says what the history keeps and where.
+type Config struct {
+	// Rules select the kept destinations; the first matching rule wins.
+	Rules []Rule
+	// Replicas is the number of copies JetStream keeps (the cluster's
+	// queue replication; default 1).
+	Replicas int
+	// Timeout bounds one store (a JetStream publish and its answer);
+	// default 5s.
+	Timeout time.Duration
+	// MaxPending bounds the messages of one destination waiting on this
+	// node to be stored; a SEND beyond it is refused (ErrFull). Default
+	// 10000.
+	MaxPending int
+	// Log receives what goes wrong.
+	Log *slog.Logger
+}
+
+// Defaults for Config.
+const (
+	DefaultTimeout    = 5 * time.Second
+	DefaultMaxPending = 10000
+)
+
+// Headers of a stored message, besides its data (the cluster envelope of
+// the message, its MESSAGE encoding already holding x-stream-offset and
+// x-stream-epoch).
+const (
+	hdrOffset = "Stompbus-Offset"
+	hdrEpoch  = "Stompbus-Epoch"
+)
+
+// subjectRoot prefixes every history subject; a rule's subjects are
+// subjectRoot.<rule id>.<destination tokens>.
+const subjectRoot = "stompbus.h"
+
+// streamPrefix prefixes every history stream name.
+const streamPrefix = "STOMPBUS_HISTORY_"
+
+// ErrFull is wrapped by Append errors for a destination whose waiting
+// messages reached Config.MaxPending.
+var ErrFull = fmt.Errorf("%w: history store backlog full", router.ErrUnavailable)
+
+// rule is a configured rule with its JetStream names.
+type rule struct {
+	Rule
+	stream string // stream name
+	prefix string // subject prefix of its destinations
+}
+
+// Store keeps the history of the destinations its rules select, in one
+// JetStream stream per rule, and delivers kept messages to the router.
+type Store struct {
+	cfg   Config
+	js    jetstream.JetStream
+	log   *slog.Logger
+	rules []rule
+	r     *router.Router
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// ready is closed once every stream exists.
+	ready   chan struct{}
+	readyOK atomic.Bool
+
+	wmu     sync.Mutex
+	writers map[string]*writer
+
+	fmu   sync.Mutex
+	feeds map[string]*feed
+
+	stats Stats
+}
+
+var _ router.History = (*Store)(nil)
+
+// New returns a store on js and starts making its streams in the
+// background (Ready says when they exist). Call Attach before use.
+func New(js jetstream.JetStream, cfg Config) *Store {
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = DefaultMaxPending
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Store{cfg: cfg, js: js, log: cfg.Log.With("component", "history"), ctx: ctx, cancel: cancel,
+		ready: make(chan struct{}), writers: make(map[string]*writer), feeds: make(map[string]*feed)}
+	for _, r := range cfg.Rules {
+		id := r.id()
+		s.rules = append(s.rules, rule{Rule: r, stream: streamPrefix + id, prefix: subjectRoot + "." + id})
+	}
+	s.wg.Add(1)
+	go s.makeStreams()
+	return s
+}
+
+// Attach gives the store the router it delivers to.
+func (s *Store) Attach(r *router.Router) { s.r = r }
+
+// Rules returns the configured rules.
+func (s *Store) Rules() []Rule { return s.cfg.Rules }
+
+// Ready reports whether every stream exists.
+func (s *Store) Ready() bool { return s.readyOK.Load() }
+
+// Close stops the feeds, replays and stores in progress.
+func (s *Store) Close() {
+	s.cancel()
+	s.fmu.Lock()
+	for k, f := range s.feeds {
+		f.cancel()
+		delete(s.feeds, k)
+	}
+	s.fmu.Unlock()
+	s.wg.Wait()
+}
+
+// makeStreams creates (or updates) one stream per rule, retrying until
+// JetStream answers.
+func (s *Store) makeStreams() {
+	defer s.wg.Done()
+	backoff := 50 * time.Millisecond
+	for i := 0; i < len(s.rules); {
+		r := &s.rules[i]
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
+		_, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:              r.stream,
+			Description:       "stompbus topic history of " + r.Pattern,
+			Subjects:          []string{r.prefix + ".>"},
+			MaxMsgsPerSubject: int64(r.Count),
+			MaxAge:            r.Age,
+			Discard:           jetstream.DiscardOld,
+			Storage:           jetstream.FileStorage,
+			Replicas:          s.cfg.Replicas,
+			AllowDirect:       true,
+		})
+		cancel()
+		if err == nil {
+			i++
+			backoff = 50 * time.Millisecond
+			continue
+		}
+		if s.ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("history stream not ready, retrying", "stream", r.stream, "pattern", r.Pattern, "err", err)
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+	s.readyOK.Store(true)
+	close(s.ready)
+}
+
+// waitReady waits, at most the store timeout, for the streams.
+func (s *Store) waitReady(ctx context.Context) error {
+	select {
+	case <-s.ready:
+		return nil
+	default:
+	}
+	t := time.NewTimer(s.cfg.Timeout)
+	defer t.Stop()
+	select {
+	case <-s.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("%w: history streams not ready", router.ErrUnavailable)
+	}
+}
+
+// Keeps reports whether the literal topic key keeps history
+// (router.History). It does not allocate.
+func (s *Store) Keeps(key string) bool { return len(s.rules) > 0 && find(s.cfg.Rules, key) >= 0 }
+
+// ruleOf returns the rule of a literal key, or nil.
+func (s *Store) ruleOf(key string) *rule {
+	if i := find(s.cfg.Rules, key); i >= 0 {
+		return &s.rules[i]
+	}
+	return nil
+}
+
+// rulesFor returns the rules whose destinations subscriptions to key may
+// see: the one of a literal key, every rule that may overlap a pattern.
+func (s *Store) rulesFor(key string) []*rule {
+	if !router.IsPattern(key) {
+		if r := s.ruleOf(key); r != nil {
+			return []*rule{r}
+		}
+		return nil
+	}
+	var out []*rule
+	for i := range s.rules {
+		if overlap(s.rules[i].Pattern, key) {
+			out = append(out, &s.rules[i])
+		}
+	}
+	return out
+}
+
+// filterSubjects returns the subjects of rule r that subscriptions to key
+// (literal or pattern) cover.
+func (r *rule) filterSubjects(key string) []string {
+	if router.IsPattern(key) {
+		return cluster.ListenSubjects(r.prefix, key)
+	}
+	return []string{cluster.Subject(r.prefix, key)}
+}
+
+// overlap reports whether some literal destination may match both
+// patterns (conservatively: true when unsure).
+func overlap(a, b string) bool {
+	for {
+		as, arest := nextSeg(a)
+		bs, brest := nextSeg(b)
+		if (router.IsRestWildcard(as) && arest == "") || (router.IsRestWildcard(bs) && brest == "") {
+			return true
+		}
+		if as == "" || bs == "" {
+			return as == bs
+		}
+		switch {
+		case router.IsOneWildcard(as) || router.IsOneWildcard(bs):
+			if as[0] != bs[0] {
+				return false
+			}
+		case as != bs:
+			return false
+		}
+		a, b = arest, brest
+	}
+}
+
+// position of a stored message.
+type position struct{ offset, epoch uint64 }
+
+// positionOf reads a stored message's offset and epoch headers.
+func positionOf(h nats.Header) (position, bool) {
+	o, err1 := strconv.ParseUint(h.Get(hdrOffset), 10, 64)
+	e, err2 := strconv.ParseUint(h.Get(hdrEpoch), 10, 64)
+	return position{o, e}, err1 == nil && err2 == nil && o > 0
+}
+
+// decode rebuilds a stored message for delivery.
+func decode(data []byte, h nats.Header) (*router.Message, error) {
+	p, ok := positionOf(h)
+	if !ok {
+		return nil, errors.New("stored message without a valid position")
+	}
+	m, err := cluster.DecodeEnvelope(data)
+	if err != nil {
+		return nil, err
+	}
+	m.Offset, m.Epoch = p.offset, p.epoch
+	return m, nil
+}
