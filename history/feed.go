@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stompbus/stompbus/router"
 )
 
 // A feed delivers the messages stored for one key (a kept destination, or
@@ -30,8 +32,41 @@ func (s *Store) Listen(key string) {
 	}
 	s.feeds[key] = f
 	s.fmu.Unlock()
+	s.starting.Add(1)
 	s.wg.Add(1)
 	go s.runFeed(f)
+}
+
+// awaitFeeds waits (writer goroutine) until the feeds of this node that
+// see key have started, so that a message published here after a local
+// SUBSCRIBE reaches that subscription. Only feeds still starting are
+// waited for; the wait is bounded by the store timeout.
+func (s *Store) awaitFeeds(ctx context.Context, key string) {
+	if s.starting.Load() == 0 {
+		return
+	}
+	var waits []<-chan struct{}
+	s.fmu.Lock()
+	for k, f := range s.feeds {
+		if k == key || (router.IsPattern(k) && match(k, key)) {
+			waits = append(waits, f.ready)
+		}
+	}
+	s.fmu.Unlock()
+	if len(waits) == 0 {
+		return
+	}
+	t := time.NewTimer(s.cfg.Timeout)
+	defer t.Stop()
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		}
+	}
 }
 
 // Unlisten stops the feed of key (router.History).
@@ -57,6 +92,12 @@ func (s *Store) feedReady(key string) <-chan struct{} {
 
 func (s *Store) runFeed(f *feed) {
 	defer s.wg.Done()
+	started := false
+	defer func() {
+		if !started {
+			s.starting.Add(-1)
+		}
+	}()
 	if err := s.waitStreams(f.ctx); err != nil {
 		return
 	}
@@ -86,6 +127,8 @@ func (s *Store) runFeed(f *feed) {
 			backoff = min(2*backoff, 2*time.Second)
 		}
 	}
+	started = true
+	s.starting.Add(-1)
 	close(f.ready)
 	<-f.ctx.Done()
 }

@@ -264,50 +264,103 @@ func (r *Resumer) replayRule(ru *rule) (bool, error) {
 // delivering those keep accepts; it returns how many it read and the last
 // position read.
 func (r *Resumer) read(ru *rule, cfg jetstream.OrderedConsumerConfig, keep func(m *router.Message, ts time.Time) bool) (int, position, error) {
-	ctx, cancel := context.WithTimeout(r.ctx, r.st.cfg.Timeout)
-	c, err := r.st.js.OrderedConsumer(ctx, ru.stream, cfg)
-	cancel()
-	if err != nil {
-		return 0, position{}, fmt.Errorf("history of %s: %w", r.key, err)
-	}
 	n := 0
 	var last position
-	for {
-		if err := r.waitBacklog(); err != nil {
-			return n, last, err
-		}
-		batch, err := c.FetchNoWait(replayBatch)
-		if err != nil {
-			return n, last, fmt.Errorf("history of %s: %w", r.key, err)
-		}
-		got, pending := 0, uint64(1)
-		for msg := range batch.Messages() {
-			got++
+	var streamSeq uint64 // of the last message read, to go on from after a failure
+	for failures := 0; ; {
+		err := r.fetchAll(ru, cfg, streamSeq, func(msg jetstream.Msg) error {
+			md, err := msg.Metadata()
+			if err != nil {
+				return err
+			}
+			streamSeq = md.Sequence.Stream
 			m, err := decode(msg.Data(), msg.Headers())
 			if err != nil {
 				r.st.stats.bad.Add(1)
-				continue
+				return nil
 			}
-			md, err := msg.Metadata()
-			if err != nil {
-				return n, last, fmt.Errorf("history of %s: %w", r.key, err)
-			}
-			pending = md.NumPending
 			n++
 			last = position{m.Offset, m.Epoch}
 			r.seen[m.Key] = last
 			if !keep(m, md.Timestamp) {
-				continue
+				return nil
 			}
-			if err := r.deliver(m); err != nil {
-				return n, last, err
+			return r.deliver(m)
+		})
+		if err == nil || errors.Is(err, errStopped) {
+			return n, last, err
+		}
+		// The consumer may be gone (a busy or changing cluster): go on
+		// with a new one after the last message read.
+		if failures++; failures > maxReplayFailures {
+			return n, last, fmt.Errorf("history of %s: %w", r.key, err)
+		}
+		r.st.log.Debug("history replay: fetch failed, going on with a new consumer", "key", r.key, "after", streamSeq, "err", err)
+		select {
+		case <-r.ctx.Done():
+			return n, last, errStopped
+		case <-time.After(time.Duration(failures) * 100 * time.Millisecond):
+		}
+	}
+}
+
+// replayIdle is how long JetStream keeps a replay's consumer that nobody
+// reads (a replay that died with its node).
+const replayIdle = 30 * time.Second
+
+// maxReplayFailures bounds the consumers one replay makes again.
+const maxReplayFailures = 5
+
+// fetchAll reads the messages selected by cfg (from after stream sequence
+// after, when not 0) with one ephemeral pull consumer (in memory, one
+// replica, no acks) until none is pending, handing each to fn.
+func (r *Resumer) fetchAll(ru *rule, cfg jetstream.OrderedConsumerConfig, after uint64, fn func(jetstream.Msg) error) error {
+	cc := jetstream.ConsumerConfig{
+		DeliverPolicy:     cfg.DeliverPolicy,
+		FilterSubjects:    cfg.FilterSubjects,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: replayIdle,
+		MemoryStorage:     true,
+		Replicas:          1,
+	}
+	if after > 0 {
+		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cc.OptStartSeq = after + 1
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, r.st.cfg.Timeout)
+	c, err := r.st.js.CreateConsumer(ctx, ru.stream, cc)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), r.st.cfg.Timeout)
+		_ = r.st.js.DeleteConsumer(ctx, ru.stream, c.CachedInfo().Name)
+		cancel()
+	}()
+	for {
+		if err := r.waitBacklog(); err != nil {
+			return err
+		}
+		batch, err := c.FetchNoWait(replayBatch)
+		if err != nil {
+			return err
+		}
+		got, pending := 0, uint64(1)
+		for msg := range batch.Messages() {
+			got++
+			if md, err := msg.Metadata(); err == nil {
+				pending = md.NumPending
+			}
+			if err := fn(msg); err != nil {
+				return err
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return n, last, fmt.Errorf("history of %s: %w", r.key, err)
+			return err
 		}
 		if got == 0 || pending == 0 {
-			return n, last, nil
+			return nil
 		}
 	}
 }

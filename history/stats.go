@@ -4,8 +4,8 @@ import "sync/atomic"
 
 // Stats are the store's running counts on this node.
 type Stats struct {
-	stored, conflicts, failed, refused atomic.Uint64
-	fed, replayed, gaps, bad           atomic.Uint64
+	stored, batches, conflicts, failed, refused atomic.Uint64
+	fed, replayed, gaps, bad                    atomic.Uint64
 }
 
 // Stats returns the store's counters.
@@ -33,3 +33,6 @@ func (s *Stats) Replayed() uint64 { return s.replayed.Load() }
 // Gaps is the resuming subscriptions whose asked position was no longer
 // kept (x-stream-gap:true).
 func (s *Stats) Gaps() uint64 { return s.gaps.Load() }
+
+// Batches is the atomic batches of several messages this node stored.
+func (s *Stats) Batches() uint64 { return s.batches.Load() }

@@ -82,12 +82,17 @@ type Store struct {
 	// ready is closed once every stream exists.
 	ready   chan struct{}
 	readyOK atomic.Bool
+	// atomic is set when the streams take atomic batches (JetStream 2.12
+	// and later; an older external NATS does not).
+	atomic atomic.Bool
 
 	wmu     sync.Mutex
 	writers map[string]*writer
 
 	fmu   sync.Mutex
 	feeds map[string]*feed
+	// starting counts feeds not yet consuming.
+	starting atomic.Int64
 
 	stats Stats
 }
@@ -147,19 +152,22 @@ func (s *Store) Close() {
 func (s *Store) makeStreams() {
 	defer s.wg.Done()
 	backoff := 50 * time.Millisecond
+	atomicOK := true
 	for i := 0; i < len(s.rules); {
 		r := &s.rules[i]
-		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
+		// Short tries: a new cluster elects its JetStream leader first.
+		ctx, cancel := context.WithTimeout(s.ctx, min(s.cfg.Timeout, 2*time.Second))
 		_, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:              r.stream,
-			Description:       "stompbus topic history of " + r.Pattern,
-			Subjects:          []string{r.prefix + ".>"},
-			MaxMsgsPerSubject: int64(r.Count),
-			MaxAge:            r.Age,
-			Discard:           jetstream.DiscardOld,
-			Storage:           jetstream.FileStorage,
-			Replicas:          s.cfg.Replicas,
-			AllowDirect:       true,
+			Name:               r.stream,
+			Description:        "stompbus topic history of " + r.Pattern,
+			Subjects:           []string{r.prefix + ".>"},
+			MaxMsgsPerSubject:  int64(r.Count),
+			MaxAge:             r.Age,
+			Discard:            jetstream.DiscardOld,
+			Storage:            jetstream.FileStorage,
+			Replicas:           s.cfg.Replicas,
+			AllowDirect:        true,
+			AllowAtomicPublish: atomicOK,
 		})
 		cancel()
 		if err == nil {
@@ -170,6 +178,14 @@ func (s *Store) makeStreams() {
 		if s.ctx.Err() != nil {
 			return
 		}
+		var apiErr *jetstream.APIError
+		if atomicOK && errors.As(err, &apiErr) && apiErr.Code == 400 {
+			// A server that does not know atomic batches: one store per
+			// message and round trip.
+			s.log.Warn("history: NATS refuses atomic batches; storing one message per round trip", "stream", r.stream, "err", err)
+			atomicOK = false
+			continue
+		}
 		s.log.Warn("history stream not ready, retrying", "stream", r.stream, "pattern", r.Pattern, "err", err)
 		select {
 		case <-s.ctx.Done():
@@ -178,6 +194,7 @@ func (s *Store) makeStreams() {
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+	s.atomic.Store(atomicOK)
 	s.readyOK.Store(true)
 	close(s.ready)
 }

@@ -7,10 +7,12 @@ import (
 	"strconv"
 	"time"
 
+	"encoding/json"
 	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/stompbus/stompbus/cluster"
 	"github.com/stompbus/stompbus/router"
@@ -119,20 +121,52 @@ func (w *writer) run() {
 		}
 		batch, w.q = w.q, batch[:0]
 		w.mu.Unlock()
-		for i := range batch {
-			err := w.store(batch[i].m)
-			if err != nil {
-				w.s.stats.failed.Add(1)
-				if batch[i].done == nil {
-					w.s.log.Warn("message not kept", "destination", w.key, "err", err)
+		for i := 0; i < len(batch); {
+			n := w.batchLen(batch[i:])
+			var err error
+			if n == 1 {
+				err = w.store(batch[i].m)
+			} else {
+				err = w.storeBatch(batch[i : i+n])
+			}
+			for j := i; j < i+n; j++ {
+				if err != nil {
+					w.s.stats.failed.Add(1)
+					if batch[j].done == nil {
+						w.s.log.Warn("message not kept", "destination", w.key, "err", err)
+					}
 				}
+				if batch[j].done != nil {
+					batch[j].done(err)
+				}
+				batch[j] = pending{}
 			}
-			if batch[i].done != nil {
-				batch[i].done(err)
-			}
-			batch[i] = pending{}
+			i += n
 		}
 	}
+}
+
+// Bounds of one atomic batch: JetStream takes at most 1000 messages in one.
+const (
+	maxBatch      = 500
+	maxBatchBytes = 1 << 20
+)
+
+// batchLen returns how many of the waiting messages go in the next store:
+// all of them up to the batch bounds when the stream takes atomic batches.
+func (w *writer) batchLen(q []pending) int {
+	if !w.s.atomic.Load() {
+		return 1
+	}
+	n, size := 0, 0
+	for n < len(q) && n < maxBatch {
+		size += len(q[n].m.Encoded()) + 128
+		if n > 0 && size > maxBatchBytes {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 // store stores m with the next offset of its destination.
@@ -141,6 +175,7 @@ func (w *writer) store(m *router.Message) error {
 	if err := w.s.waitReady(ctx); err != nil {
 		return err
 	}
+	w.s.awaitFeeds(ctx, w.key)
 	for attempt := 0; attempt < maxConflicts; attempt++ {
 		if !w.known {
 			if err := w.load(); err != nil {
@@ -177,6 +212,90 @@ func (w *writer) store(m *router.Message) error {
 		return fmt.Errorf("%w: keep %s: %v", router.ErrUnavailable, w.key, err)
 	}
 	return fmt.Errorf("%w: keep %s: %d other stores overtook this one", router.ErrUnavailable, w.key, maxConflicts)
+}
+
+// storeBatch stores ps as one atomic batch: the first message expects the
+// destination's last message to be the one known, the others follow it
+// with the next offsets, and either all are stored or none. One round trip
+// for the batch: a busy destination is not held to one store per round
+// trip.
+func (w *writer) storeBatch(ps []pending) error {
+	ctx := w.s.ctx
+	if err := w.s.waitReady(ctx); err != nil {
+		return err
+	}
+	w.s.awaitFeeds(ctx, w.key)
+	nc := w.s.js.Conn()
+	for attempt := 0; attempt < maxConflicts; attempt++ {
+		if !w.known {
+			if err := w.load(); err != nil {
+				return err
+			}
+		}
+		next := position{offset: w.last.offset + 1, epoch: w.last.epoch}
+		if w.lastSeq == 0 {
+			next = position{offset: 1, epoch: uint64(time.Now().UnixNano())}
+		}
+		id := nuid.Next()
+		var resp *nats.Msg
+		var err error
+		for i, p := range ps {
+			msg := w.encode(p.m, position{next.offset + uint64(i), next.epoch})
+			msg.Header.Set(hdrBatchID, id)
+			msg.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+			if i == 0 {
+				msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.lastSeq, 10))
+			}
+			if i < len(ps)-1 {
+				if err = nc.PublishMsg(msg); err != nil {
+					break
+				}
+				continue
+			}
+			msg.Header.Set(hdrBatchCommit, "1")
+			pctx, cancel := context.WithTimeout(ctx, w.s.cfg.Timeout)
+			resp, err = nc.RequestMsgWithContext(pctx, msg)
+			cancel()
+		}
+		w.known = false
+		if err != nil {
+			return fmt.Errorf("%w: keep %s: %v", router.ErrUnavailable, w.key, err)
+		}
+		var ack batchAck
+		if err := json.Unmarshal(resp.Data, &ack); err != nil {
+			return fmt.Errorf("%w: keep %s: bad answer %q: %v", router.ErrUnavailable, w.key, resp.Data, err)
+		}
+		if ack.Error != nil {
+			if conflict(ack.Error) {
+				w.s.stats.conflicts.Add(1)
+				continue
+			}
+			return fmt.Errorf("%w: keep %s: %v", router.ErrUnavailable, w.key, ack.Error)
+		}
+		if ack.Count != uint64(len(ps)) {
+			return fmt.Errorf("%w: keep %s: batch of %d stored as %d", router.ErrUnavailable, w.key, len(ps), ack.Count)
+		}
+		w.known, w.lastSeq = true, ack.Seq
+		w.last = position{next.offset + uint64(len(ps)) - 1, next.epoch}
+		w.s.stats.stored.Add(uint64(len(ps)))
+		w.s.stats.batches.Add(1)
+		return nil
+	}
+	return fmt.Errorf("%w: keep %s: %d other stores overtook this one", router.ErrUnavailable, w.key, maxConflicts)
+}
+
+// Atomic batch headers (JetStream 2.12 and later).
+const (
+	hdrBatchID     = "Nats-Batch-Id"
+	hdrBatchSeq    = "Nats-Batch-Sequence"
+	hdrBatchCommit = "Nats-Batch-Commit"
+)
+
+// batchAck is JetStream's answer to a batch commit.
+type batchAck struct {
+	Error *jetstream.APIError `json:"error,omitempty"`
+	Seq   uint64              `json:"seq"`
+	Count uint64              `json:"count"`
 }
 
 // conflict reports whether err says the destination's last message is not
