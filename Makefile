@@ -32,7 +32,8 @@ test-go:
 # Each fuzz target runs for a bounded time; crashers are kept as seeds in
 # the package's testdata/fuzz.
 FUZZ_TARGETS := frame:FuzzParse wsdeflate:FuzzInflate session:FuzzSessionFrames session:FuzzSessionStream \
-	server:FuzzWSMessagesText cluster:FuzzSubjects cluster:FuzzDecodeEnvelope
+	server:FuzzWSMessagesText cluster:FuzzSubjects cluster:FuzzDecodeEnvelope \
+	history:FuzzParseStart history:FuzzParseRules
 test-fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz ./$$pkg $$fn for $(FUZZTIME)"; \
