@@ -178,6 +178,6 @@ func TestResumeDuringFullRatePublishing(t *testing.T) {
 	}
 	wg.Wait()
 	for _, nd := range nodes {
-		t.Logf("node %s: stored %d, replayed %d, fed %d", nd.c.Node(), nd.h.Stats().Stored(), nd.h.Stats().Replayed(), nd.h.Stats().Fed())
+		t.Logf("node %s: stored %d, replayed %d, fed %d", nd.name, nd.h.Stats().Stored(), nd.h.Stats().Replayed(), nd.h.Stats().Fed())
 	}
 }

@@ -27,6 +27,7 @@ const wait = 15 * time.Second
 // node is one complete broker wired as cmd/broker wires it: embedded
 // NATS, history, router, sessions and listeners.
 type node struct {
+	name string
 	c    *cluster.Cluster
 	h    *history.Store
 	r    *router.Router
@@ -67,7 +68,7 @@ func startNodes(t testing.TB, n int, rules string, tune func(*history.Config)) [
 	for _, nd := range nodes {
 		for !nd.c.Ready() || !nd.h.Ready() {
 			if time.Now().After(deadline) {
-				t.Fatalf("node %s not ready within 60s", nd.c.Node())
+				t.Fatalf("node %s not ready within 60s", nd.name)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -95,7 +96,7 @@ func startNode(t testing.TB, cfg cluster.Config, rules []history.Rule, tune func
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	nd := &node{c: c, h: h, r: r, srv: srv}
+	nd := &node{name: cfg.Node, c: c, h: h, r: r, srv: srv}
 	t.Cleanup(nd.stop)
 	return nd
 }
