@@ -526,20 +526,23 @@ const lingerTime = 2 * time.Second
 
 // shut closes the socket. After a server-side close (an ERROR, a close
 // frame) the peer may still be sending: closing a socket with unread input
-// makes the kernel send a reset, which can destroy the ERROR frame before
-// the peer reads it. So the write side is shut first (FIN after the last
-// frame) and the input drained for a bounded time before the close.
+// makes the kernel send a reset, which fails the peer's write (client
+// libraries then read no more) and can destroy the ERROR before the peer
+// reads it. So the write side is shut first (FIN after the last frame:
+// TCP, or TLS's close_notify and then TCP's) and the input read and
+// discarded, however much comes, until the peer closes or lingerTime has
+// passed; then the socket is closed. The drain runs on a goroutine of its
+// own, never on the caller's (an epoll worker, a writer).
 func (o *Outbox) shut(served bool) {
-	tc, ok := o.conn.(*net.TCPConn)
-	if !served || !ok {
+	cw, ok := o.conn.(interface{ CloseWrite() error })
+	if !served || !ok || cw.CloseWrite() != nil {
 		_ = o.conn.Close()
 		return
 	}
-	_ = tc.CloseWrite()
 	go func() {
-		_ = tc.SetReadDeadline(time.Now().Add(lingerTime))
-		_, _ = io.Copy(io.Discard, io.LimitReader(tc, 1<<20))
-		_ = tc.Close()
+		_ = o.conn.SetReadDeadline(time.Now().Add(lingerTime))
+		_, _ = io.Copy(io.Discard, o.conn)
+		_ = o.conn.Close()
 	}()
 }
 

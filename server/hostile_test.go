@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/go-stomp/stomp/v3"
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/stompbus/stompbus/auth"
@@ -795,6 +797,66 @@ func TestHostilePingFlood(t *testing.T) {
 			if _, err := io.Copy(io.Discard, wc.Conn); err != nil {
 				t.Fatalf("the connection did not end: %v", err)
 			}
+			by.check(t)
+		})
+	}
+}
+
+// A client that sends a frame far over the limit and reads only once its
+// write is done must still read the ERROR: the server half-closes, drains
+// what keeps coming for a bounded time, then closes. Closing with unread
+// input sends a reset, which fails the client's write (client libraries
+// then read no more) and can destroy the ERROR before it is read; the
+// server used to stop draining after 1 MiB.
+func TestErrorSurvivesUnreadInput(t *testing.T) {
+	srv := brokertest.Start(t, hostileOptions())
+	by := newBystanders(t, srv)
+	input := connect12 + "SEND\ndestination:/topic/a\n\n" + strings.Repeat("b", 8<<20) + "\x00"
+	for _, tr := range []string{"tcp", "ws"} {
+		t.Run(tr, func(t *testing.T) {
+			var nc net.Conn
+			var w io.Writer
+			var r io.Reader
+			if tr == "tcp" {
+				c, err := net.Dial("tcp", srv.StompAddr())
+				if err != nil {
+					t.Fatal(err)
+				}
+				nc, w, r = c, c, c
+			} else {
+				wc, err := brokertest.DialWSRaw("ws://"+srv.HTTPAddr()+"/ws", nil, "v12.stomp")
+				if err != nil {
+					t.Fatal(err)
+				}
+				nc, w, r = wc.Conn, wc, wc
+			}
+			defer nc.Close()
+			_ = nc.SetDeadline(time.Now().Add(wait))
+			// All of it first (a write error is the server's business),
+			// then read.
+			chunk := 64 << 10
+			if tr == "ws" {
+				chunk = 2 << 10 // messages under the WebSocket frame limit
+			}
+			for s := input; len(s) > 0; {
+				n := min(len(s), chunk)
+				if _, err := w.Write([]byte(s[:n])); err != nil {
+					// A client library takes a failed write for a dead
+					// connection and reads no more.
+					t.Fatalf("write failed after %d of %d bytes: %v", len(input)-len(s), len(input), err)
+				}
+				s = s[n:]
+			}
+			var out bytes.Buffer
+			_, err := io.Copy(&out, r)
+			if ce := (wsutil.ClosedError{}); errors.As(err, &ce) {
+				// The close frame came after the ERROR; then the end.
+				_, err = io.Copy(io.Discard, nc)
+			}
+			if err != nil {
+				t.Fatalf("the connection ended with %v, not an orderly close (read %q)", err, out.Bytes())
+			}
+			errorIs(t, out.Bytes(), "frame too large")
 			by.check(t)
 		})
 	}
