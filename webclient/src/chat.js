@@ -245,10 +245,13 @@ export class Chat {
     if (this.presence) void this.presence.start().then(() => this.ensureSelf());
     this.ensureSelf();
     if (outage) {
+      // Rooms keep history: the broker replays what was sent meanwhile
+      // and says when it could not (onRoomMessage). Private messages are
+      // not kept.
       const took = duration(outage.to - outage.from);
       for (const c of this.convs.values()) {
-        const what = c.kind === 'room' ? `messages sent to #${c.name}` : `private messages from ${c.name}`;
-        this.notice(c, `Back online after ${took} (offline ${clockTime(new Date(outage.from))}–${clockTime(new Date(outage.to))}): ${what} in that time were missed.`);
+        if (c.kind === 'room') continue;
+        this.notice(c, `Back online after ${took} (offline ${clockTime(new Date(outage.from))}–${clockTime(new Date(outage.to))}): private messages from ${c.name} in that time were missed.`);
       }
     }
     let resent = 0;
@@ -275,9 +278,12 @@ export class Chat {
     let c = this.convs.get(key);
     if (!c) {
       c = this.makeConv(key, 'room', room, this.el.roomList);
-      c.unsubscribe = this.conn.subscribe(roomDestination(room), (m) => this.onRoomMessage(c, m), {
+      // resume: the room's recent history first, and after every
+      // reconnect what was sent meanwhile (resume.js).
+      c.unsubscribe = this.conn.subscribe(roomDestination(room), (m, info) => this.onRoomMessage(c, m, info), {
         onReady: () => this.setReady(c, true),
         onLost: () => this.setReady(c, false),
+        resume: { from: 'first' },
       });
     }
     if (focus) this.select(key);
@@ -483,7 +489,10 @@ export class Chat {
     return true;
   }
 
-  onRoomMessage(c, m) {
+  onRoomMessage(c, m, info) {
+    if (info && info.gap) {
+      this.notice(c, `Some messages sent to #${c.name} could not be recovered: the room keeps only its most recent ones.`);
+    }
     const v = this.parse(m);
     if (!v) return;
     if (this.acknowledge(v.id)) return;

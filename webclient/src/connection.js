@@ -15,6 +15,7 @@
 // stompjs calls beforeConnect before every attempt and awaits it: that is
 // where the wait happens, so stompjs's own reconnectDelay is just a floor.
 import { Client } from '@stomp/stompjs';
+import { StreamPosition } from './resume.js';
 
 const BACKOFF_FIRST_MS = 1000;
 const BACKOFF_MAX_MS = 15000;
@@ -157,12 +158,17 @@ export class Connection extends EventTarget {
   }
 
   // subscribe registers a subscription kept across reconnects. onMessage
-  // gets stompjs IMessage values; onReady runs each time the broker has
-  // confirmed it (receipt); onLost when the connection under it dropped.
+  // gets stompjs IMessage values (and, with resume, the { gap, offset,
+  // epoch } of resume.js); onReady runs each time the broker has confirmed
+  // it (receipt, with x-stream-recovered); onLost when the connection under
+  // it dropped. resume ({ from: 'first' | 'last' | 'next' }) resubscribes
+  // after each reconnect from the message after the last one received, so
+  // nothing sent meanwhile is missed on a topic that keeps history.
   // Returns a function that removes it.
-  subscribe(destination, onMessage, { onReady, onLost, headers = {} } = {}) {
+  subscribe(destination, onMessage, { onReady, onLost, headers = {}, resume = null } = {}) {
     const key = this.nextSubKey++;
-    const s = { key, destination, onMessage, onReady, onLost, headers, stompSub: null, ready: false };
+    const stream = resume ? new StreamPosition(destination, resume) : null;
+    const s = { key, destination, onMessage, onReady, onLost, headers, stream, stompSub: null, ready: false };
     this.subs.set(key, s);
     if (this.client.connected) this.doSubscribe(s);
     return () => {
@@ -181,12 +187,20 @@ export class Connection extends EventTarget {
   doSubscribe(s) {
     this.receiptSeq += 1;
     const receipt = `sub-${s.key}-${this.receiptSeq}`;
-    this.client.watchForReceipt(receipt, () => {
+    this.client.watchForReceipt(receipt, (frame) => {
       if (this.subs.get(s.key) !== s) return;
       s.ready = true;
-      if (s.onReady) s.onReady();
+      if (s.onReady) s.onReady(frame.headers['x-stream-recovered'] !== 'false');
     });
-    s.stompSub = this.client.subscribe(s.destination, s.onMessage, { ...s.headers, receipt });
+    if (!s.stream) {
+      s.stompSub = this.client.subscribe(s.destination, s.onMessage, { ...s.headers, receipt });
+      return;
+    }
+    const onMessage = (m) => {
+      const info = s.stream.accept(m);
+      if (info) s.onMessage(m, info);
+    };
+    s.stompSub = this.client.subscribe(s.destination, onMessage, { ...s.headers, ...s.stream.headers(), receipt });
   }
 
   // publish sends when connected and reports whether it did.

@@ -68,33 +68,30 @@ export class ResumableSubscriptions {
 
 const isPattern = (d) => /(^|[/.])[*#>]$|[/.][*#>][/.]/.test(d);
 
-// Resumable is one subscription of ResumableSubscriptions.
-export class Resumable {
-  constructor(owner, destination, onMessage, { from = 'next', headers = {}, onReceipt } = {}) {
-    this.owner = owner;
+// StreamPosition is the bookkeeping of one subscription, for code that
+// manages its own stompjs subscriptions (the demo page's Connection does):
+// headers() gives the x-stream-* headers of the next SUBSCRIBE, accept(m)
+// records a MESSAGE and returns { gap, offset, epoch }, or null for a
+// message already handed on (a wildcard resume by time may repeat some).
+export class StreamPosition {
+  constructor(destination, { from = 'next' } = {}) {
     this.destination = destination;
-    this.onMessage = onMessage;
     this.from = from;
-    this.extraHeaders = headers;
-    this.onReceipt = onReceipt;
     this.wildcard = isPattern(destination);
     // positions: destination -> { offset, epoch } of the last message handed on
     this.positions = new Map();
     this.lastTime = null; // unix seconds of the last message handed on (wildcards)
-    this.stompSub = null;
-    this.closed = false;
   }
 
-  // position returns the last position handed on, for a literal
-  // destination: { offset, epoch } or null.
-  get position() {
+  // last returns the last position handed on of a literal destination:
+  // { offset, epoch } or null.
+  get last() {
     return this.positions.get(this.destination) ?? null;
   }
 
-  // resumeHeaders are the x-stream-* headers of the next SUBSCRIBE.
-  resumeHeaders() {
+  headers() {
     if (!this.wildcard) {
-      const p = this.position;
+      const p = this.last;
       if (p) return { 'x-stream-offset': `offset=${p.offset + 1}`, 'x-stream-epoch': p.epoch };
     } else if (this.lastTime !== null) {
       return { 'x-stream-offset': `timestamp=${this.lastTime}` };
@@ -105,10 +102,44 @@ export class Resumable {
     return {};
   }
 
+  accept(message) {
+    const h = message.headers;
+    const offset = Number.parseInt(h['x-stream-offset'] ?? '', 10);
+    const gap = h['x-stream-gap'] === 'true';
+    const epoch = h['x-stream-epoch'] ?? null;
+    if (!Number.isFinite(offset)) return { gap, offset: null, epoch };
+    const key = this.wildcard ? (h.destination ?? this.destination) : this.destination;
+    const prev = this.positions.get(key);
+    if (!gap && prev && prev.epoch === epoch && offset <= prev.offset) return null;
+    this.positions.set(key, { offset, epoch });
+    this.lastTime = Math.floor(Date.now() / 1000) - 1;
+    return { gap, offset, epoch };
+  }
+}
+
+// Resumable is one subscription of ResumableSubscriptions.
+export class Resumable {
+  constructor(owner, destination, onMessage, { from = 'next', headers = {}, onReceipt } = {}) {
+    this.owner = owner;
+    this.destination = destination;
+    this.onMessage = onMessage;
+    this.extraHeaders = headers;
+    this.onReceipt = onReceipt;
+    this.stream = new StreamPosition(destination, { from });
+    this.stompSub = null;
+    this.closed = false;
+  }
+
+  // position is the last position handed on (literal destinations):
+  // { offset, epoch } or null.
+  get position() {
+    return this.stream.last;
+  }
+
   open() {
     if (this.closed) return;
     const client = this.owner.client;
-    const headers = { ...this.extraHeaders, ...this.resumeHeaders() };
+    const headers = { ...this.extraHeaders, ...this.stream.headers() };
     if (this.onReceipt) {
       receiptSeq += 1;
       const receipt = `resume-${receiptSeq}`;
@@ -117,24 +148,10 @@ export class Resumable {
         if (!this.closed) this.onReceipt(frame.headers['x-stream-recovered'] !== 'false', frame);
       });
     }
-    this.stompSub = client.subscribe(this.destination, (m) => this.handle(m), headers);
-  }
-
-  handle(message) {
-    const h = message.headers;
-    const offset = Number.parseInt(h['x-stream-offset'] ?? '', 10);
-    const gap = h['x-stream-gap'] === 'true';
-    if (Number.isFinite(offset)) {
-      const dest = h.destination ?? this.destination;
-      const epoch = h['x-stream-epoch'] ?? '';
-      const key = this.wildcard ? dest : this.destination;
-      const prev = this.positions.get(key);
-      // A wildcard resume by time may repeat what was seen.
-      if (!gap && prev && prev.epoch === epoch && offset <= prev.offset) return;
-      this.positions.set(key, { offset, epoch });
-      this.lastTime = Math.floor(Date.now() / 1000) - 1;
-    }
-    this.onMessage(message, { gap, offset: Number.isFinite(offset) ? offset : null, epoch: h['x-stream-epoch'] ?? null });
+    this.stompSub = client.subscribe(this.destination, (m) => {
+      const info = this.stream.accept(m);
+      if (info) this.onMessage(m, info);
+    }, headers);
   }
 
   unsubscribe() {
