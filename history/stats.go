@@ -1,6 +1,12 @@
 package history
 
-import "sync/atomic"
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
 
 // Stats are the store's running counts on this node.
 type Stats struct {
@@ -36,3 +42,37 @@ func (s *Stats) Gaps() uint64 { return s.gaps.Load() }
 
 // Batches is the atomic batches of several messages this node stored.
 func (s *Stats) Batches() uint64 { return s.batches.Load() }
+
+// keptEvery is how often Kept asks JetStream; scrapes in between get the
+// last answer.
+const keptEvery = time.Second
+
+// Kept returns the messages and bytes kept in history (every stream,
+// cluster-wide), asking JetStream at most once a second. It waits up to
+// half a second for an answer: call it from a scrape, not a session.
+func (s *Store) Kept() (messages, bytes uint64) {
+	s.keptMu.Lock()
+	defer s.keptMu.Unlock()
+	if !s.Ready() || time.Since(s.keptAt) < keptEvery {
+		return s.keptMsgs, s.keptBytes
+	}
+	s.keptAt = time.Now()
+	var msgs, size uint64
+	for _, r := range s.rules {
+		ctx, cancel := context.WithTimeout(s.ctx, 500*time.Millisecond)
+		st, err := s.js.Stream(ctx, r.stream)
+		if err == nil {
+			var info *jetstream.StreamInfo
+			if info, err = st.Info(ctx); err == nil {
+				msgs += info.State.Msgs
+				size += info.State.Bytes
+			}
+		}
+		cancel()
+		if err != nil {
+			return s.keptMsgs, s.keptBytes
+		}
+	}
+	s.keptMsgs, s.keptBytes = msgs, size
+	return msgs, size
+}

@@ -95,6 +95,10 @@ type Store struct {
 	starting atomic.Int64
 
 	stats Stats
+
+	keptMu              sync.Mutex // Kept's cache
+	keptAt              time.Time
+	keptMsgs, keptBytes uint64
 }
 
 var _ router.History = (*Store)(nil)

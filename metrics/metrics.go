@@ -227,3 +227,27 @@ func (m *Metrics) WatchCluster(cl Cluster) {
 		m.gaugeFunc("jetstream_leader", help, prometheus.Labels{"group": "queues"}, func() float64 { _, q := cl.Leads(); return b(q) })
 	}
 }
+
+// History is the topic history's counts (package history), each read when
+// scraped.
+type History struct {
+	// Stored, Replayed, Gaps, Conflicts and Failed are the running counts
+	// of the node's history store (history.Stats).
+	Stored, Replayed, Gaps, Conflicts, Failed func() uint64
+	// Kept returns the messages and bytes kept in history, cluster-wide.
+	Kept func() (messages, bytes uint64)
+}
+
+// WatchHistory registers the topic history's counts.
+func (m *Metrics) WatchHistory(h History) {
+	c := func(name, help string, f func() uint64) {
+		m.counterFunc(name, help, nil, func() float64 { return float64(f()) })
+	}
+	c("history_stored_total", "Topic messages this node stored in history.", h.Stored)
+	c("history_replayed_total", "Kept messages this node delivered to resuming subscriptions.", h.Replayed)
+	c("history_gaps_total", "Resuming subscriptions whose asked position history no longer held (x-stream-gap:true).", h.Gaps)
+	c("history_conflicts_total", "History stores retried because another node stored a message of the same destination first.", h.Conflicts)
+	c("history_store_failures_total", "Topic messages this node could not store in history.", h.Failed)
+	m.gaugeFunc("history_messages", "Messages kept in topic history, cluster-wide.", nil, func() float64 { n, _ := h.Kept(); return float64(n) })
+	m.gaugeFunc("history_bytes", "Bytes of the messages kept in topic history, cluster-wide.", nil, func() float64 { _, b := h.Kept(); return float64(b) })
+}

@@ -168,6 +168,11 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 	n.srv = server.New(scfg, e, log)
 	n.srv.Ready = n.ready
 	m.Watch(n.srv)
+	if h := n.hist; h != nil {
+		st := h.Stats()
+		m.WatchHistory(metrics.History{Stored: st.Stored, Replayed: st.Replayed, Gaps: st.Gaps,
+			Conflicts: st.Conflicts, Failed: st.Failed, Kept: h.Kept})
+	}
 	m.WatchCluster(metrics.Cluster{
 		BusCounts:    n.cl.BusCounts,
 		Reconnects:   n.cl.Reconnects,
