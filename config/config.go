@@ -41,6 +41,8 @@ type Config struct {
 
 	DebugListen string // debug-listen: net/http/pprof listener (host:port), empty = off
 
+	OTLPEndpoint string // otlp-endpoint: OTLP/HTTP URL spans of traced messages are sent to, empty = off (or OTEL_EXPORTER_OTLP_*)
+
 	// Limits.
 	MaxFrameSize     int            // max-frame-size: bytes of one frame
 	MaxHeaders       int            // max-headers: header lines of one frame

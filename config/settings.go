@@ -283,6 +283,8 @@ var settings = []setting{
 	oneOf("log-format", "text or json", func(c *Config) *string { return &c.LogFormat }, "text", "json"),
 	str("debug-listen", "serve net/http/pprof (/debug/pprof/) on this separate address, meant for 127.0.0.1:PORT; empty: off", func(c *Config) *string { return &c.DebugListen }),
 
+	str("otlp-endpoint", "OTLP/HTTP URL (http://collector:4318) to send spans of messages whose SEND carried a W3C traceparent; empty: off unless OTEL_EXPORTER_OTLP_ENDPOINT is set", func(c *Config) *string { return &c.OTLPEndpoint }),
+
 	size("max-frame-size", "largest STOMP frame accepted (bytes; 64KiB, 1MiB...)", 256, func(c *Config) *int { return &c.MaxFrameSize }),
 	integer("max-headers", "most header lines in one frame", 1, func(c *Config) *int { return &c.MaxHeaders }),
 	size("max-header-length", "longest header line (bytes)", 64, func(c *Config) *int { return &c.MaxHeaderLength }),

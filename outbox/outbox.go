@@ -85,6 +85,7 @@ type item struct {
 	start, end int    // head (and WebSocket header) in the arena
 	shared     []byte // immutable tail, may be nil
 	published  int64  // publish time of a MESSAGE, 0 otherwise
+	written    func(error)
 }
 
 type batch struct {
@@ -180,7 +181,15 @@ func (f *Flusher) Flush() {
 // SendDeferred is Send, with the writer's start left to f when f is not
 // nil.
 func (o *Outbox) SendDeferred(head, shared []byte, binary bool, published int64, f *Flusher) bool {
-	return o.send(head, shared, binary, false, published, f)
+	return o.send(head, shared, binary, false, published, f, nil)
+}
+
+// SendWatched is SendDeferred (SendDeflated when deflated) with written
+// called by the writer once the write that carried the frame ended (nil
+// error: written). A frame dropped unwritten never calls it. For traced
+// messages only: the callback is an allocation.
+func (o *Outbox) SendWatched(head, shared []byte, binary, deflated bool, published int64, f *Flusher, written func(error)) bool {
+	return o.send(head, shared, binary, deflated, published, f, written)
 }
 
 // Deflates reports whether the peer takes compressed messages
@@ -193,10 +202,10 @@ func (o *Outbox) Deflates() bool { return o.cfg.Deflate && o.cfg.WebSocket }
 // in a stored deflate block, tail by reference. Like Send it copies only
 // the head and allocates nothing.
 func (o *Outbox) SendDeflated(head, deflated []byte, binary bool, published int64, f *Flusher) bool {
-	return o.send(head, deflated, binary, true, published, f)
+	return o.send(head, deflated, binary, true, published, f, nil)
 }
 
-func (o *Outbox) send(head, shared []byte, binary, deflated bool, published int64, f *Flusher) bool {
+func (o *Outbox) send(head, shared []byte, binary, deflated bool, published int64, f *Flusher, written func(error)) bool {
 	n := len(head) + len(shared)
 	o.mu.Lock()
 	if o.closing {
@@ -209,6 +218,9 @@ func (o *Outbox) send(head, shared []byte, binary, deflated bool, published int6
 		return false
 	}
 	o.appendLocked(head, shared, binary, deflated, published)
+	if written != nil {
+		o.cur.items[len(o.cur.items)-1].written = written
+	}
 	if f != nil && !o.writing && !o.closed {
 		o.writing = true // reserved: f starts the writer
 		f.pending = append(f.pending, o)
@@ -434,6 +446,12 @@ func (o *Outbox) writeLoop() {
 			lost = unwritten(b.items, n)
 		}
 
+		for i := range b.items {
+			if w := b.items[i].written; w != nil {
+				w(err)
+				b.items[i].written = nil
+			}
+		}
 		o.mu.Lock()
 		o.queued -= len(b.arena)
 		for i := range b.items {

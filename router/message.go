@@ -2,6 +2,7 @@ package router
 
 import (
 	"bytes"
+	"context"
 	"strconv"
 	"sync"
 	"unicode/utf8"
@@ -59,6 +60,11 @@ type Message struct {
 	// encoding too), set by the history before delivery; 0 when the
 	// destination keeps no history.
 	Offset, Epoch uint64
+	// Trace is the span context a traced message's deliveries are
+	// children of (the route span on the sender's node, the bus span on
+	// others); nil when the message is not traced or tracing is off. Set
+	// before the message is delivered, then only read.
+	Trace context.Context
 
 	// idOff is where ID starts in shared.
 	idOff int

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/stompbus/stompbus/tracing"
 )
 
 // Config holds the router's limits.
@@ -25,6 +27,9 @@ type Config struct {
 	// History, when set, keeps the messages of some topic destinations
 	// (package history); nil keeps none.
 	History History
+	// Tracer, when set, records the bus spans of traced messages
+	// (Message.Trace); nil records nothing and costs nothing.
+	Tracer *tracing.Tracer
 }
 
 // Defaults for Config.
@@ -390,7 +395,7 @@ func (r *Router) Publish(m *Message) (int, error) {
 	r.stats.published[m.Kind].Add(1)
 	n := r.deliverLocal(m)
 	if r.bus != nil {
-		if err := r.bus.Publish(m); err != nil {
+		if err := r.busPublish(m); err != nil {
 			return n, fmt.Errorf("publish %s to the cluster bus: %w", m.Key, err)
 		}
 	}
@@ -439,7 +444,35 @@ func (r *Router) Enqueue(m *Message, done func(error)) error {
 
 // DeliverRemote delivers a topic or user message that another node
 // published to the local subscribers only.
-func (r *Router) DeliverRemote(m *Message) int { return r.deliverLocal(m) }
+func (r *Router) DeliverRemote(m *Message) int {
+	if r.cfg.Tracer != nil {
+		defer r.traceRemote(m)()
+	}
+	return r.deliverLocal(m)
+}
+
+// busPublish publishes m to the bus, in a span when m is traced.
+func (r *Router) busPublish(m *Message) error {
+	if m.Trace == nil || r.cfg.Tracer == nil {
+		return r.bus.Publish(m)
+	}
+	end := r.cfg.Tracer.StartBusPublish(m.Trace, m.Key)
+	err := r.bus.Publish(m)
+	end(err)
+	return err
+}
+
+// traceRemote starts the bus span of a message another node published,
+// when it is traced, and makes it the parent of its deliveries; the
+// returned function ends it.
+func (r *Router) traceRemote(m *Message) func() {
+	ctx, end := r.cfg.Tracer.StartBusReceive(m.Encoded(), m.Key)
+	if ctx == nil {
+		return func() {}
+	}
+	m.Trace = ctx
+	return end
+}
 
 // DeliverListened delivers a message another node published to the local
 // subscriptions registered under key (the key the bus was told to Listen
@@ -447,6 +480,9 @@ func (r *Router) DeliverRemote(m *Message) int { return r.deliverLocal(m) }
 // uses it so that a message matching several keys (/topic/a.b and
 // /topic/a.*) reaches each local subscriber once.
 func (r *Router) DeliverListened(m *Message, key string) int {
+	if r.cfg.Tracer != nil {
+		defer r.traceRemote(m)()
+	}
 	n := 0
 	r.index.match(m.Key, func(s *Subscription) {
 		if s.key == key && s.Consumer.Deliver(s, m, false) {

@@ -35,7 +35,9 @@ func (s *Session) Deliver(sub *router.Subscription, m *router.Message, redeliver
 	}
 	f, _ := m.Publisher.(*outbox.Flusher)
 	var ok bool
-	if z := s.deflated(m); z != nil {
+	if m.Trace != nil && s.env.Tracer != nil {
+		ok = s.deliverTraced(sub, m, b, f)
+	} else if z := s.deflated(m); z != nil {
 		ok = s.out.SendDeflated(b, z, m.Binary, m.Published, f)
 	} else {
 		ok = s.out.SendDeferred(b, m.Shared(s.version), m.Binary, m.Published, f)
@@ -57,4 +59,14 @@ func (s *Session) deflated(m *router.Message) []byte {
 		return nil
 	}
 	return m.Deflated(s.version)
+}
+
+// deliverTraced queues a traced message with a write span that ends when
+// the write carrying it does.
+func (s *Session) deliverTraced(sub *router.Subscription, m *router.Message, head []byte, f *outbox.Flusher) bool {
+	end := s.env.Tracer.StartWrite(m.Trace, sub.ID)
+	if z := s.deflated(m); z != nil {
+		return s.out.SendWatched(head, z, m.Binary, true, m.Published, f, end)
+	}
+	return s.out.SendWatched(head, m.Shared(s.version), m.Binary, false, m.Published, f, end)
 }

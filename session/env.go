@@ -9,6 +9,7 @@ import (
 
 	"github.com/stompbus/stompbus/frame"
 	"github.com/stompbus/stompbus/router"
+	"github.com/stompbus/stompbus/tracing"
 )
 
 // Config holds the session limits and protocol settings of a node.
@@ -167,7 +168,10 @@ type History interface {
 
 // Env is what all sessions of a node share.
 type Env struct {
-	Router   *router.Router
+	Router *router.Router
+	// Tracer, when set, records spans for SENDs that carry W3C trace
+	// context (package tracing); nil: no tracing, at no cost.
+	Tracer   *tracing.Tracer
 	Config   Config
 	Auth     Authenticator
 	Authz    Authorizer

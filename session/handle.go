@@ -10,6 +10,7 @@ import (
 
 	"github.com/stompbus/stompbus/frame"
 	"github.com/stompbus/stompbus/router"
+	"github.com/stompbus/stompbus/tracing"
 )
 
 // handle acts on one parsed frame. f is valid only during the call.
@@ -286,7 +287,17 @@ func (s *Session) send(f *frame.Frame) error {
 	if s.authed {
 		sender = s.user // subscribers see who sent it, in user-id
 	}
-	m := router.NewMessageBy(sender, kind, key, shown, s.idBuf, f.Headers, f.Body, s.env.Now().UnixNano())
+	headers := f.Headers
+	var trace *tracing.Send
+	if s.env.Tracer != nil && tracing.Traced(headers) {
+		trace = s.env.Tracer.StartSend(headers, shown)
+		defer trace.End()
+		headers = trace.Headers // traceparent names the broker's route span
+	}
+	m := router.NewMessageBy(sender, kind, key, shown, s.idBuf, headers, f.Body, s.env.Now().UnixNano())
+	if trace != nil {
+		m.Trace = trace.Route
+	}
 	if kind != router.Queue {
 		// Delivered synchronously by Publish, on this goroutine: writers
 		// are woken once at the end of this Feed (queue messages may be

@@ -104,6 +104,8 @@ type node struct {
 	ops      *cluster.Ops[httpapi.NodeStats]
 	debug    *http.Server // -debug-listen, or nil
 	draining atomic.Bool
+	// traceStop flushes and stops the span exporter (nil: no tracing).
+	traceStop func(context.Context) error
 }
 
 // standaloneReadyWait bounds the wait for a single node's own embedded
@@ -144,7 +146,12 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
+	tracer, err := n.startTracing()
+	if err != nil {
+		return nil, err
+	}
 	rcfg := cfg.Router()
+	rcfg.Tracer = tracer
 	if len(cfg.TopicHistory) > 0 {
 		n.hist = history.New(n.cl.JetStream(), history.Config{Rules: cfg.TopicHistory, Replicas: n.cl.Replicas(), Log: log})
 		rcfg.History = n.hist
@@ -152,6 +159,7 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 	r := n.cl.NewRouter(rcfg)
 	e := session.NewEnv(cfg.Node, r, cfg.Session("stompbus/"+version), authn, log)
 	e.Authz = authz
+	e.Tracer = tracer
 	if n.hist != nil {
 		n.hist.Attach(r)
 		e.History = n.hist
@@ -253,6 +261,7 @@ func (n *node) closeCluster() {
 	if n.cl != nil {
 		_ = n.cl.Close()
 	}
+	n.stopTracing()
 }
 
 // buildAuth returns the authenticator and the permissions: nil, nil when

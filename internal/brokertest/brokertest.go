@@ -23,6 +23,7 @@ import (
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
+	"github.com/stompbus/stompbus/tracing"
 )
 
 // Options tune a test node.
@@ -37,6 +38,8 @@ type Options struct {
 	Authz session.Authorizer
 	// Log, when set, receives the node's logs.
 	Log *slog.Logger
+	// Tracer, when set, records spans of traced messages.
+	Tracer *tracing.Tracer
 }
 
 // Start runs a node on 127.0.0.1 random ports until the test ends.
@@ -53,8 +56,10 @@ func Start(t testing.TB, o Options) *server.Server {
 	if o.Log != nil {
 		log = o.Log
 	}
+	o.Router.Tracer = o.Tracer
 	r := router.New(o.Router, o.Bus)
 	e := session.NewEnv(o.Node, r, o.Session, o.Auth, log)
+	e.Tracer = o.Tracer
 	e.Authz = o.Authz
 	o.Server.HTTPAddr = "127.0.0.1:0"
 	if o.Server.StompAddr != "off" {
