@@ -150,3 +150,15 @@ func FuzzParseRules(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkFind is what a SEND to a topic outside the rules pays for
+// history: one match per rule (here the default one), no allocation.
+func BenchmarkFind(b *testing.B) {
+	rules, _ := ParseRules("/topic/chat.#=1000/24h")
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if find(rules, "/topic/prices.nasdaq.AAPL") >= 0 {
+			b.Fatal("kept")
+		}
+	}
+}

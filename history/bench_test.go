@@ -1,0 +1,148 @@
+package history_test
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/router"
+)
+
+type countConsumer struct {
+	n    atomic.Int64
+	want int64
+	done chan struct{}
+}
+
+func (c *countConsumer) Deliver(*router.Subscription, *router.Message, bool) bool {
+	if c.n.Add(1) == c.want {
+		close(c.done)
+	}
+	return true
+}
+func (c *countConsumer) Version() frame.Version { return frame.V12 }
+
+// benchNode is one embedded NATS node with a history store for the
+// default rule, and its router.
+func benchNode(b *testing.B, rules string) *node {
+	b.Helper()
+	return startNodes(b, 1, rules, nil)[0]
+}
+
+// BenchmarkPublishTopic is the cost per publish of history for a topic
+// that keeps none: the router publishing to 100 subscribers of
+// /topic/prices, without history configured and with the default rule
+// (/topic/chat.#) configured. The difference is one Keeps match per SEND.
+func BenchmarkPublishTopic(b *testing.B) {
+	nd := benchNode(b, "/topic/chat.#=1000/24h")
+	for _, withHistory := range []bool{false, true} {
+		b.Run(fmt.Sprintf("history-configured=%v", withHistory), func(b *testing.B) {
+			cfg := router.Config{}
+			if withHistory {
+				cfg.History = nd.h
+			}
+			r := router.New(cfg, nil)
+			c := &countConsumer{done: make(chan struct{})}
+			for i := 0; i < 100; i++ {
+				_ = r.Subscribe(&router.Subscription{ID: fmt.Sprint(i), Consumer: c}, router.Topic, "/topic/prices")
+			}
+			m := router.NewMessage(router.Topic, "/topic/prices", "/topic/prices", []byte("id-1"), nil, make([]byte, 128), 0)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := r.Publish(m); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkKeeps is the match alone, for a topic outside the rules.
+func BenchmarkKeeps(b *testing.B) {
+	nd := benchNode(b, "/topic/chat.#=1000/24h")
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if nd.h.Keeps("/topic/prices.nasdaq.AAPL") {
+			b.Fatal("kept")
+		}
+	}
+}
+
+// BenchmarkStoreKept measures storing messages of one kept destination
+// published on one node as fast as they come (one embedded node, file
+// storage): ns/op is the cost per stored message.
+func BenchmarkStoreKept(b *testing.B) {
+	nd := benchNode(b, "/topic/chat.#=100000")
+	m := router.NewMessage(router.Topic, "/topic/chat.bench", "/topic/chat.bench", []byte("id-1"), nil, make([]byte, 128), 0)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	done := func(err error) {
+		if err != nil {
+			failed.Add(1)
+		}
+		wg.Done()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		wg.Add(1)
+		for {
+			err := nd.h.Append(m, done)
+			if err == nil {
+				break
+			}
+			// The destination's backlog is full: let the writer catch up.
+			time.Sleep(time.Millisecond)
+		}
+	}
+	wg.Wait()
+	b.StopTimer()
+	if failed.Load() > 0 {
+		b.Fatalf("%d stores failed", failed.Load())
+	}
+	if msgs, size := nd.h.Kept(); msgs > 0 {
+		b.ReportMetric(float64(size)/float64(msgs)*1000, "bytes/1000kept")
+	}
+}
+
+// BenchmarkReplay measures replay from history to one subscriber: 10,000
+// kept messages of 128 bytes delivered to a subscription resuming from the
+// first.
+func BenchmarkReplay(b *testing.B) {
+	nd := benchNode(b, "/topic/chat.#=100000")
+	const kept = 10000
+	m := router.NewMessage(router.Topic, "/topic/chat.replay", "/topic/chat.replay", []byte("id-1"), nil, make([]byte, 128), 0)
+	var wg sync.WaitGroup
+	wg.Add(kept)
+	for i := 0; i < kept; i++ {
+		for nd.h.Append(m, func(error) { wg.Done() }) != nil {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	wg.Wait()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c := &countConsumer{want: kept, done: make(chan struct{})}
+		rp, err := nd.h.Resume(c, "/topic/chat.replay", []byte("first"), nil, nil, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sub := &router.Subscription{ID: "r", Consumer: rp}
+		if err := nd.r.Subscribe(sub, router.Topic, "/topic/chat.replay"); err != nil {
+			b.Fatal(err)
+		}
+		rp.Start(sub)
+		select {
+		case <-c.done:
+		case <-time.After(time.Minute):
+			b.Fatalf("replayed %d of %d in a minute", c.n.Load(), kept)
+		}
+		nd.r.Unsubscribe(sub)
+		rp.Stop()
+	}
+	b.ReportMetric(float64(kept*b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
