@@ -462,8 +462,9 @@ func (q *Queues) remember(key string, c jetstream.Consumer) {
 }
 
 // Pull requests: how long one waits for messages, and the heartbeat the
-// server sends while it waits.
+// server sends while it waits; fairPull is the most messages one asks for.
 const (
+	fairPull      = 16
 	pullWait      = 12 * time.Second
 	pullHeartbeat = 2 * time.Second
 )
@@ -671,6 +672,11 @@ func (qs *qsub) run() {
 			}
 			continue
 		}
+		// A pull asks for a few messages at a time, whatever the prefetch:
+		// JetStream hands what arrives to the waiting pulls round robin, but
+		// one pull for a whole prefetch takes a backlog at once while the
+		// other consumers' pulls are still on their way.
+		n = min(n, fairPull)
 		// A pull lasts at most pullWait and the server's heartbeats show
 		// it alive: a request lost while the consumer had no leader (it
 		// gets no answer at all) is noticed after two missed heartbeats.
