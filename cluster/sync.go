@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 )
 
 // syncer makes the queue stores of a single embedded server durable by
@@ -26,7 +25,7 @@ import (
 // store is confirmed once a majority flushed the replicated log, which
 // JetStream already does once per batch of appends.
 //
-// Concurrency: after and wait may be called from any goroutine; one
+// Concurrency: after may be called from any goroutine; one
 // goroutine (run) does the fsyncs and calls the callbacks, which must not
 // block.
 type syncer struct {
@@ -41,8 +40,7 @@ type syncer struct {
 	newest int  // highest block index seen by the last flush
 	first  bool // the next flush also syncs the stream's directories and meta files
 
-	syncs atomic.Uint64 // fsync calls made
-	done  chan struct{}
+	done chan struct{}
 }
 
 // streamDir returns where the embedded server keeps stream's files, in
@@ -65,18 +63,6 @@ func (s *syncer) after(done func(error)) {
 	select {
 	case s.kick <- struct{}{}:
 	default:
-	}
-}
-
-// wait returns once every store confirmed before the call is on disk.
-func (s *syncer) wait(ctx context.Context) error {
-	ch := make(chan error, 1)
-	s.after(func(err error) { ch <- err })
-	select {
-	case err := <-ch:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
@@ -186,10 +172,7 @@ func (s *syncer) flush() error {
 	return errors.Join(errs...)
 }
 
-func (s *syncer) sync(f *os.File) error {
-	s.syncs.Add(1)
-	return f.Sync()
-}
+func (s *syncer) sync(f *os.File) error { return f.Sync() }
 
 func (s *syncer) syncPath(p string) error {
 	f, err := os.Open(p)
