@@ -69,3 +69,49 @@ func errText(err error) string {
 	}
 	return err.Error()
 }
+
+// TestGroupCommitSingleNode runs one node as cmd/broker does by default
+// (SyncAlways, no routes: the syncer's group commit): concurrent producers
+// get their RECEIPTs, the syncer flushed, and everything is there after a
+// restart. TestReceiptAfterFsync (tests/faults) proves the order of the
+// fsync and the RECEIPT from the system calls.
+func TestGroupCommitSingleNode(t *testing.T) {
+	cfg := clusterConfigs(t, 1)[0]
+	cfg.SyncAlways = true
+	b := startBrokers(t, []Config{cfg})[0]
+	if !b.c.groupCommit() || b.c.queues.durable == nil {
+		t.Fatal("a single node with SyncAlways does not use the group commit")
+	}
+	const producers, each = 4, 50
+	errs := make(chan error, producers)
+	for p := 0; p < producers; p++ {
+		c := brokertest.DialTCP(t, b.srv)
+		go func() {
+			defer func() { _ = c.Disconnect() }()
+			for i := 0; i < each; i++ {
+				if err := c.Send("/queue/synced", "text/plain", []byte(fmt.Sprintf("%d-%d", p, i)), stomp.SendOpt.Receipt); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for p := 0; p < producers; p++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.stop()
+	b = startBrokers(t, []Config{cfg})[0]
+	c := brokertest.DialTCP(t, b.srv)
+	defer func() { _ = c.Disconnect() }()
+	s, err := c.Subscribe("/queue/synced", stomp.AckAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for len(seen) < producers*each {
+		seen[string(recvSTOMP(t, s).Body)] = true
+	}
+}
