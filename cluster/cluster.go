@@ -97,7 +97,16 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	// at once and then ever less often.
 	var failed atomic.Int64
 	opts := []nats.Option{
-		nats.ClosedHandler(func(*nats.Conn) { close(c.connClosed) }),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			if !c.closed.Load() {
+				// MaxReconnects is unlimited, so only a server error that
+				// nats.go takes as final (an authorization violation, a
+				// protocol line over max_control_line, which subjects are
+				// bounded against: see checkSubject) ends up here.
+				c.log.Error("cluster bus closed for good: NATS refused this node's connection and nats.go does not reconnect after that error; the node stays not ready until it is restarted", "err", nc.LastError())
+			}
+			close(c.connClosed)
+		}),
 		nats.Name("stompbus " + cfg.Node),
 		nats.NoEcho(),
 		nats.MaxReconnects(-1),

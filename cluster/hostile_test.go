@@ -231,3 +231,33 @@ func natsConn(t *testing.T, c *Cluster) *nats.Conn {
 	t.Cleanup(nc.Close)
 	return nc
 }
+
+// TestNodeRecoversWhenNATSDropsIt: the NATS server drops the node's own
+// connection (what it does to a connection it finds misbehaving); the node
+// turns not ready, reconnects by itself, and /readyz and queue SENDs
+// recover.
+func TestNodeRecoversWhenNATSDropsIt(t *testing.T) {
+	b := startBrokers(t, clusterConfigs(t, 1))[0]
+	sub := brokertest.DialTCP(t, b.srv)
+	qs, err := sub.Subscribe("/queue/after-drop", stomp.AckAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cid, err := b.c.nc.GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := b.c.Reconnects()
+	if err := b.c.srv.DisconnectClientByID(cid); err != nil {
+		t.Fatal(err)
+	}
+	waitCond(t, "a reconnect", func() bool { return b.c.Reconnects() > before })
+	waitCond(t, "/readyz 200", func() bool { return readyz(t, b) == http.StatusOK })
+	p := brokertest.DialTCP(t, b.srv)
+	if err := p.Send("/queue/after-drop", "text/plain", []byte("stored"), stomp.SendOpt.Receipt); err != nil {
+		t.Fatalf("queue SEND after the drop: %v", err)
+	}
+	if m := recvSTOMP(t, qs); string(m.Body) != "stored" {
+		t.Fatalf("got %q", m.Body)
+	}
+}
