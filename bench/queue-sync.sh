@@ -9,7 +9,7 @@
 # The scenario is bench/run.sh's queue: 4 producers, 4 client-individual
 # consumers, a receipt every -window messages per producer. Two windows:
 # 500 (run.sh's) and 1 (every SEND waits for its RECEIPT). Writes
-# bench/results/queue-sync/{results.jsonl,table.md}; the best of the rounds
+# bench/results/queue-sync/results.jsonl (one line per run); the best of the rounds
 # is quoted. Needs Go, strace, and Debian's rabbitmq-server for the peer
 # (a peer that cannot start is reported, not skipped silently).
 set -uo pipefail
