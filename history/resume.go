@@ -153,6 +153,7 @@ func (r *Resumer) run() {
 			r.st.log.Warn("history replay failed; going live", "key", r.key, "err", err)
 		}
 		recovered = false
+		r.gapNext.Store(true)
 	}
 	r.mu.Lock()
 	for i, m := range r.buf {
@@ -304,6 +305,9 @@ func (r *Resumer) read(ru *rule, cfg jetstream.OrderedConsumerConfig, keep func(
 	}
 }
 
+// replayWait bounds one fetch of kept messages.
+const replayWait = 2 * time.Second
+
 // replayIdle is how long JetStream keeps a replay's consumer that nobody
 // reads (a replay that died with its node).
 const replayIdle = 30 * time.Second
@@ -313,7 +317,7 @@ const maxReplayFailures = 5
 
 // fetchAll reads the messages selected by cfg (from after stream sequence
 // after, when not 0) with one ephemeral pull consumer (in memory, one
-// replica, no acks) until none is pending, handing each to fn.
+// replica, no acks): those pending when it was made, handing each to fn.
 func (r *Resumer) fetchAll(ru *rule, cfg jetstream.OrderedConsumerConfig, after uint64, fn func(jetstream.Msg) error) error {
 	cc := jetstream.ConsumerConfig{
 		DeliverPolicy:     cfg.DeliverPolicy,
@@ -338,31 +342,37 @@ func (r *Resumer) fetchAll(ru *rule, cfg jetstream.OrderedConsumerConfig, after 
 		_ = r.st.js.DeleteConsumer(ctx, ru.stream, c.CachedInfo().Name)
 		cancel()
 	}()
-	for {
+	// What was pending when the consumer was made is what the replay owes:
+	// anything stored later was stored after the feed started, and the
+	// feed delivers it.
+	owed := c.CachedInfo().NumPending
+	for owed > 0 {
 		if err := r.waitBacklog(); err != nil {
 			return err
 		}
-		batch, err := c.FetchNoWait(replayBatch)
+		batch, err := c.Fetch(int(min(owed, replayBatch)), jetstream.FetchMaxWait(replayWait))
 		if err != nil {
 			return err
 		}
-		got, pending := 0, uint64(1)
+		got := 0
 		for msg := range batch.Messages() {
 			got++
-			if md, err := msg.Metadata(); err == nil {
-				pending = md.NumPending
-			}
+			owed--
 			if err := fn(msg); err != nil {
 				return err
+			}
+			if owed == 0 {
+				break
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return err
 		}
-		if got == 0 || pending == 0 {
-			return nil
+		if got == 0 {
+			return fmt.Errorf("no kept message within %s, %d owed", replayWait, owed)
 		}
 	}
+	return nil
 }
 
 // deliver hands a replayed message to the subscriber.
