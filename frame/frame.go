@@ -140,7 +140,7 @@ type Limits struct {
 	MaxHeaderLine int
 }
 
-// Default limits, documented in the README.
+// Default limits, documented in docs/stomp.md and docs/security.md.
 const (
 	DefaultMaxFrameSize  = 1 << 20
 	DefaultMaxHeaders    = 64
