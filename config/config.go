@@ -80,6 +80,11 @@ type Config struct {
 	ReadMode            string        // read-mode: auto, epoll or goroutine
 	LimitExempt         []string      // limit-exempt: addresses and CIDR prefixes the per-address limits skip
 
+	// Trusted reverse proxies (server.Proxy).
+	TrustedProxies  []string // trusted-proxies: addresses and CIDR prefixes of reverse proxies whose word on the client is believed
+	ForwardedHeader string   // forwarded-header: x-forwarded-for or forwarded, the header trusted proxies set
+	ProxyProtocol   string   // proxy-protocol: required, optional or off, the PROXY header of trusted peers on the STOMP listener
+
 	// Drain on SIGTERM/SIGINT.
 	DrainReadyDelay  time.Duration // drain-ready-delay: /readyz answers 503 this long before listeners close
 	DrainTimeout     time.Duration // drain-timeout: bound on the whole drain
@@ -160,6 +165,9 @@ func Default() Config {
 		AuthFailureMaxDelay: server.DefaultAuthFailureMaxDelay,
 		MaxAuthFailures:     server.DefaultMaxAuthFailures,
 		AuthFailureWindow:   server.DefaultAuthFailureWindow,
+
+		ForwardedHeader: server.ForwardedFor,
+		ProxyProtocol:   server.ProxyRequired,
 
 		DrainReadyDelay:  time.Second,
 		DrainTimeout:     9 * time.Second,

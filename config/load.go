@@ -313,6 +313,9 @@ func (c *Config) Validate() error {
 	if err := (server.Limits{Exempt: c.LimitExempt}).Validate(); err != nil {
 		return fmt.Errorf("limit-exempt: %w", err)
 	}
+	if err := c.Proxy().Validate(); err != nil {
+		return fmt.Errorf("trusted-proxies: %w", err)
+	}
 	if c.ClusterRoutes != nil && c.ClusterListen == "" {
 		return errors.New("cluster-routes needs cluster-listen: every node of an embedded cluster listens for routes")
 	}

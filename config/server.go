@@ -33,6 +33,7 @@ func (c *Config) Server() (server.Config, error) {
 			Exempt:              c.LimitExempt,
 			StrictUTF8:          c.StrictUTF8,
 		},
+		Proxy: c.Proxy(),
 	}
 	if c.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
@@ -53,6 +54,11 @@ func (c *Config) Server() (server.Config, error) {
 		}
 	}
 	return sc, nil
+}
+
+// Proxy returns the trusted-proxy settings.
+func (c *Config) Proxy() server.Proxy {
+	return server.Proxy{Trusted: c.TrustedProxies, Header: c.ForwardedHeader, Protocol: c.ProxyProtocol}
 }
 
 // readMode maps the read-mode setting to server.Config.ReadMode.

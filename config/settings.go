@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/stompbus/stompbus/history"
+	"github.com/stompbus/stompbus/server"
 )
 
 // setting is one configuration key: its parser, its printer and its help.
@@ -321,6 +322,15 @@ var settings = []setting{
 	oneOf("read-mode", "how connections are read: auto (epoll on Linux), epoll (idle connections hold no goroutine) or goroutine (one reader each)", func(c *Config) *string { return &c.ReadMode }, "auto", "epoll", "goroutine"),
 	boolean("limit-loopback", "apply the per-address limits to loopback clients too (off: a local proxy or test harness is not limited)", func(c *Config) *bool { return &c.LimitLoopback }),
 	list("limit-exempt", "comma-separated addresses or CIDR prefixes the per-address limits skip", func(c *Config) *[]string { return &c.LimitExempt }),
+	list("trusted-proxies", "comma-separated addresses or CIDR prefixes of reverse proxies (nginx, a load balancer) whose word on the client is believed: "+
+		"a WebSocket upgrade or HTTP request from one is from the rightmost address of its forwarded-header that is not itself a trusted proxy, "+
+		"a STOMP connection from one begins with a PROXY protocol header (see proxy-protocol); logs, limits and authentication then see that client. "+
+		"Empty (default): every peer is its own client and forwarded headers are ignored", func(c *Config) *[]string { return &c.TrustedProxies }),
+	oneOf("forwarded-header", "the header trusted proxies set on WebSocket upgrades and HTTP requests: x-forwarded-for (nginx: proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for) "+
+		"or forwarded (RFC 7239); the other header is ignored", func(c *Config) *string { return &c.ForwardedHeader }, server.ForwardedFor, server.Forwarded),
+	oneOf("proxy-protocol", "PROXY protocol (v1 or v2) on the STOMP listener from trusted-proxies (nginx stream: proxy_protocol on): "+
+		"required (a trusted peer without the header is closed), optional (one without it is its own client) or off (never read; trusted peers then reach STOMP as themselves). "+
+		"Peers not in trusted-proxies are never read a PROXY header: one sent is a protocol error", func(c *Config) *string { return &c.ProxyProtocol }, server.ProxyRequired, server.ProxyOptional, server.ProxyOff),
 
 	duration("drain-ready-delay", "on SIGTERM, /readyz answers 503 this long before the listeners close", 0, func(c *Config) *time.Duration { return &c.DrainReadyDelay }),
 	duration("drain-timeout", "on SIGTERM, bound on the whole drain (keep under 10s)", 100*time.Millisecond, func(c *Config) *time.Duration { return &c.DrainTimeout }),

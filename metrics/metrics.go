@@ -161,6 +161,8 @@ func (m *Metrics) Watch(srv *server.Server) {
 		func() float64 { return float64(srv.Refused(server.RefusedOrigin)) })
 	m.counterFunc("connections_refused_total", refusedHelp, prometheus.Labels{"reason": "draining"},
 		func() float64 { return float64(srv.Refused(server.RefusedDraining)) })
+	m.counterFunc("connections_refused_total", refusedHelp, prometheus.Labels{"reason": "proxy_header"},
+		func() float64 { return float64(srv.Refused(server.RefusedProxyHeader)) })
 }
 
 const droppedHelp = "MESSAGE frames handed to a connection (counted in messages_delivered_total) but never written to it: " +

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bufio"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -60,10 +62,11 @@ func (s *Server) finish(c *conn, err error) {
 	}
 }
 
-// open registers a connection and builds its outbox and session; deflate
-// says a WebSocket client negotiated permessage-deflate.
-func (s *Server) open(nc net.Conn, transport string, info session.Info, deflate bool) *conn {
-	c := &conn{transport: transport, remote: nc.RemoteAddr().String(), opened: time.Now(), wake: make(chan struct{}, 1)}
+// open registers a connection from the client at remote (behind the
+// trusted proxy at via, when not empty) and builds its outbox and session;
+// deflate says a WebSocket client negotiated permessage-deflate.
+func (s *Server) open(nc net.Conn, transport, remote, via string, info session.Info, deflate bool) *conn {
+	c := &conn{transport: transport, remote: remote, opened: time.Now(), wake: make(chan struct{}, 1)}
 	ocfg := s.cfg.Outbox
 	ocfg.WebSocket = transport == "ws"
 	ocfg.Deflate = deflate
@@ -98,7 +101,11 @@ func (s *Server) open(nc net.Conn, transport string, info session.Info, deflate 
 	} else {
 		s.nTCP.Add(1)
 	}
-	s.log.Info("connection opened", "session", c.sess.ID(), "transport", transport, "remote", c.remote)
+	if via != "" {
+		s.log.Info("connection opened", "session", c.sess.ID(), "transport", transport, "remote", c.remote, "via", via)
+	} else {
+		s.log.Info("connection opened", "session", c.sess.ID(), "transport", transport, "remote", c.remote)
+	}
 	return c
 }
 
@@ -148,36 +155,73 @@ func (s *Server) acceptTCP(ln net.Listener) {
 			_ = nc.Close()
 			continue
 		}
-		if r := s.guard.Admit(nc.RemoteAddr().String()); r != nil {
-			go s.refuseTCP(nc, r)
+		peer := nc.RemoteAddr().String()
+		if s.proxies.readsProxyHeader(peer) {
+			// The PROXY header names the client; it is read off this
+			// loop, and the limits apply once the client is known.
+			go s.serveProxied(nc, peer)
 			continue
 		}
-		go s.serveTCP(nc)
+		if r := s.guard.Admit(peer); r != nil {
+			go s.refuseTCP(nc, nil, peer, r)
+			continue
+		}
+		go s.serveTCP(nc, nil, peer, "")
 	}
 }
 
-// serveTCP is a plain STOMP connection's read loop.
-func (s *Server) serveTCP(nc net.Conn) {
-	if err := s.handshakeTLS(nc); err != nil {
-		s.guard.Release(nc.RemoteAddr().String())
+// serveProxied reads the PROXY protocol header of a connection from a
+// trusted proxy, then serves the client it names.
+func (s *Server) serveProxied(nc net.Conn, peer string) {
+	br := bufio.NewReaderSize(nc, preConnectBuffer)
+	remote, err := s.proxies.proxyHeader(nc, br, s.cfg.UpgradeTimeout)
+	if err != nil {
+		s.refused[RefusedProxyHeader].Add(1)
 		_ = nc.Close()
-		s.log.Debug("tls handshake failed", "transport", "tcp", "remote", nc.RemoteAddr().String(), "err", err)
+		s.log.Info("connection refused", "transport", "tcp", "remote", peer, "reason", err.Error())
+		return
+	}
+	if r := s.guard.Admit(remote); r != nil {
+		s.refuseTCP(nc, br, remote, r)
+		return
+	}
+	s.serveTCP(nc, br, remote, peer)
+}
+
+// serveTCP is a plain STOMP connection's read loop. br, when not nil,
+// holds what was read behind a PROXY header; remote is the client, via
+// the trusted proxy it came through.
+func (s *Server) serveTCP(nc net.Conn, br *bufio.Reader, remote, via string) {
+	if s.cfg.TLS != nil {
+		nc = tls.Server(behind(nc, br), s.cfg.TLS)
+		br = nil
+	}
+	if err := s.handshakeTLS(nc); err != nil {
+		s.guard.Release(remote)
+		_ = nc.Close()
+		s.log.Debug("tls handshake failed", "transport", "tcp", "remote", remote, "err", err)
 		return
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	c := s.open(nc, "tcp", session.Info{}, false)
+	c := s.open(nc, "tcp", remote, via, session.Info{}, false)
 	buf := s.readBuffer()
+	var src io.Reader = nc
+	if br != nil {
+		src = br
+	}
 	var err error
 	for {
 		// Until CONNECT succeeds the connection keeps its own reader:
 		// authentication (bcrypt) must not occupy a shared epoll worker.
-		if c.sess.Connected() && s.watch(c, nc, nil) {
+		// Bytes that came with a PROXY header are read before the
+		// socket is handed over.
+		if c.sess.Connected() && (br == nil || br.Buffered() == 0) && s.watch(c, nc, nil) {
 			return
 		}
 		var n int
-		n, err = nc.Read(buf)
+		n, err = src.Read(buf)
 		if n > 0 {
 			if ferr := c.sess.Feed(buf[:n]); ferr != nil {
 				err = nil

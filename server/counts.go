@@ -5,11 +5,14 @@ package server
 const (
 	RefusedOrigin   = iota // WebSocket upgrade from an Origin not allowed
 	RefusedDraining        // connection attempt while the node drains
+	// RefusedProxyHeader: a STOMP connection from a trusted proxy without
+	// a valid PROXY protocol header (Proxy.Protocol).
+	RefusedProxyHeader
 	numRefusals
 )
 
 // Refused returns how many connections were refused for reason (RefusedOrigin,
-// RefusedDraining).
+// RefusedDraining, RefusedProxyHeader).
 func (s *Server) Refused(reason int) uint64 {
 	if reason < 0 || reason >= numRefusals {
 		return 0

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -101,17 +102,9 @@ func (l Limits) Validate() error {
 }
 
 func parseExempt(list []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, e := range list {
-		if p, err := netip.ParsePrefix(e); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(e)
-		if err != nil {
-			return nil, fmt.Errorf("limits: exempt entry %q is neither an address nor a CIDR prefix", e)
-		}
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	out, err := parsePrefixes(list)
+	if err != nil {
+		return nil, fmt.Errorf("limits: exempt entry %w", err)
 	}
 	return out, nil
 }
@@ -345,9 +338,13 @@ func (s *Server) Guard() *Guard { return s.guard }
 // maxRefusing bounds the STOMP refusals answered at once.
 const maxRefusing = 256
 
-// refuseTCP answers a STOMP connection that was not admitted with an ERROR
-// and closes it.
-func (s *Server) refuseTCP(nc net.Conn, r *Refusal) {
+// refuseTCP answers a STOMP connection from remote that was not admitted
+// with an ERROR and closes it. br, when not nil, holds what was read
+// behind a PROXY header.
+func (s *Server) refuseTCP(nc net.Conn, br *bufio.Reader, remote string, r *Refusal) {
+	if s.cfg.TLS != nil {
+		nc = tls.Server(behind(nc, br), s.cfg.TLS)
+	}
 	defer nc.Close()
 	// Under a flood from many addresses, answering each refusal would
 	// hold a goroutine and a descriptor for up to two seconds apiece:
@@ -369,7 +366,7 @@ func (s *Server) refuseTCP(nc net.Conn, r *Refusal) {
 	// that discards the ERROR.
 	_ = nc.SetReadDeadline(time.Now().Add(time.Second))
 	_, _ = io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
-	s.log.Info("connection refused", "transport", "tcp", "remote", nc.RemoteAddr().String(), "reason", r.Message)
+	s.log.Info("connection refused", "transport", "tcp", "remote", remote, "reason", r.Message)
 }
 
 // refuseHTTP answers a WebSocket upgrade that was not admitted.

@@ -51,6 +51,9 @@ type Config struct {
 	// NoCompression turns permessage-deflate off: offers are declined.
 	// By default a WebSocket client that offers it gets it.
 	NoCompression bool
+	// Proxy names the trusted reverse proxies whose forwarded headers
+	// and PROXY protocol headers give the client's address.
+	Proxy Proxy
 }
 
 // Defaults of Config; config's settings table starts from them.
@@ -70,6 +73,8 @@ type Server struct {
 	http *http.Server
 	// guard applies the connection limits.
 	guard *Guard
+	// proxies finds the client behind a trusted proxy.
+	proxies *proxies
 
 	httpLn, stompLn net.Listener
 	poll            *poller
@@ -118,6 +123,12 @@ func New(cfg Config, env *session.Env, log *slog.Logger) *Server {
 		g, _ = NewGuard(l, env.Counters)
 	}
 	s.guard = g
+	px, err := newProxies(cfg.Proxy)
+	if err != nil {
+		log.Error("trusted proxies ignored", "err", err)
+		px, _ = newProxies(Proxy{})
+	}
+	s.proxies = px
 	s.mux.HandleFunc("GET /ws", s.serveWS)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -185,13 +196,12 @@ func (s *Server) Start() error {
 		}
 	}
 	if s.cfg.TLS != nil {
+		// STOMP's TLS is started per connection (serveTCP), after a
+		// PROXY protocol header, which precedes the handshake.
 		ln = tls.NewListener(ln, s.cfg.TLS)
-		if sl != nil {
-			sl = tls.NewListener(sl, s.cfg.TLS)
-		}
 	}
 	s.httpLn, s.stompLn = ln, sl
-	s.http = &http.Server{Handler: s.lineLimit(s.mux), ReadHeaderTimeout: s.cfg.UpgradeTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	s.http = &http.Server{Handler: s.lineLimit(s.realClient(s.mux)), ReadHeaderTimeout: s.cfg.UpgradeTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	// Ready before the listening lines: a harness that reads them may ask
 	// /readyz at once.
 	s.ready.Store(true)

@@ -90,7 +90,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = nc.SetDeadline(time.Time{})
 	info := session.Info{MaxVersion: ver, HasMaxVersion: hasProto, Token: bearerToken(r)}
-	c := s.open(nc, "ws", info, deflate.Accepted())
+	c := s.open(nc, "ws", r.RemoteAddr, via(r), info, deflate.Accepted())
 	dec := newWSDecoder(s.cfg.Limits.StrictUTF8, maxWSPayload(s.env.Config.Limits))
 	dec.deflate = deflate.Accepted()
 	// Frames the client sent right behind the handshake are already in
