@@ -32,7 +32,7 @@ test-go:
 # Each fuzz target runs for a bounded time; crashers are kept as seeds in
 # the package's testdata/fuzz.
 FUZZ_TARGETS := frame:FuzzParse wsdeflate:FuzzInflate session:FuzzSessionFrames session:FuzzSessionStream \
-	server:FuzzWSMessagesText cluster:FuzzSubjects cluster:FuzzDecodeEnvelope \
+	server:FuzzWSMessagesText server:FuzzClientAddress cluster:FuzzSubjects cluster:FuzzDecodeEnvelope \
 	history:FuzzParseStart history:FuzzParseRules
 test-fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -36,6 +36,7 @@ need docker-compose docker-compose
 need htpasswd apache2-utils
 need curl curl
 need openssl openssl
+need nginx nginx; [[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]] || want+=(libnginx-mod-stream) # server/nginx_test.go
 need java openjdk-17-jdk-headless
 need mvn maven
 need node nodejs

@@ -115,7 +115,18 @@ type WSConn struct {
 // DialWSRaw opens a WebSocket to url offering protocols, with extra
 // handshake headers.
 func DialWSRaw(url string, header http.Header, protocols ...string) (*WSConn, error) {
+	return DialWSFrom(nil, url, header, protocols...)
+}
+
+// DialWSFrom is DialWSRaw from the local address local (nil: any), so
+// that one test can be many clients: 127.0.0.2, 127.0.0.3... are all
+// loopback.
+func DialWSFrom(local *net.TCPAddr, url string, header http.Header, protocols ...string) (*WSConn, error) {
 	d := ws.Dialer{Protocols: protocols, Timeout: 5 * time.Second}
+	if local != nil {
+		nd := net.Dialer{LocalAddr: local}
+		d.NetDial = nd.DialContext
+	}
 	if header != nil {
 		d.Header = ws.HandshakeHeaderHTTP(header)
 	}
