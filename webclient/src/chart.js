@@ -1,16 +1,31 @@
 // LineChart draws a small time-series chart as SVG: one line per series
 // (a node), the last `windowMs` of time on the x axis, zero-based y axis
-// with a rounded top. The figure carries a text legend with each series'
-// current value, and the SVG an aria-label saying the same, so the numbers
-// are there for readers who cannot see the lines.
+// with a rounded top (and whole-number ticks for charts of counts). Lines
+// are drawn SPREAD px apart, so nodes with equal values show side by side
+// instead of one line hiding the others. The figure carries a text legend
+// with each series' current value, and the SVG an aria-label saying the
+// same, so the exact numbers are there, also for readers who cannot see
+// the lines.
 import { h, svg, fill } from './dom.js';
 
 const PAD = { left: 40, right: 8, top: 8, bottom: 18 };
+// SPREAD is the vertical distance between the lines of several series, in
+// px: more than the stroke width (2), so that equal values never overlap.
+export const SPREAD = 3;
 
 export function niceCeil(v) {
   if (!(v > 0)) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
   for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+  return 10 * p;
+}
+
+// niceCeilCount is niceCeil for counts: a top of at least 2 whose half
+// (the middle tick) is a whole number too.
+export function niceCeilCount(v) {
+  const c = Math.max(2, Math.ceil(Number(v) || 0));
+  const p = 10 ** Math.floor(Math.log10(c));
+  for (const m of [1, 2, 4, 5, 6, 8, 10]) if (m * p >= c && Number.isInteger((m * p) / 2)) return m * p;
   return 10 * p;
 }
 
@@ -26,9 +41,12 @@ export function formatNumber(v) {
 }
 
 export class LineChart {
-  constructor({ id, title, unit = '' }) {
+  // integer: the values are counts (connections, subscriptions), so ticks
+  // are whole numbers.
+  constructor({ id, title, unit = '', integer = false }) {
     this.title = title;
     this.unit = unit;
+    this.integer = integer;
     this.now = h('span', { class: 'now' });
     this.svg = svg('svg', { role: 'img', 'aria-label': title, preserveAspectRatio: 'none' });
     this.legend = h('ul', { class: 'legend' });
@@ -43,7 +61,7 @@ export class LineChart {
     const t0 = now - windowMs;
     let max = 0;
     for (const s of series) for (const p of s.points) if (p.t >= t0 && p.v !== null && p.v > max) max = p.v;
-    const top = niceCeil(max);
+    const top = this.integer ? niceCeilCount(max) : niceCeil(max);
     const plotW = width - PAD.left - PAD.right;
     const plotH = height - PAD.top - PAD.bottom;
     const x = (t) => PAD.left + ((t - t0) / windowMs) * plotW;
@@ -62,6 +80,9 @@ export class LineChart {
     const current = [];
     series.forEach((s, i) => {
       const cls = `s${i % 6}`;
+      // series i sits (i - middle) * SPREAD px off its values
+      const dy = (i - (series.length - 1) / 2) * SPREAD;
+      const ys = (v) => y(v) + dy;
       const runs = [];
       let run = [];
       for (const p of s.points) {
@@ -75,7 +96,7 @@ export class LineChart {
       }
       if (run.length) runs.push(run);
       for (const r of runs) {
-        const d = r.map((p, j) => `${j ? 'L' : 'M'}${x(Math.max(p.t, t0)).toFixed(1)},${y(p.v).toFixed(1)}`).join('');
+        const d = r.map((p, j) => `${j ? 'L' : 'M'}${x(Math.max(p.t, t0)).toFixed(1)},${ys(p.v).toFixed(1)}`).join('');
         if (series.length === 1 && r.length > 1) {
           const area = `${d}L${x(r[r.length - 1].t).toFixed(1)},${y(0)}L${x(Math.max(r[0].t, t0)).toFixed(1)},${y(0)}Z`;
           parts.push(svg('path', { class: `area ${cls}`, d: area }));

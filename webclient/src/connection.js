@@ -63,7 +63,7 @@ export class Connection extends EventTarget {
   async stop() {
     this.stopped = true;
     if (this.wake) this.wake();
-    this.setState('idle', 'Not connected');
+    this.setState('idle', 'Chat: not joined');
     await this.client.deactivate();
   }
 

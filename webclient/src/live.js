@@ -69,8 +69,8 @@ export class LiveView {
       tbody: document.querySelector('#live-table tbody'),
     };
     this.charts = {
-      conns: new LineChart({ id: 'chart-connections', title: 'Connections' }),
-      subs: new LineChart({ id: 'chart-subscriptions', title: 'Subscriptions' }),
+      conns: new LineChart({ id: 'chart-connections', title: 'Connections', integer: true }),
+      subs: new LineChart({ id: 'chart-subscriptions', title: 'Subscriptions', integer: true }),
       pub: new LineChart({ id: 'chart-published', title: 'Messages published', unit: '/s' }),
       del: new LineChart({ id: 'chart-delivered', title: 'Messages delivered', unit: '/s' }),
     };

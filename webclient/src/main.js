@@ -47,7 +47,7 @@ function setupStatus(chat) {
   now.addEventListener('click', () => chat.conn && chat.conn.reconnectNow());
   logout.addEventListener('click', () => {
     void chat.leave();
-    show({ state: 'idle', text: 'Not connected' });
+    show({ state: 'idle', text: 'Chat: not joined' });
   });
   const show = (d) => {
     clearInterval(countdown);

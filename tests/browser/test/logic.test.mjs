@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { nodeSamples, rate } from '../../../webclient/src/live.js';
-import { niceCeil, formatNumber } from '../../../webclient/src/chart.js';
+import { niceCeil, niceCeilCount, formatNumber } from '../../../webclient/src/chart.js';
 import { Presence } from '../../../webclient/src/presence.js';
 
 test('rate: per second between two samples, none across a counter reset', () => {
@@ -30,6 +30,10 @@ test('nodeSamples: single node, cluster list, missing fields', () => {
 
 test('chart scale and number format', () => {
   assert.deepEqual([0, 0.3, 1, 7, 11, 240, 251, 999].map(niceCeil), [1, 0.5, 1, 10, 20, 250, 500, 1000]);
+  // counts: whole-number top and middle tick
+  const counts = [0, 1, 2, 3, 5, 7, 11, 35, 45, 55, 999, 1001];
+  assert.deepEqual(counts.map((v) => niceCeilCount(v)), [2, 2, 2, 4, 6, 8, 20, 40, 50, 60, 1000, 2000]);
+  for (const v of counts) assert.ok(Number.isInteger(niceCeilCount(v) / 2) && niceCeilCount(v) >= v, `niceCeilCount(${v})`);
   assert.deepEqual([null, 0, 3, 2.5, 12.34, 150.4, 12_345, 2_500_000].map(formatNumber), ['–', '0', '3', '2.50', '12.3', '150', '12.3k', '2.5M']);
 });
 
