@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/queues"
 	"github.com/stompbus/stompbus/router"
 )
 
@@ -85,7 +86,7 @@ func benchQueue(b *testing.B, r *router.Router, async bool) {
 // BenchmarkQueueLocal is the router's own in-memory queue: publish,
 // deliver, ack.
 func BenchmarkQueueLocal(b *testing.B) {
-	benchQueue(b, router.New(router.Config{MaxQueueDepth: 1 << 30}, nil), false)
+	benchQueue(b, router.New(router.Config{Queues: queues.NewMemory(queues.Config{MaxDepth: 1 << 30})}, nil), false)
 }
 
 // BenchmarkQueueJetStream is the same through a single node's embedded

@@ -307,9 +307,11 @@ func (c *Cluster) NewRouter(cfg router.Config) *router.Router {
 		// other client is a cluster of one: topic messages stay home.
 		// Once another node or client appears, everything is published
 		// again (what was published before could not have reached it).
-		b.alone = func() bool {
+		// The server is asked on a timer, not per SEND: each count takes
+		// its global lock.
+		b.watchAlone(func() bool {
 			return srv.NumRoutes() == 0 && srv.NumLeafNodes() == 0 && srv.NumClients() <= 1
-		}
+		})
 	}
 	cfg.Queues = c.queues
 	r := router.New(cfg, b)

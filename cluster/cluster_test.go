@@ -117,6 +117,7 @@ func memoryFactory(t *testing.T, n int) testNodes {
 	for i := 0; i < n; i++ {
 		nodes.routers = append(nodes.routers, h.NewRouter(router.Config{}))
 	}
+	nodes.queues = true // the hub's nodes share its queues
 	nodes.listening = func(i int) int { return h.nodes[i].Listening() }
 	return nodes
 }

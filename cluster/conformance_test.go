@@ -357,8 +357,9 @@ func testBusConformance(t *testing.T, mk factory) {
 	})
 }
 
-// testQueueConformance checks queue semantics: against the router's local
-// queues (one node) and against JetStream (one node, and three).
+// testQueueConformance checks queue semantics against every Queues: the
+// in-memory queues (one node, and three sharing a MemoryHub's) and
+// JetStream (one node, and three).
 func testQueueConformance(t *testing.T, mk factory, n int) {
 	nodes := mk(t, n)
 	rs := nodes.routers

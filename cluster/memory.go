@@ -4,19 +4,22 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/stompbus/stompbus/queues"
 	"github.com/stompbus/stompbus/router"
 )
 
 // MemoryHub connects the routers of several nodes in one process: the
 // in-memory counterpart of NATS for single-process clusters and tests.
-// Messages cross it as encoded envelopes, as they would cross NATS.
+// Messages cross it as encoded envelopes, as they would cross NATS; its
+// nodes share one queues.Memory, as nodes share JetStream's queues.
 type MemoryHub struct {
-	mu    sync.RWMutex
-	nodes []*MemoryBus
+	mu     sync.RWMutex
+	nodes  []*MemoryBus
+	queues *queues.Memory
 }
 
 // NewMemoryHub returns an empty hub.
-func NewMemoryHub() *MemoryHub { return &MemoryHub{} }
+func NewMemoryHub() *MemoryHub { return &MemoryHub{queues: queues.NewMemory(queues.Config{})} }
 
 // MemoryBus is one node's attachment to a MemoryHub (a router.Bus).
 type MemoryBus struct {
@@ -29,8 +32,12 @@ type MemoryBus struct {
 
 var _ router.Bus = (*MemoryBus)(nil)
 
-// NewRouter returns a router whose bus is attached to the hub.
+// NewRouter returns a router whose bus is attached to the hub and whose
+// queues are the hub's (unless cfg names others).
 func (h *MemoryHub) NewRouter(cfg router.Config) *router.Router {
+	if cfg.Queues == nil {
+		cfg.Queues = h.queues
+	}
 	b := &MemoryBus{hub: h, keys: make(map[string]struct{})}
 	b.r = router.New(cfg, b)
 	h.mu.Lock()

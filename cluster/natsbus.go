@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -39,11 +40,12 @@ type NATSBus struct {
 	// envelopes are reusable encoding buffers for Publish.
 	envelopes sync.Pool
 
-	// alone, when set, reports that nobody but this node can receive what
-	// it publishes: its in-process NATS server has no routes, no leaf
-	// nodes and no client but this node's connection. Publish then sends
-	// nothing, which spares a lone node a NATS round per SEND.
-	alone   func() bool
+	// alone says that nobody but this node can receive what it publishes:
+	// its in-process NATS server has no routes, no leaf nodes and no client
+	// but this node's connection. Publish then sends nothing, which spares
+	// a lone node a NATS round per SEND. watchAlone refreshes it on a
+	// timer, so Publish takes none of the server's locks.
+	alone   atomic.Bool
 	skipped atomic.Uint64
 }
 
@@ -74,7 +76,7 @@ func newNATSBus(nc *nats.Conn, log *slog.Logger) *NATSBus {
 
 // Publish sends m once to its key's subject.
 func (b *NATSBus) Publish(m *router.Message) error {
-	if b.alone != nil && b.alone() {
+	if b.alone.Load() {
 		b.skipped.Add(1)
 		return nil
 	}
@@ -170,6 +172,30 @@ func (b *NATSBus) dispatch(ch chan *nats.Msg) {
 		b.in.Add(1)
 		b.r.DeliverListened(m, key)
 	}
+}
+
+// aloneEvery is how often watchAlone asks the server whether the node is
+// alone: a node or client that appears is published to within this.
+const aloneEvery = 100 * time.Millisecond
+
+// watchAlone keeps alone up to date with check (which may take the
+// embedded server's locks) until the bus stops.
+func (b *NATSBus) watchAlone(check func() bool) {
+	b.alone.Store(check())
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		t := time.NewTicker(aloneEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-b.done:
+				return
+			case <-t.C:
+				b.alone.Store(check())
+			}
+		}
+	}()
 }
 
 // stop ends the dispatchers (after the connection is closed).

@@ -8,6 +8,7 @@ import (
 	"github.com/stompbus/stompbus/frame"
 	"github.com/stompbus/stompbus/history"
 	"github.com/stompbus/stompbus/outbox"
+	"github.com/stompbus/stompbus/queues"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
@@ -148,7 +149,7 @@ func Default() Config {
 		ConnectTimeout:   session.DefaultConnectTimeout,
 		OutboxMaxBytes:   outbox.DefaultMaxBytes,
 		WriteTimeout:     outbox.DefaultWriteTimeout,
-		MaxQueueDepth:    router.DefaultMaxQueueDepth,
+		MaxQueueDepth:    queues.DefaultMaxDepth,
 		DefaultPrefetch:  router.DefaultPrefetch,
 		QueueAckWait:     30 * time.Second,
 		QueueSync:        "always",
@@ -198,7 +199,7 @@ func (c *Config) Session(serverHeader string) session.Config {
 
 // Router returns the router settings.
 func (c *Config) Router() router.Config {
-	return router.Config{MaxQueueDepth: c.MaxQueueDepth, DefaultPrefetch: c.DefaultPrefetch}
+	return router.Config{DefaultPrefetch: c.DefaultPrefetch}
 }
 
 // Outbox returns the per-connection outgoing queue settings.

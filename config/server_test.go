@@ -83,7 +83,7 @@ func TestComponentConfigs(t *testing.T) {
 	if sc.Limits.MaxFrameSize != 128<<10 || sc.HeartBeatSend != 2*time.Second || sc.HeartBeatRecv != 2*time.Second || sc.MaxUnacked != 11 || sc.Server != "stompbus/x" {
 		t.Errorf("session config %+v", sc)
 	}
-	if rc := c.Router(); rc.MaxQueueDepth != 9 {
-		t.Errorf("router config %+v", rc)
+	if c.MaxQueueDepth != 9 {
+		t.Errorf("max queue depth %d, want 9", c.MaxQueueDepth)
 	}
 }

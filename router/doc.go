@@ -13,15 +13,18 @@
 // the cache being invalidated by a generation counter whenever a wildcard
 // subscription comes or goes (the scheme of nats-server's sublist).
 //
-// Queue messages go to the Queues storage with Enqueue, which never waits:
-// the storage answers through a callback. Publish of a queue message waits
+// The router keeps no queue of its own: /queue/... destinations live in a
+// Queues implementation (JetStream in package cluster, queues.Memory in one
+// process), which the router hands messages, consumers and acknowledgements.
+// Queue messages go to it with Enqueue, which never waits: the storage
+// answers through a callback. Publish of a queue message waits
 // for that answer and is for callers with a goroutine of their own (the
 // HTTP API), never for a session.
 //
 // Concurrency: every Router method is safe for concurrent use. Publish
 // calls Consumer.Deliver synchronously, on the publisher's goroutine, while
-// holding a read lock on the shard (topics) or the queue's lock (queues);
-// Deliver must therefore never block and never call back into the Router.
-// Lock order, where two are held: queue lock, then nothing else; shard and
-// wildcard locks are never held together.
+// holding a read lock on the shard; the Queues call it from their own
+// goroutines or under their own locks. Deliver must therefore never block
+// and never call back into the Router. Shard and wildcard locks are never
+// held together.
 package router

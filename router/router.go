@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"strings"
 	"sync"
+
 	"sync/atomic"
 
 	"github.com/stompbus/stompbus/tracing"
@@ -13,16 +14,14 @@ import (
 
 // Config holds the router's limits.
 type Config struct {
-	// MaxQueueDepth bounds the waiting messages of one queue; a SEND to a
-	// full queue is refused with ErrQueueFull.
-	MaxQueueDepth int
 	// DefaultPrefetch bounds in-flight messages of a client-ack queue
 	// subscription that sent no prefetch-count.
 	DefaultPrefetch int
 	// MatchCacheSize bounds the wildcard match cache.
 	MatchCacheSize int
-	// Queues, when set, holds the /queue/... destinations instead of this
-	// router (the cluster's JetStream queues); nil keeps them local.
+	// Queues holds the /queue/... destinations (the cluster's JetStream
+	// queues, or queues.Memory in one process); without it queue SENDs
+	// and SUBSCRIBEs are refused (ErrUnavailable).
 	Queues Queues
 	// History, when set, keeps the messages of some topic destinations
 	// (package history); nil keeps none.
@@ -34,7 +33,6 @@ type Config struct {
 
 // Defaults for Config.
 const (
-	DefaultMaxQueueDepth   = 10000
 	DefaultPrefetch        = 1000
 	DefaultMatchCacheSize  = 4096
 	UserPrefix             = "/user/"
@@ -142,8 +140,6 @@ type Router struct {
 	stats Stats
 	hist  History // cfg.History
 
-	qmu    sync.Mutex
-	queues map[string]*queue
 	nqsubs atomic.Int64
 
 	// listenMu serialises, per key stripe, an index change with the bus
@@ -153,16 +149,13 @@ type Router struct {
 
 // New returns a router; bus may be nil for a single node.
 func New(cfg Config, bus Bus) *Router {
-	if cfg.MaxQueueDepth <= 0 {
-		cfg.MaxQueueDepth = DefaultMaxQueueDepth
-	}
 	if cfg.DefaultPrefetch <= 0 {
 		cfg.DefaultPrefetch = DefaultPrefetch
 	}
 	if cfg.MatchCacheSize <= 0 {
 		cfg.MatchCacheSize = DefaultMatchCacheSize
 	}
-	return &Router{cfg: cfg, index: newIndex(cfg.MatchCacheSize), bus: bus, queues: make(map[string]*queue), hist: cfg.History}
+	return &Router{cfg: cfg, index: newIndex(cfg.MatchCacheSize), bus: bus, hist: cfg.History}
 }
 
 // KeepsHistory reports whether messages to the literal topic key are kept
@@ -254,22 +247,20 @@ func checkName(dest string) error {
 func (r *Router) Subscribe(s *Subscription, kind Kind, key string) error {
 	s.key, s.kind = key, kind
 	if kind == Queue {
-		if qs := r.cfg.Queues; qs != nil {
-			if err := qs.Consume(s, func(m *Message, redelivered bool) bool {
-				if !s.Consumer.Deliver(s, m, redelivered) {
-					return false
-				}
-				r.stats.delivered[Queue].Add(1)
-				return true
-			}); err != nil {
-				return fmt.Errorf("consume %s: %w", key, err)
+		qs := r.cfg.Queues
+		if qs == nil {
+			return errNoQueues
+		}
+		if err := qs.Consume(s, func(m *Message, redelivered bool) bool {
+			if !s.Consumer.Deliver(s, m, redelivered) {
+				return false
 			}
-			r.nqsubs.Add(1)
-			return nil
+			r.stats.delivered[Queue].Add(1)
+			return true
+		}); err != nil {
+			return fmt.Errorf("consume %s: %w", key, err)
 		}
 		r.nqsubs.Add(1)
-		for !r.queue(key, true).addConsumer(r, s) {
-		}
 		return nil
 	}
 	s.wildcard = IsPattern(key)
@@ -317,13 +308,7 @@ func (r *Router) listenLock(key string) *sync.Mutex {
 func (r *Router) Unsubscribe(s *Subscription) {
 	if s.kind == Queue {
 		r.nqsubs.Add(-1)
-		if qs := r.cfg.Queues; qs != nil {
-			qs.Cancel(s)
-			return
-		}
-		if q := s.q; q != nil && q.removeConsumer(r, s) {
-			r.dropIfIdle(q)
-		}
+		r.cfg.Queues.Cancel(s) // Subscribe refused queues without it
 		return
 	}
 	hist := r.histListens(s.kind, s.key, s.wildcard)
@@ -346,30 +331,6 @@ func (r *Router) Unsubscribe(s *Subscription) {
 	if r.bus != nil {
 		_ = r.bus.Unlisten(s.key)
 	}
-}
-
-func (r *Router) queue(key string, create bool) *queue {
-	r.qmu.Lock()
-	defer r.qmu.Unlock()
-	q := r.queues[key]
-	if q == nil && create {
-		q = &queue{name: key, max: r.cfg.MaxQueueDepth}
-		r.queues[key] = q
-	}
-	return q
-}
-
-// dropIfIdle forgets a queue with no consumer and no message, so that
-// destinations do not accumulate.
-func (r *Router) dropIfIdle(q *queue) {
-	r.qmu.Lock()
-	q.mu.Lock()
-	if len(q.consumers) == 0 && q.len() == 0 && r.queues[q.name] == q {
-		delete(r.queues, q.name)
-		q.dead = true
-	}
-	q.mu.Unlock()
-	r.qmu.Unlock()
 }
 
 // Publish delivers m: to every local subscriber (topic, user) and to the
@@ -415,32 +376,28 @@ func (r *Router) Enqueue(m *Message, done func(error)) error {
 		}
 		return nil
 	}
+	qs := r.cfg.Queues
+	if qs == nil {
+		return errNoQueues
+	}
 	r.stats.published[Queue].Add(1)
-	if qs := r.cfg.Queues; qs != nil {
-		if err := qs.Enqueue(m, done); err != nil {
-			return fmt.Errorf("store %s: %w", m.Key, err)
-		}
-		return nil
+	if err := qs.Enqueue(m, done); err != nil {
+		return fmt.Errorf("store %s: %w", m.Key, err)
 	}
-	for {
-		q := r.queue(m.Key, true)
-		q.mu.Lock()
-		if q.dead {
-			q.mu.Unlock()
-			continue
-		}
-		err := q.push(&pending{m: m})
-		if err == nil {
-			q.dispatch(r)
-		}
-		q.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		done(nil)
-		return nil
-	}
+	return nil
 }
+
+// errNoQueues refuses queue traffic on a router without queue storage.
+var errNoQueues = fmt.Errorf("%w: this node has no queue storage", ErrUnavailable)
+
+// ErrQueueFull is wrapped by Queues errors for a SEND to a queue that
+// holds its limit of waiting messages; the message is refused, not dropped
+// silently.
+var ErrQueueFull = errors.New("queue is full")
+
+// ErrUnknownAck is wrapped by Queues errors for an ACK or NACK naming no
+// message in flight.
+var ErrUnknownAck = errors.New("unknown ack id")
 
 // DeliverRemote delivers a topic or user message that another node
 // published to the local subscribers only.
@@ -510,40 +467,13 @@ func (r *Router) Ack(s *Subscription, id []byte, requeue bool) error {
 	if s.kind != Queue {
 		return nil
 	}
-	if qs := r.cfg.Queues; qs != nil {
-		return qs.Ack(s, id, requeue)
-	}
-	if s.q == nil {
+	if r.cfg.Queues == nil {
 		return fmt.Errorf("%w: %q", ErrUnknownAck, id)
 	}
-	return s.q.ack(r, s, id, requeue)
-}
-
-// QueueDepth returns the number of messages waiting in queue key.
-func (r *Router) QueueDepth(key string) int {
-	q := r.queue(key, false)
-	if q == nil {
-		return 0
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.len()
+	return r.cfg.Queues.Ack(s, id, requeue)
 }
 
 // Holds reports whether queue subscription s has message id in flight.
 func (r *Router) Holds(s *Subscription, id []byte) bool {
-	if qs := r.cfg.Queues; qs != nil && s.kind == Queue {
-		return qs.Holds(s, id)
-	}
-	if s.q == nil {
-		return false
-	}
-	s.q.mu.Lock()
-	defer s.q.mu.Unlock()
-	for _, p := range s.inflight {
-		if string(p.m.ID) == string(id) {
-			return true
-		}
-	}
-	return false
+	return s.kind == Queue && r.cfg.Queues != nil && r.cfg.Queues.Holds(s, id)
 }

@@ -70,10 +70,7 @@ type Subscription struct {
 	key      string
 	kind     Kind
 	wildcard bool
-	slot     int    // index in the literal list, for O(1) removal
-	q        *queue // for queue subscriptions
-	// queue consumer state, guarded by q.mu
-	inflight []*pending // client-ack messages delivered and not yet acked, oldest first
+	slot     int // index in the literal list, for O(1) removal
 }
 
 // Kind reports whether this is a topic, queue or user subscription.

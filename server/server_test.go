@@ -12,6 +12,8 @@ import (
 	stompframe "github.com/go-stomp/stomp/v3/frame"
 
 	"github.com/stompbus/stompbus/internal/brokertest"
+	"github.com/stompbus/stompbus/queues"
+	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
 )
 
@@ -196,14 +198,15 @@ func TestQueueExactlyOnceRoundRobin(t *testing.T) {
 }
 
 func TestQueueHoldsMessagesUntilConsumer(t *testing.T) {
-	srv := brokertest.Start(t, brokertest.Options{})
+	mq := queues.NewMemory(queues.Config{})
+	srv := brokertest.Start(t, brokertest.Options{Router: router.Config{Queues: mq}})
 	p := brokertest.DialTCP(t, srv)
 	for i := 0; i < 5; i++ {
 		if err := p.Send("/queue/held", "text/plain", []byte(fmt.Sprint(i)), stomp.SendOpt.Receipt); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if d := srv.Router().QueueDepth("/queue/held"); d != 5 {
+	if d := mq.Depth("/queue/held"); d != 5 {
 		t.Fatalf("depth %d, want 5", d)
 	}
 	c := brokertest.DialWS(t, srv)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stompbus/stompbus/auth"
 	"github.com/stompbus/stompbus/outbox"
+	"github.com/stompbus/stompbus/queues"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/session"
 )
@@ -40,22 +41,23 @@ func (s *sink) SetDeadline(time.Time) error      { return nil }
 func (s *sink) SetReadDeadline(time.Time) error  { return nil }
 func (s *sink) SetWriteDeadline(time.Time) error { return nil }
 
-var queues = []string{"/queue/q", "/queue/r"}
+var queueNames = []string{"/queue/q", "/queue/r"}
 
 // fuzzEnv is a node with permissions, so refusals are part of the space.
-func fuzzEnv(t *testing.T) *session.Env {
+func fuzzEnv(t *testing.T) (*session.Env, *queues.Memory) {
 	perms, err := auth.NewPermissions(auth.PermissionsConfig{Roles: map[string]auth.Rules{
 		"*": {Subscribe: []string{"/topic/#", "/queue/#", "/user/#"}, Send: []string{"/topic/a", "/queue/#", "/user/*/queue/x"}},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := router.New(router.Config{DefaultPrefetch: 2, MaxQueueDepth: 50}, nil)
+	mq := queues.NewMemory(queues.Config{DefaultPrefetch: 2, MaxDepth: 50})
+	r := router.New(router.Config{DefaultPrefetch: 2, Queues: mq}, nil)
 	env := session.NewEnv("fuzz", r, session.Config{
 		ConnectTimeout: time.Hour, MaxSubscriptions: 4, MaxTransactions: 2, MaxTxFrames: 6, MaxUnacked: 5,
 	}, nil, nil)
 	env.Authz = perms
-	return env
+	return env, mq
 }
 
 type fuzzSession struct {
@@ -141,7 +143,7 @@ func FuzzSessionFrames(f *testing.F) {
 		if len(data) > 3*300 {
 			return
 		}
-		env := fuzzEnv(t)
+		env, mq := fuzzEnv(t)
 		fs := []*fuzzSession{open(env, "1.2", "alice"), open(env, "1.1", "bob")}
 		for i := 0; i+2 < len(data); i += 3 {
 			who, fr := frameFor(data[i], data[i+1], data[i+2], fs)
@@ -156,9 +158,9 @@ func FuzzSessionFrames(f *testing.F) {
 		// A new auto-ack consumer takes every message still queued: none
 		// is held by a consumer that no longer exists.
 		drain := open(env, "1.2", "carol")
-		for i, q := range queues {
+		for i, q := range queueNames {
 			drain.feed(fmt.Sprintf("SUBSCRIBE\nid:d%d\ndestination:%s\n\n\x00", i, q))
-			if d := env.Router.QueueDepth(q); d != 0 && !drain.dead {
+			if d := mq.Depth(q); d != 0 && !drain.dead {
 				t.Fatalf("%s holds %d messages after an auto-ack consumer subscribed", q, d)
 			}
 		}
@@ -176,7 +178,7 @@ func FuzzSessionStream(f *testing.F) {
 	f.Add([]byte("SEND\ndestination:/topic/a\ncontent-length:3\n\na\x00b\x00"), uint8(5))
 	f.Add([]byte("\n\n\r\nDISCONNECT\nreceipt:1\n\n\x00"), uint8(1))
 	f.Fuzz(func(t *testing.T, data []byte, step uint8) {
-		env := fuzzEnv(t)
+		env, _ := fuzzEnv(t)
 		s := open(env, "1.2", "alice")
 		n := int(step)%64 + 1
 		for i := 0; i < len(data); i += n {

@@ -20,6 +20,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/stompbus/stompbus/queues"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
@@ -57,6 +58,11 @@ func Start(t testing.TB, o Options) *server.Server {
 		log = o.Log
 	}
 	o.Router.Tracer = o.Tracer
+	if o.Router.Queues == nil {
+		// In-process queues, like a single node's: the same conformance
+		// suite holds them to the JetStream queues' behaviour.
+		o.Router.Queues = queues.NewMemory(queues.Config{DefaultPrefetch: o.Router.DefaultPrefetch})
+	}
 	r := router.New(o.Router, o.Bus)
 	e := session.NewEnv(o.Node, r, o.Session, o.Auth, log)
 	e.Tracer = o.Tracer
