@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/outbox"
 	"github.com/stompbus/stompbus/queues"
 	"github.com/stompbus/stompbus/router"
 )
@@ -21,7 +22,7 @@ type counter struct {
 	want int64
 }
 
-func (c *counter) Deliver(_ *router.Subscription, m *router.Message, _ bool) bool {
+func (c *counter) Deliver(_ *router.Subscription, m *router.Message, _ bool, _ *outbox.Flusher) bool {
 	if c.acks != nil {
 		c.acks <- m.ID
 	}
@@ -171,7 +172,7 @@ func clusterPair(b *testing.B) []*Cluster {
 // signal is a consumer that hands each delivery's arrival to a channel.
 type signal chan struct{}
 
-func (s signal) Deliver(*router.Subscription, *router.Message, bool) bool {
+func (s signal) Deliver(*router.Subscription, *router.Message, bool, *outbox.Flusher) bool {
 	s <- struct{}{}
 	return true
 }

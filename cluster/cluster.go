@@ -315,7 +315,6 @@ func (c *Cluster) NewRouter(cfg router.Config) *router.Router {
 	}
 	cfg.Queues = c.queues
 	r := router.New(cfg, b)
-	b.r = r
 	c.bus.Store(b)
 	return r
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/outbox"
 	"github.com/stompbus/stompbus/router"
 )
 
@@ -47,7 +48,7 @@ type recorder struct {
 
 func newRecorder() *recorder { return &recorder{ch: make(chan struct{}, 1)} }
 
-func (r *recorder) Deliver(_ *router.Subscription, m *router.Message, redelivered bool) bool {
+func (r *recorder) Deliver(_ *router.Subscription, m *router.Message, redelivered bool, _ *outbox.Flusher) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.refuse {

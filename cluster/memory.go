@@ -24,7 +24,7 @@ func NewMemoryHub() *MemoryHub { return &MemoryHub{queues: queues.NewMemory(queu
 // MemoryBus is one node's attachment to a MemoryHub (a router.Bus).
 type MemoryBus struct {
 	hub     *MemoryHub
-	r       *router.Router
+	h       router.BusHandler
 	mu      sync.RWMutex
 	keys    map[string]struct{}
 	in, out atomic.Uint64
@@ -39,11 +39,11 @@ func (h *MemoryHub) NewRouter(cfg router.Config) *router.Router {
 		cfg.Queues = h.queues
 	}
 	b := &MemoryBus{hub: h, keys: make(map[string]struct{})}
-	b.r = router.New(cfg, b)
+	r := router.New(cfg, b)
 	h.mu.Lock()
 	h.nodes = append(h.nodes, b)
 	h.mu.Unlock()
-	return b.r
+	return r
 }
 
 // Publish hands m to every other node listening for a key that matches it.
@@ -57,6 +57,7 @@ func (b *MemoryBus) Publish(m *router.Message) error {
 			continue // no echo
 		}
 		n.mu.RLock()
+		var batch []router.Remote
 		for key := range n.keys {
 			if !router.Match(key, m.Key) {
 				continue
@@ -67,12 +68,18 @@ func (b *MemoryBus) Publish(m *router.Message) error {
 				return err
 			}
 			n.in.Add(1)
-			n.r.DeliverListened(rm, key)
+			batch = append(batch, router.Remote{M: rm, Key: key})
 		}
 		n.mu.RUnlock()
+		if len(batch) > 0 {
+			n.h.HandleRemote(batch)
+		}
 	}
 	return nil
 }
+
+// RegisterHandler sets who receives what other nodes publish.
+func (b *MemoryBus) RegisterHandler(h router.BusHandler) { b.h = h }
 
 // Listen starts receiving messages that match key.
 func (b *MemoryBus) Listen(key string) error {

@@ -24,7 +24,7 @@ import (
 // parallel.
 type NATSBus struct {
 	nc  *nats.Conn
-	r   *router.Router
+	h   router.BusHandler
 	log *slog.Logger
 
 	mu   sync.RWMutex
@@ -60,7 +60,8 @@ const (
 	maxPooledEnvelope = 64 << 10
 )
 
-// newNATSBus returns a bus on nc; attach a router before any Listen.
+// newNATSBus returns a bus on nc; a router registers itself as its handler
+// before any Listen.
 func newNATSBus(nc *nats.Conn, log *slog.Logger) *NATSBus {
 	b := &NATSBus{nc: nc, log: log, subs: make(map[string][]*nats.Subscription),
 		keys: make(map[*nats.Subscription]string), seed: maphash.MakeSeed(), done: make(chan struct{})}
@@ -147,32 +148,61 @@ func (b *NATSBus) Unlisten(key string) error {
 	return first
 }
 
-// dispatch delivers one shard's messages to the router.
+// maxBatch bounds the messages one dispatcher hands the router at once.
+const maxBatch = 256
+
+// dispatch delivers one shard's messages to the router, in batches: what
+// has arrived is handed over together, so each connection's writer is
+// woken once per batch, as for a local publisher's read.
 func (b *NATSBus) dispatch(ch chan *nats.Msg) {
 	defer b.wg.Done()
+	batch := make([]router.Remote, 0, maxBatch)
 	for {
-		var msg *nats.Msg
 		select {
-		case msg = <-ch:
+		case msg := <-ch:
+			batch = b.decode(batch, msg)
 		case <-b.done:
 			return
 		}
-		b.mu.RLock()
-		key, ok := b.keys[msg.Sub]
-		b.mu.RUnlock()
-		if !ok {
-			continue // no longer listening
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case msg := <-ch:
+				batch = b.decode(batch, msg)
+			default:
+				break more
+			}
 		}
-		m, err := decodeEnvelope(msg.Data)
-		if err != nil {
-			b.dropped.Add(1)
-			b.log.Warn("cluster bus: dropping a message", "subject", msg.Subject, "err", err)
-			continue
+		if len(batch) > 0 {
+			b.h.HandleRemote(batch)
+			clear(batch)
+			batch = batch[:0]
 		}
-		b.in.Add(1)
-		b.r.DeliverListened(m, key)
 	}
 }
+
+// decode appends msg to batch unless its key is no longer listened for or
+// it cannot be decoded.
+func (b *NATSBus) decode(batch []router.Remote, msg *nats.Msg) []router.Remote {
+	b.mu.RLock()
+	key, ok := b.keys[msg.Sub]
+	b.mu.RUnlock()
+	if !ok {
+		return batch // no longer listening
+	}
+	m, err := decodeEnvelope(msg.Data)
+	if err != nil {
+		b.dropped.Add(1)
+		b.log.Warn("cluster bus: dropping a message", "subject", msg.Subject, "err", err)
+		return batch
+	}
+	b.in.Add(1)
+	return append(batch, router.Remote{M: m, Key: key})
+}
+
+// RegisterHandler sets who receives what other nodes publish (router.New
+// calls it, before any Listen).
+func (b *NATSBus) RegisterHandler(h router.BusHandler) { b.h = h }
 
 // aloneEvery is how often watchAlone asks the server whether the node is
 // alone: a node or client that appears is published to within this.

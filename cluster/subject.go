@@ -21,7 +21,7 @@ const (
 // one-segment wildcard becomes '*'; a trailing rest wildcard ("#" or ">",
 // zero or more segments) becomes two subjects, the prefix itself and
 // prefix.>. NATS '*' matches segments of either separator: the router
-// filters what arrives (DeliverListened), so that only costs traffic.
+// filters what arrives (Router.HandleRemote), so that only costs traffic.
 
 // A subject is one argument of a NATS protocol line, and NATS answers a line
 // over its control-line limit (max_control_line, 4096 bytes by default) by

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/outbox"
 	"github.com/stompbus/stompbus/router"
 )
 
@@ -17,7 +18,7 @@ type countConsumer struct {
 	done chan struct{}
 }
 
-func (c *countConsumer) Deliver(*router.Subscription, *router.Message, bool) bool {
+func (c *countConsumer) Deliver(*router.Subscription, *router.Message, bool, *outbox.Flusher) bool {
 	if c.n.Add(1) == c.want {
 		close(c.done)
 	}

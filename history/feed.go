@@ -163,6 +163,6 @@ func (s *Store) consume(f *feed, r *rule) (jetstream.ConsumeContext, error) {
 			return
 		}
 		s.stats.fed.Add(1)
-		s.r.DeliverListened(m, f.key)
+		s.r.HandleRemote([]router.Remote{{M: m, Key: f.key}})
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/outbox"
 	"github.com/stompbus/stompbus/router"
 )
 
@@ -100,7 +101,7 @@ func (r *Resumer) Version() frame.Version { return r.inner.Version() }
 // Deliver hands m on when live, and holds it while the replay runs
 // (router.Consumer); it never blocks for long: the lock is held by the
 // switch to live only.
-func (r *Resumer) Deliver(s *router.Subscription, m *router.Message, redelivered bool) bool {
+func (r *Resumer) Deliver(s *router.Subscription, m *router.Message, redelivered bool, f *outbox.Flusher) bool {
 	if !r.live.Load() {
 		r.mu.Lock()
 		if !r.live.Load() {
@@ -120,7 +121,7 @@ func (r *Resumer) Deliver(s *router.Subscription, m *router.Message, redelivered
 	if r.gapNext.Load() && r.gapNext.CompareAndSwap(true, false) {
 		m = withGap(m)
 	}
-	return r.inner.Deliver(s, m, redelivered)
+	return r.inner.Deliver(s, m, redelivered, f)
 }
 
 // replayed reports whether m was already delivered by the replay.
@@ -165,7 +166,7 @@ func (r *Resumer) run() {
 			r.gapNext.Store(false)
 			m = withGap(m)
 		}
-		r.inner.Deliver(r.sub, m, false)
+		r.inner.Deliver(r.sub, m, false, nil)
 	}
 	r.buf = nil
 	if r.receipt != nil {
@@ -384,7 +385,7 @@ func (r *Resumer) deliver(m *router.Message) error {
 		r.gapNext.Store(false)
 		m = withGap(m)
 	}
-	if !r.inner.Deliver(r.sub, m, false) {
+	if !r.inner.Deliver(r.sub, m, false, nil) {
 		return errStopped
 	}
 	r.st.stats.replayed.Add(1)

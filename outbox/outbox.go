@@ -78,6 +78,20 @@ const (
 	DefaultWriteTimeout = 10 * time.Second
 )
 
+// CloseCode is the WebSocket close code Close sends on a WebSocket
+// connection (RFC 6455 section 7.4); plain TCP connections ignore it.
+type CloseCode = ws.StatusCode
+
+// The close codes the broker sends.
+const (
+	CloseNormal          CloseCode = ws.StatusNormalClosure
+	CloseProtocolError   CloseCode = ws.StatusProtocolError
+	ClosePolicyViolation CloseCode = ws.StatusPolicyViolation
+	// CloseServiceRestart (1012, IANA registry): the server is restarting,
+	// the client should reconnect.
+	CloseServiceRestart CloseCode = 1012
+)
+
 // ErrSlowConsumer is the close reason of a connection that fell behind.
 var ErrSlowConsumer = errors.New("slow consumer: outgoing queue limit reached")
 

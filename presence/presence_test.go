@@ -11,6 +11,7 @@ import (
 
 	"github.com/stompbus/stompbus/cluster"
 	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/outbox"
 	"github.com/stompbus/stompbus/router"
 )
 
@@ -23,7 +24,7 @@ type events struct {
 	ch  chan struct{}
 }
 
-func (e *events) Deliver(_ *router.Subscription, m *router.Message, _ bool) bool {
+func (e *events) Deliver(_ *router.Subscription, m *router.Message, _ bool, _ *outbox.Flusher) bool {
 	sh := m.Encoded()
 	// the body is after the blank line and before the NUL
 	i := 0

@@ -5,12 +5,13 @@ import (
 	"testing"
 
 	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/outbox"
 )
 
 type nopConsumer struct{}
 
-func (nopConsumer) Deliver(*Subscription, *Message, bool) bool { return true }
-func (nopConsumer) Version() frame.Version                     { return frame.V12 }
+func (nopConsumer) Deliver(*Subscription, *Message, bool, *outbox.Flusher) bool { return true }
+func (nopConsumer) Version() frame.Version                                      { return frame.V12 }
 
 // BenchmarkRoute measures matching and handing one message to 100
 // subscribers: zero allocations per delivery, with and without wildcard

@@ -6,12 +6,13 @@ import (
 	"testing"
 
 	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/outbox"
 )
 
 // sink is a Consumer that records what it is handed.
 type sink struct{ got []string }
 
-func (k *sink) Deliver(s *Subscription, m *Message, _ bool) bool {
+func (k *sink) Deliver(s *Subscription, m *Message, _ bool, _ *outbox.Flusher) bool {
 	k.got = append(k.got, s.ID+"<"+m.Key)
 	return true
 }
@@ -55,14 +56,14 @@ func TestIndexMatches(t *testing.T) {
 			for i, c := range matchCases {
 				for _, d := range c.match {
 					k.got = k.got[:0]
-					r.DeliverRemote(&Message{Kind: Topic, Key: d})
+					_, _ = r.Publish(&Message{Kind: Topic, Key: d})
 					if !slices.Contains(k.got, fmt.Sprint(i)+"<"+d) {
 						t.Fatalf("%q should match %q; delivered %v", c.pattern, d, k.got)
 					}
 				}
 				for _, d := range c.miss {
 					k.got = k.got[:0]
-					r.DeliverRemote(&Message{Kind: Topic, Key: d})
+					_, _ = r.Publish(&Message{Kind: Topic, Key: d})
 					if slices.Contains(k.got, fmt.Sprint(i)+"<"+d) {
 						t.Fatalf("%q should not match %q", c.pattern, d)
 					}
@@ -72,7 +73,7 @@ func TestIndexMatches(t *testing.T) {
 		// Removing a wildcard subscription invalidates cached results.
 		r.Unsubscribe(subs[1])
 		k.got = k.got[:0]
-		r.DeliverRemote(&Message{Kind: Topic, Key: "/topic/chat/x"})
+		_, _ = r.Publish(&Message{Kind: Topic, Key: "/topic/chat/x"})
 		if len(k.got) != 0 {
 			t.Fatalf("stale cache: %v", k.got)
 		}
@@ -100,7 +101,7 @@ func TestIndexAgreesWithMatch(t *testing.T) {
 			_ = r.Subscribe(s, Topic, c.pattern)
 			for _, d := range dests {
 				k.got = k.got[:0]
-				r.DeliverRemote(&Message{Kind: Topic, Key: d})
+				_, _ = r.Publish(&Message{Kind: Topic, Key: d})
 				if got, want := len(k.got) == 1, Match(c.pattern, d); got != want {
 					t.Fatalf("pattern %q dest %q: trie %v, Match %v", c.pattern, d, got, want)
 				}
@@ -126,6 +127,7 @@ func TestListenOnFirstAndLast(t *testing.T) {
 
 type recBus struct{ calls []string }
 
-func (b *recBus) Publish(*Message) error  { return nil }
-func (b *recBus) Listen(k string) error   { b.calls = append(b.calls, "+"+k); return nil }
-func (b *recBus) Unlisten(k string) error { b.calls = append(b.calls, "-"+k); return nil }
+func (b *recBus) RegisterHandler(BusHandler) {}
+func (b *recBus) Publish(*Message) error     { return nil }
+func (b *recBus) Listen(k string) error      { b.calls = append(b.calls, "+"+k); return nil }
+func (b *recBus) Unlisten(k string) error    { b.calls = append(b.calls, "-"+k); return nil }

@@ -50,11 +50,6 @@ type Message struct {
 	// Published is when the broker read the SEND (unix nanoseconds), for the
 	// delivery latency histogram.
 	Published int64
-	// Publisher is the publishing session's context for a topic or user
-	// message, set before Publish; Consumers called synchronously by that
-	// Publish (on the publisher's goroutine) may use it, to batch writer
-	// wake-ups. Nobody else sees the message object, so no lock is needed.
-	Publisher any
 	// Offset and Epoch are the message's position in its destination's
 	// history (x-stream-offset, x-stream-epoch; both in the shared
 	// encoding too), set by the history before delivery; 0 when the

@@ -9,6 +9,7 @@ import (
 
 	"sync/atomic"
 
+	"github.com/stompbus/stompbus/outbox"
 	"github.com/stompbus/stompbus/tracing"
 )
 
@@ -42,15 +43,34 @@ const (
 )
 
 // Bus carries topic and user messages to the other nodes of a cluster.
-// The router calls Listen when a key (or wildcard pattern) gets its first
-// local subscription and Unlisten after its last, and Publish once for each
-// locally published topic or user message; the bus must not echo a message
-// back to the node that published it, and hands what other nodes publish
-// to Router.DeliverRemote.
+// New registers the router as the bus's handler, once, before anything
+// else. The router calls Listen when a key (or wildcard pattern) gets its
+// first local subscription and Unlisten after its last, and Publish once
+// for each locally published topic or user message; the bus must not echo
+// a message back to the node that published it, and hands what other
+// nodes publish to the handler, in batches.
 type Bus interface {
+	RegisterHandler(h BusHandler)
 	Publish(m *Message) error
 	Listen(key string) error
 	Unlisten(key string) error
+}
+
+// BusHandler receives what other nodes publish (the Router is one).
+type BusHandler interface {
+	// HandleRemote delivers batch, in order, each message to the local
+	// subscriptions registered under the key it arrived for (the key the
+	// bus was told to Listen for), so that a message matching several
+	// keys (/topic/a.b and /topic/a.*) reaches each subscriber once. Each
+	// connection's writer is woken once per batch. It never blocks; the
+	// bus may reuse batch when it returns.
+	HandleRemote(batch []Remote)
+}
+
+// Remote is a message from another node and the key it arrived for.
+type Remote struct {
+	M   *Message
+	Key string
 }
 
 // Queues is the seam for queues kept outside the router (cluster-wide,
@@ -86,7 +106,7 @@ type Queues interface {
 // once kept. A message to a kept destination does not take the router's
 // direct path (local subscribers, then the bus): the router hands it to
 // Append, and the history delivers it, once stored and numbered, to the
-// subscribers of every node through DeliverListened, this node included.
+// subscribers of every node through Router.HandleRemote, this node included.
 type History interface {
 	// Keeps reports whether messages to the literal topic key are kept.
 	// It is called for every topic message: it must be cheap, must not
@@ -141,6 +161,8 @@ type Router struct {
 	hist  History // cfg.History
 
 	nqsubs atomic.Int64
+	// flushers batch the writer wake-ups of one HandleRemote.
+	flushers sync.Pool
 
 	// listenMu serialises, per key stripe, an index change with the bus
 	// Listen/Unlisten it causes, so the bus sees them in index order.
@@ -155,7 +177,12 @@ func New(cfg Config, bus Bus) *Router {
 	if cfg.MatchCacheSize <= 0 {
 		cfg.MatchCacheSize = DefaultMatchCacheSize
 	}
-	return &Router{cfg: cfg, index: newIndex(cfg.MatchCacheSize), bus: bus, hist: cfg.History}
+	r := &Router{cfg: cfg, index: newIndex(cfg.MatchCacheSize), bus: bus, hist: cfg.History}
+	r.flushers.New = func() any { return new(outbox.Flusher) }
+	if bus != nil {
+		bus.RegisterHandler(r)
+	}
+	return r
 }
 
 // KeepsHistory reports whether messages to the literal topic key are kept
@@ -252,7 +279,7 @@ func (r *Router) Subscribe(s *Subscription, kind Kind, key string) error {
 			return errNoQueues
 		}
 		if err := qs.Consume(s, func(m *Message, redelivered bool) bool {
-			if !s.Consumer.Deliver(s, m, redelivered) {
+			if !s.Consumer.Deliver(s, m, redelivered, nil) {
 				return false
 			}
 			r.stats.delivered[Queue].Add(1)
@@ -346,6 +373,14 @@ func (r *Router) Publish(m *Message) (int, error) {
 		}
 		return 0, <-done
 	}
+	return r.PublishBatched(m, nil)
+}
+
+// PublishBatched is Publish for a topic or user message whose local
+// deliveries leave the start of each subscriber's writer to f (nil: at
+// once): a session publishing the SENDs of one read passes its own and
+// flushes it after the read, so each writer is woken once.
+func (r *Router) PublishBatched(m *Message, f *outbox.Flusher) (int, error) {
 	if m.Kind == Topic && r.hist != nil && r.hist.Keeps(m.Key) {
 		r.stats.published[Topic].Add(1)
 		if err := r.hist.Append(m, nil); err != nil {
@@ -354,7 +389,7 @@ func (r *Router) Publish(m *Message) (int, error) {
 		return 0, nil
 	}
 	r.stats.published[m.Kind].Add(1)
-	n := r.deliverLocal(m)
+	n := r.deliverLocal(m, f)
 	if r.bus != nil {
 		if err := r.busPublish(m); err != nil {
 			return n, fmt.Errorf("publish %s to the cluster bus: %w", m.Key, err)
@@ -399,15 +434,6 @@ var ErrQueueFull = errors.New("queue is full")
 // message in flight.
 var ErrUnknownAck = errors.New("unknown ack id")
 
-// DeliverRemote delivers a topic or user message that another node
-// published to the local subscribers only.
-func (r *Router) DeliverRemote(m *Message) int {
-	if r.cfg.Tracer != nil {
-		defer r.traceRemote(m)()
-	}
-	return r.deliverLocal(m)
-}
-
 // busPublish publishes m to the bus, in a span when m is traced.
 func (r *Router) busPublish(m *Message) error {
 	if m.Trace == nil || r.cfg.Tracer == nil {
@@ -431,29 +457,32 @@ func (r *Router) traceRemote(m *Message) func() {
 	return end
 }
 
-// DeliverListened delivers a message another node published to the local
-// subscriptions registered under key (the key the bus was told to Listen
-// for) that match it. A bus that holds one upstream subscription per key
-// uses it so that a message matching several keys (/topic/a.b and
-// /topic/a.*) reaches each local subscriber once.
-func (r *Router) DeliverListened(m *Message, key string) int {
-	if r.cfg.Tracer != nil {
-		defer r.traceRemote(m)()
-	}
-	n := 0
-	r.index.match(m.Key, func(s *Subscription) {
-		if s.key == key && s.Consumer.Deliver(s, m, false) {
-			n++
+// HandleRemote delivers what other nodes published (BusHandler).
+func (r *Router) HandleRemote(batch []Remote) {
+	f := r.flushers.Get().(*outbox.Flusher)
+	for i := range batch {
+		m, key := batch[i].M, batch[i].Key
+		end := func() {}
+		if r.cfg.Tracer != nil {
+			end = r.traceRemote(m)
 		}
-	})
-	r.stats.delivered[m.Kind].Add(uint64(n))
-	return n
+		n := 0
+		r.index.match(m.Key, func(s *Subscription) {
+			if s.key == key && s.Consumer.Deliver(s, m, false, f) {
+				n++
+			}
+		})
+		r.stats.delivered[m.Kind].Add(uint64(n))
+		end()
+	}
+	f.Flush()
+	r.flushers.Put(f)
 }
 
-func (r *Router) deliverLocal(m *Message) int {
+func (r *Router) deliverLocal(m *Message, f *outbox.Flusher) int {
 	n := 0
 	r.index.match(m.Key, func(s *Subscription) {
-		if s.Consumer.Deliver(s, m, false) {
+		if s.Consumer.Deliver(s, m, false, f) {
 			n++
 		}
 	})

@@ -1,6 +1,9 @@
 package router
 
-import "github.com/stompbus/stompbus/frame"
+import (
+	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/outbox"
+)
 
 // AckMode is a subscription's acknowledgement mode.
 type AckMode uint8
@@ -41,7 +44,9 @@ type Consumer interface {
 	// Deliver hands m to the subscriber's outgoing queue. It must not block
 	// and must not call into the Router. It returns false when the message
 	// could not be queued (the connection is closing or over its limit).
-	Deliver(s *Subscription, m *Message, redelivered bool) bool
+	// With f set, the start of the connection's writer is left to f (its
+	// owner flushes it after a batch); with nil it starts at once.
+	Deliver(s *Subscription, m *Message, redelivered bool, f *outbox.Flusher) bool
 	// Version is the STOMP version the consumer speaks.
 	Version() frame.Version
 }

@@ -10,8 +10,8 @@ import (
 
 // Deliver queues m for subscription sub (router.Consumer). It builds only
 // the per-subscription head on the stack; the shared encoding is queued by
-// reference.
-func (s *Session) Deliver(sub *router.Subscription, m *router.Message, redelivered bool) bool {
+// reference. With f, the writer's start is left to f's owner (a batch).
+func (s *Session) Deliver(sub *router.Subscription, m *router.Message, redelivered bool, f *outbox.Flusher) bool {
 	var buf [192]byte
 	b := append(buf[:0], "MESSAGE\n"...)
 	// The subscription line was encoded once, at SUBSCRIBE: encoding it
@@ -33,7 +33,6 @@ func (s *Session) Deliver(sub *router.Subscription, m *router.Message, redeliver
 	} else if m.Kind == router.Queue {
 		b = append(b, "redelivered:false\n"...)
 	}
-	f, _ := m.Publisher.(*outbox.Flusher)
 	var ok bool
 	if m.Trace != nil && s.env.Tracer != nil {
 		ok = s.deliverTraced(sub, m, b, f)

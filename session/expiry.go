@@ -5,9 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
-
 	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/outbox"
 )
 
 // RefreshDestination is where a client sends a fresh token before its
@@ -79,7 +78,7 @@ func (s *Session) expired() {
 	s.env.Counters.Sent[frame.ERROR].Add(1)
 	e := errorf("token expired", "the credentials of this session expired at %s; send a fresh token to %s before it expires",
 		time.Unix(0, at).UTC().Format(time.RFC3339), RefreshDestination)
-	s.out.Close(EncodeError(nil, frame.Version(s.ver.Load()), e), ws.StatusPolicyViolation, e)
+	s.out.Close(EncodeError(nil, frame.Version(s.ver.Load()), e), outbox.ClosePolicyViolation, e)
 }
 
 // refresh handles a SEND to RefreshDestination.
@@ -131,7 +130,7 @@ func (s *Session) authFailed(f *frame.Frame, login string, err error) error {
 	time.AfterFunc(d, func() {
 		s.env.Counters.ProtocolErrors.Add(1)
 		s.env.Counters.Sent[frame.ERROR].Add(1)
-		s.out.Close(b, ws.StatusProtocolError, e)
+		s.out.Close(b, outbox.CloseProtocolError, e)
 	})
 	return errHeldBack
 }

@@ -6,9 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gobwas/ws"
-
 	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/outbox"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/tracing"
 )
@@ -56,7 +55,7 @@ func (s *Session) dispatch(f *frame.Frame) error {
 			b = s.encodeReceipt(r)
 		}
 		s.closed = true
-		s.reply(b, true, ws.StatusNormalClosure, nil)
+		s.reply(b, true, outbox.CloseNormal, nil)
 		return errDisconnect
 	case frame.CONNECT, frame.STOMP:
 		return errorf("already connected", "a second %s frame on a connected session", f.Command)
@@ -298,12 +297,6 @@ func (s *Session) send(f *frame.Frame) error {
 	if trace != nil {
 		m.Trace = trace.Route
 	}
-	if kind != router.Queue {
-		// Delivered synchronously by Publish, on this goroutine: writers
-		// are woken once at the end of this Feed (queue messages may be
-		// dispatched later from other goroutines, so they are not).
-		m.Publisher = &s.flusher
-	}
 	if txID, ok := f.Get("transaction"); ok {
 		t, err := s.tx(txID)
 		if err != nil {
@@ -314,6 +307,8 @@ func (s *Session) send(f *frame.Frame) error {
 		s.receipt(f)
 		return nil
 	}
+	// Topic and user messages are delivered here, on this goroutine; the
+	// writers they reach are woken once, at the end of this Feed.
 	if kind == router.Queue || (kind == router.Topic && s.env.Router.KeepsHistory(key)) {
 		// Stored later (a queue message, or one to a topic that keeps
 		// history); a failure ends the session with an ERROR and no
@@ -321,7 +316,7 @@ func (s *Session) send(f *frame.Frame) error {
 		if err := s.enqueue(m, receiptOf(f)); err != nil {
 			return err
 		}
-	} else if _, err := s.env.Router.Publish(m); err != nil {
+	} else if _, err := s.env.Router.PublishBatched(m, &s.flusher); err != nil {
 		s.env.Log.Warn("publish", "session", s.id, "destination", key, "err", err)
 	}
 	s.receipt(f)

@@ -6,8 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
-
 	"github.com/stompbus/stompbus/frame"
 	"github.com/stompbus/stompbus/outbox"
 	"github.com/stompbus/stompbus/router"
@@ -185,7 +183,7 @@ func (s *Session) fail(e *Error) {
 	}
 	s.env.Counters.ProtocolErrors.Add(1)
 	s.env.Counters.Sent[frame.ERROR].Add(1)
-	s.reply(EncodeError(nil, s.version, e), true, ws.StatusProtocolError, e)
+	s.reply(EncodeError(nil, s.version, e), true, outbox.CloseProtocolError, e)
 }
 
 // Close ends the session after its connection is gone (or was closed):
@@ -226,12 +224,8 @@ func (s *Session) Shutdown(message string, retryAfter int) {
 	e := &Error{Message: message, Detail: "reconnect to another node or retry later"}
 	b := EncodeError(nil, frame.Version(s.ver.Load()), e, "retry-after", strconv.Itoa(retryAfter))
 	s.env.Counters.Sent[frame.ERROR].Add(1)
-	s.out.Close(b, statusServiceRestart, errors.New(message))
+	s.out.Close(b, outbox.CloseServiceRestart, errors.New(message))
 }
-
-// statusServiceRestart is the WebSocket close code 1012 (RFC 6455 registry):
-// the server is restarting, the client should reconnect.
-const statusServiceRestart ws.StatusCode = 1012
 
 // connectTimeout drops a connection that sent no CONNECT in time.
 func (s *Session) connectTimeout() {
@@ -240,7 +234,7 @@ func (s *Session) connectTimeout() {
 	}
 	s.env.Counters.Hit(LimitConnectTimeout)
 	e := errorf("connect timeout", "no CONNECT frame within %s", s.env.Config.ConnectTimeout)
-	s.out.Close(EncodeError(nil, frame.V12, e), ws.StatusPolicyViolation, e)
+	s.out.Close(EncodeError(nil, frame.V12, e), outbox.ClosePolicyViolation, e)
 }
 
 // startHeartBeats arms the timers negotiated at CONNECT.
@@ -285,7 +279,7 @@ func (s *Session) checkIn() {
 	if silent >= limit {
 		s.env.Counters.HeartBeatTimeouts.Add(1)
 		e := errorf("heart-beat timeout", "nothing received for %s (negotiated client heart-beat every %s)", silent.Round(time.Millisecond), s.hbIn)
-		s.out.Close(EncodeError(nil, frame.Version(s.ver.Load()), e), ws.StatusPolicyViolation, e)
+		s.out.Close(EncodeError(nil, frame.Version(s.ver.Load()), e), outbox.ClosePolicyViolation, e)
 		return
 	}
 	s.inTimer.Load().Reset(limit - silent + time.Millisecond)

@@ -5,9 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/gobwas/ws"
-
 	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/outbox"
 	"github.com/stompbus/stompbus/router"
 )
 
@@ -78,7 +77,7 @@ type reply struct {
 	after  uint64
 	frame  []byte
 	close  bool
-	code   ws.StatusCode
+	code   outbox.CloseCode
 	reason error
 }
 
@@ -185,13 +184,13 @@ func (s *Session) failStoreLocked(sl slot) {
 	e.ReceiptID = sl.receipt
 	s.env.Counters.ProtocolErrors.Add(1)
 	s.env.Counters.Sent[frame.ERROR].Add(1)
-	s.emitLocked(reply{frame: EncodeError(nil, frame.Version(s.ver.Load()), e), close: true, code: ws.StatusProtocolError, reason: e})
+	s.emitLocked(reply{frame: EncodeError(nil, frame.Version(s.ver.Load()), e), close: true, code: outbox.CloseProtocolError, reason: e})
 }
 
 // reply sends b now when no store is unanswered, or records it to be sent
 // once the stores started so far are (b is copied then). With close the
 // connection closes after it; the session then reads no more.
-func (s *Session) reply(b []byte, close bool, code ws.StatusCode, reason error) {
+func (s *Session) reply(b []byte, close bool, code outbox.CloseCode, reason error) {
 	o := &s.ord
 	o.mu.Lock()
 	defer o.mu.Unlock()
