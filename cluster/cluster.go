@@ -307,11 +307,14 @@ func (c *Cluster) NewRouter(cfg router.Config) *router.Router {
 		// other client is a cluster of one: topic messages stay home.
 		// Once another node or client appears, everything is published
 		// again (what was published before could not have reached it).
-		// The server is asked on a timer, not per SEND: each count takes
-		// its global lock.
+		// Routes and leaf nodes are counted on a timer (each count takes
+		// the server's global lock); clients per SEND, under the global
+		// account's read lock only, so one that has just subscribed gets
+		// the next message.
+		acc := srv.GlobalAccount()
 		b.watchAlone(func() bool {
-			return srv.NumRoutes() == 0 && srv.NumLeafNodes() == 0 && srv.NumClients() <= 1
-		})
+			return srv.NumRoutes() == 0 && srv.NumLeafNodes() == 0
+		}, func() bool { return acc.NumLocalConnections() <= 1 })
 	}
 	cfg.Queues = c.queues
 	r := router.New(cfg, b)

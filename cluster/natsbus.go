@@ -40,13 +40,15 @@ type NATSBus struct {
 	// envelopes are reusable encoding buffers for Publish.
 	envelopes sync.Pool
 
-	// alone says that nobody but this node can receive what it publishes:
-	// its in-process NATS server has no routes, no leaf nodes and no client
-	// but this node's connection. Publish then sends nothing, which spares
-	// a lone node a NATS round per SEND. watchAlone refreshes it on a
-	// timer, so Publish takes none of the server's locks.
-	alone   atomic.Bool
-	skipped atomic.Uint64
+	// alone and aloneHere say that nobody but this node can receive what
+	// it publishes: its in-process NATS server has no routes and no leaf
+	// nodes (alone, refreshed by watchAlone on a timer) and no client but
+	// this node's connection (aloneHere, asked per publish while alone).
+	// Publish then sends nothing, which spares a lone node a NATS round
+	// per SEND and takes none of the server's global locks.
+	alone     atomic.Bool
+	aloneHere func() bool
+	skipped   atomic.Uint64
 }
 
 var _ router.Bus = (*NATSBus)(nil)
@@ -77,7 +79,7 @@ func newNATSBus(nc *nats.Conn, log *slog.Logger) *NATSBus {
 
 // Publish sends m once to its key's subject.
 func (b *NATSBus) Publish(m *router.Message) error {
-	if b.alone.Load() {
+	if b.alone.Load() && b.aloneHere() {
 		b.skipped.Add(1)
 		return nil
 	}
@@ -209,8 +211,10 @@ func (b *NATSBus) RegisterHandler(h router.BusHandler) { b.h = h }
 const aloneEvery = 100 * time.Millisecond
 
 // watchAlone keeps alone up to date with check (which may take the
-// embedded server's locks) until the bus stops.
-func (b *NATSBus) watchAlone(check func() bool) {
+// embedded server's locks) until the bus stops; here is asked per publish
+// while alone.
+func (b *NATSBus) watchAlone(check, here func() bool) {
+	b.aloneHere = here
 	b.alone.Store(check())
 	b.wg.Add(1)
 	go func() {
