@@ -232,11 +232,10 @@ func isRest(t string) bool {
 }
 
 type node struct {
-	next  map[string]*node
-	star  map[byte]*node // by separator
-	rest  []*Subscription
-	subs  []*Subscription
-	count int // subscriptions in this subtree's exact patterns, for pruning
+	next map[string]*node
+	star map[byte]*node // by separator
+	rest []*Subscription
+	subs []*Subscription
 }
 
 func newNode() *node { return &node{} }
