@@ -30,7 +30,6 @@ package outbox
 
 import (
 	"errors"
-	"io"
 	"net"
 	"slices"
 	"sync"
@@ -552,9 +551,12 @@ func (o *Outbox) write(b *batch) (int64, error) {
 	return n, err
 }
 
-// lingerTime bounds how long a closed connection's unread input is
-// drained.
-const lingerTime = 2 * time.Second
+// A closed connection's unread input is drained while the peer keeps
+// sending (each read within lingerIdle of the last), for lingerMax at most.
+const (
+	lingerIdle = 2 * time.Second
+	lingerMax  = 10 * time.Second
+)
 
 // shut closes the socket. After a server-side close (an ERROR, a close
 // frame) the peer may still be sending: closing a socket with unread input
@@ -562,9 +564,11 @@ const lingerTime = 2 * time.Second
 // libraries then read no more) and can destroy the ERROR before the peer
 // reads it. So the write side is shut first (FIN after the last frame:
 // TCP, or TLS's close_notify and then TCP's) and the input read and
-// discarded, however much comes, until the peer closes or lingerTime has
-// passed; then the socket is closed. The drain runs on a goroutine of its
-// own, never on the caller's (an epoll worker, a writer).
+// discarded, however much comes, until the peer closes, stops sending for
+// lingerIdle, or lingerMax has passed; then the socket is closed. A peer
+// still writing a large frame on a slow or loaded link thus gets to its
+// read. The drain runs on a goroutine of its own, never on the caller's
+// (an epoll worker, a writer).
 func (o *Outbox) shut(served bool) {
 	cw, ok := o.conn.(interface{ CloseWrite() error })
 	if !served || !ok || cw.CloseWrite() != nil {
@@ -572,8 +576,18 @@ func (o *Outbox) shut(served bool) {
 		return
 	}
 	go func() {
-		_ = o.conn.SetReadDeadline(time.Now().Add(lingerTime))
-		_, _ = io.Copy(io.Discard, o.conn)
+		end := time.Now().Add(lingerMax)
+		buf := make([]byte, 16<<10)
+		for {
+			d := time.Now().Add(lingerIdle)
+			if d.After(end) {
+				d = end
+			}
+			_ = o.conn.SetReadDeadline(d)
+			if _, err := o.conn.Read(buf); err != nil {
+				break
+			}
+		}
 		_ = o.conn.Close()
 	}()
 }

@@ -96,7 +96,11 @@ func lastError(t *testing.T, out []byte) *stompframe.Frame {
 		}
 	}
 	if last == nil || last.Command != "ERROR" {
-		t.Fatalf("no ERROR frame at the end of %q", out)
+		tail := out
+		if len(tail) > 2048 {
+			tail = tail[len(tail)-2048:] // a flood's output can be megabytes
+		}
+		t.Fatalf("no ERROR frame at the end of %d bytes, ending %q", len(out), tail)
 	}
 	return last
 }

@@ -861,3 +861,35 @@ func TestErrorSurvivesUnreadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestErrorSurvivesSlowUnreadInput: a client on a slow link is still
+// sending its oversized frame well after the server's ERROR (here 3 s,
+// longer than the server waits for silence): it must still be able to
+// finish writing and then read the ERROR and an orderly end, not a reset.
+func TestErrorSurvivesSlowUnreadInput(t *testing.T) {
+	srv := brokertest.Start(t, hostileOptions())
+	c, err := net.Dial("tcp", srv.StompAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(wait))
+	head := connect12 + "SEND\ndestination:/topic/a\n\n" + strings.Repeat("b", 2<<20)
+	if _, err := c.Write([]byte(head)); err != nil {
+		t.Fatal(err)
+	}
+	// A slow link: 16 KiB every 100 ms for 3 s (the pacing is the link's
+	// speed, not a wait for the server).
+	chunk := bytes.Repeat([]byte("b"), 16<<10)
+	for i := 0; i < 30; i++ {
+		time.Sleep(100 * time.Millisecond)
+		if _, err := c.Write(chunk); err != nil {
+			t.Fatalf("write failed %d ms after the frame passed the limit: %v", (i+1)*100, err)
+		}
+	}
+	var out bytes.Buffer
+	if _, err := io.Copy(&out, c); err != nil {
+		t.Fatalf("the connection ended with %v, not an orderly close (read %q)", err, out.Bytes())
+	}
+	errorIs(t, out.Bytes(), "frame too large")
+}
