@@ -110,11 +110,6 @@ func subscribe(t *testing.T, r *router.Router, dest string, c router.Consumer, a
 	return s
 }
 
-var msgSeq struct {
-	sync.Mutex
-	n int
-}
-
 func message(t *testing.T, dest, id string, body []byte, headers ...string) *router.Message {
 	t.Helper()
 	kind, key, shown, err := router.Resolve(dest)

@@ -17,9 +17,8 @@
 // operations exchange on core NATS (subjects stompbus.ops.*): stats for GET
 // /api/v1/stats and disconnect requests for DELETE
 // /api/v1/connections/{session}, answered by the node holding the session.
-// MemoryHub is the
-// in-process stand-in for NATS used by single-process tests; one
-// conformance suite runs against both.
+// The tests' MemoryHub (memory_test.go) is an
+// in-process stand-in for NATS; one conformance suite runs against both.
 //
 // Concurrency: every exported method is safe for concurrent use. Topic and
 // user messages from NATS are delivered by eight dispatcher goroutines per

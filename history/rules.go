@@ -112,7 +112,8 @@ func find(rules []Rule, key string) int {
 }
 
 // match reports whether the literal destination key matches pattern, with
-// router.Match's rules, without allocating: both are walked segment by
+// the router's wildcard rules (its index; Match in router/match_test.go),
+// without allocating: both are walked segment by
 // segment (a segment starts at '/' or '.').
 func match(pattern, key string) bool {
 	p, k := pattern, key

@@ -188,31 +188,6 @@ func IsOneWildcard(seg string) bool { return isStar(seg) }
 // or more remaining segments when it is the last segment of a pattern.
 func IsRestWildcard(seg string) bool { return isRest(seg) }
 
-// Match reports whether destination dest matches pattern (a literal key
-// matches only itself).
-func Match(pattern, dest string) bool {
-	ps, ds := tokens(pattern), tokens(dest)
-	for i, p := range ps {
-		if isRest(p) && i == len(ps)-1 {
-			return true
-		}
-		if i >= len(ds) {
-			return false
-		}
-		d := ds[i]
-		if isStar(p) {
-			if len(d) < 2 || d[0] != p[0] {
-				return false
-			}
-			continue
-		}
-		if p != d {
-			return false
-		}
-	}
-	return len(ps) == len(ds)
-}
-
 // tokens splits a destination into segments, each with its separator.
 func tokens(dest string) []string {
 	out := make([]string, 0, 8)

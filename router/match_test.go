@@ -21,3 +21,28 @@ func TestMatchAgreesWithIndex(t *testing.T) {
 		}
 	}
 }
+
+// Match reports whether destination dest matches pattern (a literal key
+// matches only itself).
+func Match(pattern, dest string) bool {
+	ps, ds := tokens(pattern), tokens(dest)
+	for i, p := range ps {
+		if isRest(p) && i == len(ps)-1 {
+			return true
+		}
+		if i >= len(ds) {
+			return false
+		}
+		d := ds[i]
+		if isStar(p) {
+			if len(d) < 2 || d[0] != p[0] {
+				return false
+			}
+			continue
+		}
+		if p != d {
+			return false
+		}
+	}
+	return len(ps) == len(ds)
+}

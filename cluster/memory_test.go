@@ -59,7 +59,7 @@ func (b *MemoryBus) Publish(m *router.Message) error {
 		n.mu.RLock()
 		var batch []router.Remote
 		for key := range n.keys {
-			if !router.Match(key, m.Key) {
+			if !matches(key, m.Key) {
 				continue
 			}
 			rm, err := decodeEnvelope(env)
@@ -106,3 +106,27 @@ func (b *MemoryBus) Listening() int {
 
 // Counts returns the messages received from and sent to other nodes.
 func (b *MemoryBus) Counts() (in, out uint64) { return b.in.Load(), b.out.Load() }
+
+// matches reports whether key matches pattern by the router's wildcard
+// rules (what the router's index decides, one pattern at a time).
+func matches(pattern, key string) bool {
+	ps, ks := router.Segments(pattern), router.Segments(key)
+	for i, p := range ps {
+		if router.IsRestWildcard(p) && i == len(ps)-1 {
+			return true
+		}
+		if i >= len(ks) {
+			return false
+		}
+		if router.IsOneWildcard(p) {
+			if len(ks[i]) < 2 || ks[i][0] != p[0] {
+				return false
+			}
+			continue
+		}
+		if p != ks[i] {
+			return false
+		}
+	}
+	return len(ps) == len(ks)
+}
