@@ -47,7 +47,7 @@ func benchQueue(b *testing.B, r *router.Router, async bool) {
 		for {
 			select {
 			case id := <-c.acks:
-				_ = r.Ack(s, id, false)
+				_ = r.Ack(s, id, router.Accept)
 			case <-stop:
 				return
 			}

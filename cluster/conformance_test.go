@@ -385,7 +385,7 @@ func testQueueConformance(t *testing.T, mk factory, n int) {
 				msgs, _ := r.snapshot()
 				for _, g := range msgs[acked[i]:] {
 					seen[g.id]++
-					if err := owner[i].Ack(subs[i], []byte(g.id), false); err != nil {
+					if err := owner[i].Ack(subs[i], []byte(g.id), router.Accept); err != nil {
 						t.Fatalf("ack %s: %v", g.id, err)
 					}
 					progressed = true
@@ -448,14 +448,14 @@ func testQueueConformance(t *testing.T, mk factory, n int) {
 		if first.redelivered {
 			t.Fatal("first delivery marked redelivered")
 		}
-		if err := rs[len(rs)-1].Ack(s, []byte("n1"), true); err != nil {
+		if err := rs[len(rs)-1].Ack(s, []byte("n1"), router.Requeue); err != nil {
 			t.Fatal(err)
 		}
 		second := r.waitN(t, 2)[1]
 		if second.id != "n1" || !second.redelivered {
 			t.Fatalf("after NACK: %+v", second)
 		}
-		if err := rs[len(rs)-1].Ack(s, []byte("n1"), false); err != nil {
+		if err := rs[len(rs)-1].Ack(s, []byte("n1"), router.Accept); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -472,7 +472,7 @@ func testQueueConformance(t *testing.T, mk factory, n int) {
 		}
 		r1.waitN(t, 2)
 		// ack:client settles p-0 only; one more may come (p-2).
-		if err := rs[0].Ack(s1, []byte("p-0"), false); err != nil {
+		if err := rs[0].Ack(s1, []byte("p-0"), router.Accept); err != nil {
 			t.Fatal(err)
 		}
 		msgs := r1.waitN(t, 3)
@@ -489,7 +489,7 @@ func testQueueConformance(t *testing.T, mk factory, n int) {
 			if (g.id == "p-1" || g.id == "p-2") && !g.redelivered {
 				t.Fatalf("%s not marked redelivered after its consumer left", g.id)
 			}
-			if err := rs[len(rs)-1].Ack(s2, []byte(g.id), false); err != nil {
+			if err := rs[len(rs)-1].Ack(s2, []byte(g.id), router.Accept); err != nil {
 				t.Fatal(err)
 			}
 		}

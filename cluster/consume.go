@@ -160,8 +160,10 @@ func (qs *qsub) returnHeld() {
 // until the server has dropped that subscription's pull request.
 const returnDelay = 50 * time.Millisecond
 
-// Ack settles or rejects id (and, for ack:client, everything before it).
-func (q *Queues) Ack(s *router.Subscription, id []byte, requeue bool) error {
+// Ack settles id (and, for ack:client, everything before it) as o says:
+// Accept acknowledges, Requeue gives back at once (NAK), Reject ends the
+// message's deliveries (TERM) and counts it.
+func (q *Queues) Ack(s *router.Subscription, id []byte, o router.Outcome) error {
 	q.mu.Lock()
 	qs := q.subs[s]
 	q.mu.Unlock()
@@ -177,9 +179,12 @@ func (q *Queues) Ack(s *router.Subscription, id []byte, requeue bool) error {
 	var first error
 	for _, m := range settled {
 		var err error
-		if requeue {
+		switch o {
+		case router.Requeue:
 			err = m.Nak()
-		} else {
+		case router.Reject:
+			err = q.reject(m, queues.Rejected)
+		default:
 			err = m.Ack()
 		}
 		if err != nil && first == nil {

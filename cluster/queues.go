@@ -99,6 +99,8 @@ type Queues struct {
 	log *slog.Logger
 
 	ready atomic.Bool
+	// counts are the messages settled without another delivery.
+	counts queues.Counts
 	// depth is the bound per queue in force (the stream's), which differs
 	// from cfg.MaxDepth when a lower bound could not be applied.
 	depth atomic.Int64

@@ -23,6 +23,7 @@ import (
 
 	"github.com/stompbus/stompbus/frame"
 	"github.com/stompbus/stompbus/outbox"
+	"github.com/stompbus/stompbus/queues"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
@@ -195,6 +196,9 @@ type Cluster struct {
 	// Leads reports whether this node leads the JetStream meta group and
 	// the queue stream's group.
 	Leads func() (meta, queues bool)
+	// QueueSettled returns the queue messages settled without another
+	// delivery for reason r: moved to a dead-letter queue, or discarded.
+	QueueSettled func(r queues.Reason) (deadLettered, discarded uint64)
 }
 
 // WatchCluster registers the cluster's counts; a single node calls it with
@@ -216,6 +220,19 @@ func (m *Metrics) WatchCluster(cl Cluster) {
 	if cl.QueuePending != nil {
 		m.gaugeFunc("jetstream_pending_messages", "Messages waiting in JetStream queues, cluster-wide.", nil,
 			func() float64 { return float64(cl.QueuePending()) })
+	}
+	settled := cl.QueueSettled
+	if settled == nil {
+		settled = func(queues.Reason) (uint64, uint64) { return 0, 0 }
+	}
+	for _, r := range queues.Reasons {
+		l := prometheus.Labels{"reason": r.String()}
+		if r != queues.DeadLetterFull {
+			m.counterFunc("queue_dead_lettered_total", "Queue messages moved to their dead-letter queue, by reason: rejected (NACK requeue:false) or delivery-limit (-queue-max-deliveries).", l,
+				func() float64 { n, _ := settled(r); return float64(n) })
+		}
+		m.counterFunc("queue_discarded_total", "Queue messages dropped without another delivery, by reason: rejected or delivery-limit with no dead-letter queue, or dead-letter-full (their dead-letter queue was full).", l,
+			func() float64 { _, n := settled(r); return float64(n) })
 	}
 	if cl.Leads != nil {
 		b := func(v bool) float64 {

@@ -21,9 +21,13 @@ type Config struct {
 // for every Queues implementation.
 const DefaultMaxDepth = 10000
 
-// Memory keeps queues in this process (a router.Queues).
+// Memory keeps queues in this process (a router.Queues). It keeps no
+// dead letters: a rejected message (NACK requeue:false) is discarded and
+// counted.
 type Memory struct {
 	cfg Config
+	// Counts are the messages settled without another delivery.
+	Counts Counts
 
 	mu     sync.Mutex
 	queues map[string]*queue
@@ -155,9 +159,10 @@ func (mq *Memory) consumer(s *router.Subscription) *consumer {
 	return mq.subs[s]
 }
 
-// Ack settles messages of s up to id (router.Queues); with requeue they go
-// back to the head of the queue, marked redelivered.
-func (mq *Memory) Ack(s *router.Subscription, id []byte, requeue bool) error {
+// Ack settles messages of s up to id (router.Queues); requeued they go
+// back to the head of the queue, marked redelivered; rejected they are
+// discarded and counted.
+func (mq *Memory) Ack(s *router.Subscription, id []byte, o router.Outcome) error {
 	c := mq.consumer(s)
 	if c == nil {
 		return fmt.Errorf("%w: %q", router.ErrUnknownAck, id)
@@ -169,8 +174,13 @@ func (mq *Memory) Ack(s *router.Subscription, id []byte, requeue bool) error {
 	if !ok {
 		return fmt.Errorf("%w: no unacknowledged message %q on subscription %q", router.ErrUnknownAck, id, s.ID)
 	}
-	if requeue {
+	switch o {
+	case router.Requeue:
 		q.pushFront(settled)
+	case router.Reject:
+		for range settled {
+			mq.Counts.Discarded(Rejected)
+		}
 	}
 	mq.dispatch(q)
 	return nil

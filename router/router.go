@@ -92,9 +92,12 @@ type Queues interface {
 	// deliver, respecting s.Ack and s.Prefetch; deliver reports whether the
 	// subscriber took the message.
 	Consume(s *Subscription, deliver func(m *Message, redelivered bool) bool) error
-	// Ack settles (requeue false) or rejects (requeue true) message id of s
-	// and, for AckClient, every message delivered to s before it.
-	Ack(s *Subscription, id []byte, requeue bool) error
+	// Ack settles message id of s and, for AckClient, every message
+	// delivered to s before it, as o says: done with (Accept), to be
+	// delivered again (Requeue), or never to be delivered again (Reject:
+	// dead-lettered where the implementation keeps dead letters, else
+	// discarded, and counted either way).
+	Ack(s *Subscription, id []byte, o Outcome) error
 	// Cancel stops s and returns at once; its unacknowledged messages are
 	// delivered again, marked redelivered, to other consumers.
 	Cancel(s *Subscription)
@@ -490,16 +493,17 @@ func (r *Router) deliverLocal(m *Message, f *outbox.Flusher) int {
 	return n
 }
 
-// Ack acknowledges (requeue false) or rejects (requeue true) the queue
-// message id delivered to s. Topic subscriptions accept any ack.
-func (r *Router) Ack(s *Subscription, id []byte, requeue bool) error {
+// Ack settles the queue message id delivered to s as o says (ACK: Accept;
+// NACK: Requeue, or Reject with requeue:false). Topic subscriptions accept
+// any ack.
+func (r *Router) Ack(s *Subscription, id []byte, o Outcome) error {
 	if s.kind != Queue {
 		return nil
 	}
 	if r.cfg.Queues == nil {
 		return fmt.Errorf("%w: %q", ErrUnknownAck, id)
 	}
-	return r.cfg.Queues.Ack(s, id, requeue)
+	return r.cfg.Queues.Ack(s, id, o)
 }
 
 // Holds reports whether queue subscription s has message id in flight.

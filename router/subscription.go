@@ -83,3 +83,29 @@ func (s *Subscription) Kind() Kind { return s.kind }
 
 // Key is the internal destination the subscription matches.
 func (s *Subscription) Key() string { return s.key }
+
+// Outcome is what an ACK or NACK does to the queue messages it settles.
+type Outcome uint8
+
+// The outcomes: ACK accepts; NACK requeues, or with requeue:false rejects.
+const (
+	// Accept: the message was handled; it leaves the queue.
+	Accept Outcome = iota
+	// Requeue: the message is delivered again, marked redelivered.
+	Requeue
+	// Reject: the message is never delivered again from this queue; it
+	// goes to the queue's dead-letter queue where there is one.
+	Reject
+)
+
+// ParseRequeue reads a NACK's requeue header: absent or "true" requeues,
+// "false" rejects; ok is false for any other value.
+func ParseRequeue(v []byte, present bool) (o Outcome, ok bool) {
+	switch {
+	case !present || string(v) == "true":
+		return Requeue, true
+	case string(v) == "false":
+		return Reject, true
+	}
+	return Requeue, false
+}

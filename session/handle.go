@@ -523,17 +523,26 @@ func (s *Session) ack(f *frame.Frame) error {
 	if sub.Ack == router.AckAuto {
 		return errorf("ack on auto subscription", "subscription %q uses ack:auto; there is nothing to %s", sub.ID, f.Command)
 	}
+	outcome := router.Accept
+	if f.Command == frame.NACK {
+		v, present := f.Get("requeue")
+		o, ok := router.ParseRequeue(v, present)
+		if !ok {
+			return errorf("invalid requeue", "NACK requeue must be true or false, got %q", v)
+		}
+		outcome = o
+	}
 	if txID, ok := f.Get("transaction"); ok {
 		t, err := s.tx(txID)
 		if err != nil {
 			return err
 		}
-		t.ops = append(t.ops, op{sub: sub, id: append([]byte(nil), id...), nack: f.Command == frame.NACK})
+		t.ops = append(t.ops, op{sub: sub, id: append([]byte(nil), id...), outcome: outcome})
 		s.txN++
 		s.receipt(f)
 		return nil
 	}
-	if err := s.env.Router.Ack(sub, id, f.Command == frame.NACK); err != nil {
+	if err := s.env.Router.Ack(sub, id, outcome); err != nil {
 		return &Error{Message: "unknown ack id", Detail: err.Error(), Cause: err}
 	}
 	s.receipt(f)

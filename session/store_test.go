@@ -45,9 +45,9 @@ func (h *heldStores) answer(n int, err error) {
 func (h *heldStores) Consume(*router.Subscription, func(*router.Message, bool) bool) error {
 	return nil
 }
-func (h *heldStores) Ack(*router.Subscription, []byte, bool) error { return nil }
-func (h *heldStores) Cancel(*router.Subscription)                  {}
-func (h *heldStores) Holds(*router.Subscription, []byte) bool      { return false }
+func (h *heldStores) Ack(*router.Subscription, []byte, router.Outcome) error { return nil }
+func (h *heldStores) Cancel(*router.Subscription)                            {}
+func (h *heldStores) Holds(*router.Subscription, []byte) bool                { return false }
 
 // silentFor requires that c sends nothing for d (an absence, not a wait).
 func silentFor(t *testing.T, c net.Conn, d time.Duration) {

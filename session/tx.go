@@ -12,10 +12,10 @@ type tx struct {
 
 // op is one held frame: a message to publish, or an ACK/NACK.
 type op struct {
-	msg  *router.Message
-	sub  *router.Subscription
-	id   []byte
-	nack bool
+	msg     *router.Message
+	sub     *router.Subscription
+	id      []byte
+	outcome router.Outcome
 }
 
 func (s *Session) tx(id []byte) (*tx, error) {
@@ -77,7 +77,7 @@ func (s *Session) endTx(f *frame.Frame) error {
 			if s.subs.bySeq(o.sub.Seq) != o.sub {
 				continue // unsubscribed meanwhile: its messages were returned already
 			}
-			if err := s.env.Router.Ack(o.sub, o.id, o.nack); err != nil {
+			if err := s.env.Router.Ack(o.sub, o.id, o.outcome); err != nil {
 				return &Error{Message: "unknown ack id", Detail: err.Error(), Cause: err}
 			}
 		}

@@ -186,6 +186,7 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 		Reconnects:   n.cl.Reconnects,
 		QueuePending: n.cl.QueuePending,
 		Leads:        n.cl.Leads,
+		QueueSettled: n.cl.Settled,
 	})
 	n.srv.Handle("GET /metrics", m.Handler())
 	if err := n.mountAPI(); err != nil {
