@@ -68,6 +68,25 @@ func (c *Chain) Authenticate(cr session.Credentials) (session.Principal, error) 
 	return session.Principal{}, fmt.Errorf("%w: no credentials", ErrFailed)
 }
 
+// Owns implements session.Owner: with a backend hook configured, a bearer
+// token (CONNECT authorization header, a JWT-shaped passcode, the
+// upgrade's token) is checked here when tokens are configured, and a
+// login the users file knows is checked against it; everything else goes
+// to the hook.
+func (c *Chain) Owns(cr session.Credentials) bool {
+	if c.JWT != nil {
+		if cr.Connect != nil && Bearer(string(cr.Connect.Value("authorization"))) != "" {
+			return true
+		}
+		if LooksLikeJWT(cr.Passcode) || cr.Token != "" {
+			return true
+		}
+	}
+	return c.Users != nil && cr.Login != "" && c.Users.Has(cr.Login)
+}
+
+var _ session.Owner = (*Chain)(nil)
+
 // AuthenticateRequest authenticates an HTTP request (the publish API) with
 // the same rules: HTTP Basic carries a login and passcode, "Authorization:
 // Bearer" or an access_token query parameter a token.

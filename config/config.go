@@ -7,6 +7,7 @@ import (
 	"github.com/stompbus/stompbus/auth"
 	"github.com/stompbus/stompbus/frame"
 	"github.com/stompbus/stompbus/history"
+	"github.com/stompbus/stompbus/hook"
 	"github.com/stompbus/stompbus/outbox"
 	"github.com/stompbus/stompbus/queues"
 	"github.com/stompbus/stompbus/router"
@@ -41,6 +42,12 @@ type Config struct {
 	LogFormat string // log-format: text or json
 
 	DebugListen string // debug-listen: net/http/pprof listener (host:port), empty = off
+
+	// Backend hooks.
+	HookURL         string        // hook-url: the application's backend deciding CONNECT, SUBSCRIBE, SEND; empty = off
+	HookTimeout     time.Duration // hook-timeout: bound on one hook call
+	HookCacheTTL    time.Duration // hook-cache-ttl: an allowed SUBSCRIBE/SEND decision is kept this long per session and destination
+	HookConcurrency int           // hook-concurrency: hook requests in flight at most
 
 	OTLPEndpoint string // otlp-endpoint: OTLP/HTTP URL spans of traced messages are sent to, empty = off (or OTEL_EXPORTER_OTLP_*)
 
@@ -137,6 +144,10 @@ func Default() Config {
 
 		WSCompression: true,
 
+		HookTimeout:     hook.DefaultTimeout,
+		HookCacheTTL:    session.DefaultHookCacheTTL,
+		HookConcurrency: hook.DefaultConcurrency,
+
 		MaxFrameSize:     frame.DefaultMaxFrameSize,
 		MaxHeaders:       frame.DefaultMaxHeaders,
 		MaxHeaderLength:  frame.DefaultMaxHeaderLine,
@@ -194,6 +205,7 @@ func (c *Config) Session(serverHeader string) session.Config {
 		MaxTxFrames:      c.MaxTxFrames,
 		MaxUnacked:       c.MaxUnacked,
 		Server:           serverHeader,
+		HookCacheTTL:     c.HookCacheTTL,
 	}
 }
 

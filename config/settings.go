@@ -284,6 +284,11 @@ var settings = []setting{
 	oneOf("log-format", "text or json", func(c *Config) *string { return &c.LogFormat }, "text", "json"),
 	str("debug-listen", "serve net/http/pprof (/debug/pprof/) on this separate address, meant for 127.0.0.1:PORT; empty: off", func(c *Config) *string { return &c.DebugListen }),
 
+	str("hook-url", "the application's HTTP backend: POSTs JSON to URL/connect, URL/subscribe and URL/publish and lets it decide (docs/security.md); empty: off", func(c *Config) *string { return &c.HookURL }),
+	duration("hook-timeout", "bound on one backend hook call; a backend slower than this refuses (fail closed)", time.Millisecond, func(c *Config) *time.Duration { return &c.HookTimeout }),
+	duration("hook-cache-ttl", "an allowed SUBSCRIBE or SEND decision of the backend hook is kept this long per session and destination; 0 asks every time", 0, func(c *Config) *time.Duration { return &c.HookCacheTTL }),
+	integer("hook-concurrency", "backend hook requests in flight at most (keep-alive connections too); more wait for a slot, never on a reader", 1, func(c *Config) *int { return &c.HookConcurrency }),
+
 	str("otlp-endpoint", "OTLP/HTTP URL (http://collector:4318) to send spans of messages whose SEND carried a W3C traceparent; empty: off unless OTEL_EXPORTER_OTLP_ENDPOINT is set", func(c *Config) *string { return &c.OTLPEndpoint }),
 
 	size("max-frame-size", "largest STOMP frame accepted (bytes; 64KiB, 1MiB...)", 256, func(c *Config) *int { return &c.MaxFrameSize }),

@@ -30,6 +30,10 @@ type Parser struct {
 	// err is set by the first parse error; the parser is dead after it.
 	err *Error
 
+	// rest is what Parse left unparsed when a callback returned an error
+	// (a slice of the caller's data, valid as long as it is).
+	rest []byte
+
 	// lend, when set, lends hpos, frame.Headers and pending for the
 	// length of a Parse call that does not end inside a frame; box is the
 	// loan being held.
@@ -110,6 +114,13 @@ func (p *Parser) Reset() {
 	p.err = nil
 }
 
+// Rest returns the part of the data given to the last Parse call that was
+// left unparsed because the callback returned an error: the bytes after
+// the frame it saw (possibly empty). It is a slice of that data, valid as
+// long as the caller keeps it; a caller that stops on a frame and wants to
+// go on later copies it and parses it then.
+func (p *Parser) Rest() []byte { return p.rest }
+
 // Buffered returns how many bytes of an incomplete frame the parser holds.
 func (p *Parser) Buffered() int { return len(p.pending) }
 
@@ -120,6 +131,7 @@ func (p *Parser) Buffered() int { return len(p.pending) }
 // errors are *Error; after one the parser is dead and Parse keeps returning
 // it. Parse may rewrite data in place (header unescaping).
 func (p *Parser) Parse(data []byte, fn func(f *Frame) error) error {
+	p.rest = nil
 	if p.lend == nil {
 		return p.parse(data, fn)
 	}
@@ -151,6 +163,7 @@ func (p *Parser) parse(data []byte, fn func(f *Frame) error) error {
 		err := p.emit(p.pending[:n], fn)
 		p.releasePending()
 		if err != nil {
+			p.rest = data
 			return err
 		}
 	}
@@ -171,6 +184,7 @@ func (p *Parser) parse(data []byte, fn func(f *Frame) error) error {
 			return nil
 		}
 		if err := p.emit(data[:n], fn); err != nil {
+			p.rest = data[n:]
 			return err
 		}
 		data = data[n:]

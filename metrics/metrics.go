@@ -64,6 +64,10 @@ func New() *Metrics {
 	return m
 }
 
+// Registerer is where other packages register their own collectors (the
+// backend hook's counts), so /metrics serves them too.
+func (m *Metrics) Registerer() prometheus.Registerer { return m.reg }
+
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})

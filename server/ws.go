@@ -90,6 +90,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = nc.SetDeadline(time.Time{})
 	info := session.Info{MaxVersion: ver, HasMaxVersion: hasProto, Token: bearerToken(r)}
+	if s.env.Hook != nil {
+		// The backend hook sees them: a browser's application session
+		// (its cookie) authenticates the STOMP session.
+		info.HTTP = session.HTTPHeaders{Cookie: r.Header.Get("Cookie"), Authorization: r.Header.Get("Authorization"), Origin: r.Header.Get("Origin")}
+	}
 	c := s.open(nc, "ws", r.RemoteAddr, via(r), info, deflate.Accepted())
 	dec := newWSDecoder(s.cfg.Limits.StrictUTF8, maxWSPayload(s.env.Config.Limits))
 	dec.deflate = deflate.Accepted()

@@ -34,6 +34,9 @@ type Config struct {
 	MaxUnacked int
 	// Server is the CONNECTED server header.
 	Server string
+	// HookCacheTTL is how long a backend hook's SUBSCRIBE or SEND
+	// decision is kept per session and destination (0: not kept).
+	HookCacheTTL time.Duration
 }
 
 // Defaults for Config.
@@ -186,6 +189,9 @@ type Env struct {
 	// History, when set, resumes topic subscriptions from kept messages
 	// (SUBSCRIBE x-stream-offset); nil: the node keeps no history.
 	History History
+	// Hook, when set, is the application's backend deciding CONNECT,
+	// SUBSCRIBE and SEND (hook.go); nil: no backend is asked.
+	Hook Hook
 
 	idPrefix string
 	seq      atomic.Uint64

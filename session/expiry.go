@@ -112,7 +112,7 @@ var errHeldBack = errors.New("authentication failed; the answer is held back")
 // authFailed counts and reports a failed CONNECT. When the server asks
 // for a delay, the session ends now (the transport stops reading) and the
 // ERROR follows from a timer, so no reader is blocked meanwhile.
-func (s *Session) authFailed(f *frame.Frame, login string, err error) error {
+func (s *Session) authFailed(receipt []byte, hasReceipt bool, login string, err error) error {
 	s.env.Counters.AuthFailures.Add(1)
 	s.env.Log.Info("authentication failed", "remote", s.info.Remote, "transport", s.info.Transport, "login", LoggableLogin(login), "err", err)
 	e := &Error{Message: "authentication failed", Cause: err}
@@ -123,8 +123,8 @@ func (s *Session) authFailed(f *frame.Frame, login string, err error) error {
 	if d <= 0 {
 		return e
 	}
-	if r, ok := f.Get("receipt"); ok {
-		e.ReceiptID = string(r)
+	if hasReceipt {
+		e.ReceiptID = string(receipt)
 	}
 	b := EncodeError(nil, s.version, e)
 	time.AfterFunc(d, func() {

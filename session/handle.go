@@ -17,9 +17,11 @@ func (s *Session) handle(f *frame.Frame) error {
 	if s.ord.final.Load() {
 		return errEnded // a store failed: the ERROR is on its way
 	}
-	s.env.Counters.Received[f.Command].Add(1)
+	if s.hk.grant == nil { // a frame the hook allowed was counted already
+		s.env.Counters.Received[f.Command].Add(1)
+	}
 	err := s.dispatch(f)
-	if err == nil || quiet(err) {
+	if err == nil || err == errHold || quiet(err) {
 		return err
 	}
 	e := asError(err)
@@ -113,21 +115,36 @@ func (s *Session) connect(f *frame.Frame) error {
 		return err
 	}
 	login, passcode := string(f.Value("login")), string(f.Value("passcode"))
+	rcpt, hasRcpt := f.Get("receipt")
+	cr := Credentials{
+		Login: login, Passcode: passcode, Connect: f,
+		Transport: s.info.Transport, Remote: s.info.Remote, Token: s.info.Token,
+	}
+	if s.env.Hook != nil && !owns(s.env.Auth, cr) {
+		// The application's backend decides; the session reads no more
+		// frames until it answered (hook.go).
+		return s.hookConnect(f, cr, cx, cy)
+	}
 	s.principal = Principal{Name: login}
 	if s.env.Auth != nil {
-		s.principal, err = s.env.Auth.Authenticate(Credentials{
-			Login: login, Passcode: passcode, Connect: f,
-			Transport: s.info.Transport, Remote: s.info.Remote, Token: s.info.Token,
-		})
+		s.principal, err = s.env.Auth.Authenticate(cr)
 		if err == nil {
 			err = CheckUserName(s.principal.Name)
 		}
 		if err != nil {
-			return s.authFailed(f, login, err)
+			return s.authFailed(rcpt, hasRcpt, login, err)
 		}
 	} else if err := CheckUserName(login); err != nil {
 		return &Error{Message: "invalid login", Detail: err.Error(), Cause: err}
 	}
+	s.accept(cx, cy, rcpt, hasRcpt)
+	return nil
+}
+
+// accept completes a CONNECT whose principal is set: CONNECTED, the
+// CONNECT's RECEIPT, heart-beats.
+func (s *Session) accept(cx, cy time.Duration, rcpt []byte, hasRcpt bool) {
+	v := s.version
 	s.authed = s.principal.Name != ""
 	s.user = s.principal.Name
 	if s.user == "" {
@@ -166,13 +183,14 @@ func (s *Session) connect(f *frame.Frame) error {
 	s.scratch = b
 	s.env.Counters.Sent[frame.CONNECTED].Add(1)
 	s.out.Send(b, nil, false, 0)
-	s.receipt(f)
+	if hasRcpt {
+		s.reply(s.encodeReceipt(rcpt), false, 0, nil)
+	}
 	s.startHeartBeats()
 	s.armExpiry()
 	if s.env.OnConnect != nil {
 		s.env.OnConnect(s)
 	}
-	return nil
 }
 
 // appendHeader appends an unescaped header (CONNECTED is never escaped;
@@ -279,6 +297,9 @@ func (s *Session) send(f *frame.Frame) error {
 	if err := s.allow(Send, dest); err != nil {
 		return err
 	}
+	if err := s.hookAllow(Send, dest, f); err != nil {
+		return err
+	}
 	s.idBuf = append(append(s.idBuf[:0], s.id...), '-')
 	s.msgN++
 	s.idBuf = strconv.AppendUint(s.idBuf, s.msgN, 10)
@@ -366,6 +387,9 @@ func (s *Session) subscribe(f *frame.Frame) error {
 		return destinationError(err)
 	}
 	if err := s.allow(Subscribe, dest); err != nil {
+		return err
+	}
+	if err := s.hookAllow(Subscribe, dest, f); err != nil {
 		return err
 	}
 	replay, err := s.resume(f, kind, key)

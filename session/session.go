@@ -23,6 +23,9 @@ type Info struct {
 	HasMaxVersion bool
 	// Token is a bearer token presented on the WebSocket upgrade.
 	Token string
+	// HTTP holds headers of the WebSocket upgrade the backend hook is
+	// shown (Transport "ws" only).
+	HTTP HTTPHeaders
 	// Resume, when set, is called (from any goroutine, never blocking) when
 	// a session that reported Paused may be read again.
 	Resume func()
@@ -79,6 +82,8 @@ type Session struct {
 	stopped atomic.Bool
 	// ord orders the replies that wait for queue stores (store.go).
 	ord ordered
+	// hk holds what waits for the application's backend (hook.go).
+	hk hookState
 }
 
 // New starts a session on a connection whose frames go to out.
@@ -140,21 +145,47 @@ func (s *Session) Feed(data []byte) error {
 		return errClosed
 	}
 	s.lastRead.Store(s.env.Now().UnixNano())
+	if s.env.Hook != nil {
+		if s.hk.holding(data) {
+			return nil // the backend has not answered yet (hook.go)
+		}
+		s.hk.read.Lock()
+		defer s.hk.read.Unlock()
+		if s.closed {
+			return errClosed
+		}
+	}
+	err := s.run(data)
+	if err != nil {
+		s.ended(err)
+	}
+	return err
+}
+
+// run parses data and acts on its frames (as the reader: Feed, or a
+// backend's answer). A frame that waits for the backend stops it; the
+// bytes after it are held.
+func (s *Session) run(data []byte) error {
 	err := s.parser.Parse(data, s.handle)
+	if err == errHold {
+		s.hk.holdFront(s.parser.Rest())
+		err = nil
+	}
 	// Wake the writers of everyone this read published to, once each.
 	s.flusher.Flush()
 	if err == nil && s.ord.final.Load() {
 		err = errEnded // a store failed meanwhile
 	}
-	if err == nil {
-		return nil
-	}
+	return err
+}
+
+// ended ends the session after run returned err.
+func (s *Session) ended(err error) {
 	if quiet(err) {
 		s.closed = true
-		return err
+		return
 	}
 	s.fail(asError(err))
-	return err
 }
 
 var (
@@ -190,6 +221,11 @@ func (s *Session) fail(e *Error) {
 // subscriptions are removed, unacknowledged queue messages are returned to
 // their queues, open transactions are dropped. The transport calls it once.
 func (s *Session) Close() {
+	if s.env.Hook != nil {
+		s.hk.read.Lock()
+		defer s.hk.read.Unlock()
+		s.stopHook()
+	}
 	s.closed = true
 	if s.stopped.Swap(true) {
 		return

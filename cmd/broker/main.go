@@ -33,6 +33,7 @@ import (
 	"github.com/stompbus/stompbus/cluster"
 	"github.com/stompbus/stompbus/config"
 	"github.com/stompbus/stompbus/history"
+	"github.com/stompbus/stompbus/hook"
 	"github.com/stompbus/stompbus/httpapi"
 	"github.com/stompbus/stompbus/metrics"
 	"github.com/stompbus/stompbus/presence"
@@ -172,6 +173,13 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 	}
 
 	m := metrics.New()
+	if cfg.HookURL != "" {
+		hc, err := hook.New(hook.Config{URL: cfg.HookURL, Timeout: cfg.HookTimeout, Concurrency: cfg.HookConcurrency, Registerer: m.Registerer()})
+		if err != nil {
+			return nil, err
+		}
+		e.Hook = hc
+	}
 	scfg.Outbox.OnWrite = m.ObserveWrite
 	n.srv = server.New(scfg, e, log)
 	n.srv.Ready = n.ready

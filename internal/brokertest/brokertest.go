@@ -37,6 +37,8 @@ type Options struct {
 	// Auth and Authz, when set, authenticate and authorize the sessions.
 	Auth  session.Authenticator
 	Authz session.Authorizer
+	// Hook, when set, is the backend deciding CONNECT, SUBSCRIBE and SEND.
+	Hook session.Hook
 	// Log, when set, receives the node's logs.
 	Log *slog.Logger
 	// Tracer, when set, records spans of traced messages.
@@ -67,6 +69,7 @@ func Start(t testing.TB, o Options) *server.Server {
 	e := session.NewEnv(o.Node, r, o.Session, o.Auth, log)
 	e.Tracer = o.Tracer
 	e.Authz = o.Authz
+	e.Hook = o.Hook
 	o.Server.HTTPAddr = "127.0.0.1:0"
 	if o.Server.StompAddr != "off" {
 		o.Server.StompAddr = "127.0.0.1:0"
