@@ -31,11 +31,11 @@ import (
 // is nothing to keep of it.
 
 // Hook is the application's backend. Both calls return at once and call
-// done exactly once, later, from another goroutine; done must not be
-// called before the call returned... it may be, and the session copes (it
-// waits for the Feed that made the call). An error refuses: ErrHookRefused
-// (wrapped) when the backend said no, anything else when it failed or did
-// not answer in time (fail closed).
+// done exactly once, from another goroutine (possibly before the call
+// returned: the answer then waits for the Feed that made the call). An
+// error refuses: ErrHookRefused (wrapped) when the backend said no,
+// anything else when it failed or did not answer in time (fail closed).
+// ctx is cancelled when the session ends.
 type Hook interface {
 	Connect(ctx context.Context, r HookConnect, done func(Principal, error))
 	Allow(ctx context.Context, r HookCheck, done func(error))
