@@ -40,7 +40,7 @@ type call struct {
 	Body map[string]any
 }
 
-func newBackend(t *testing.T, decide func(c call) (int, any)) *backend {
+func newBackend(t testing.TB, decide func(c call) (int, any)) *backend {
 	b := &backend{decide: decide}
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var c call
@@ -100,7 +100,7 @@ type node struct {
 	reg *prometheus.Registry
 }
 
-func startNode(t *testing.T, b *backend, timeout, ttl time.Duration, authz session.Authorizer) *node {
+func startNode(t testing.TB, b *backend, timeout, ttl time.Duration, authz session.Authorizer) *node {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	hc, err := hook.New(hook.Config{URL: b.srv.URL, Timeout: timeout, Registerer: reg})
@@ -120,7 +120,7 @@ func startNode(t *testing.T, b *backend, timeout, ttl time.Duration, authz sessi
 }
 
 // count returns stompbus_hook_requests_total{hook,result}.
-func (n *node) count(t *testing.T, hk, result string) float64 {
+func (n *node) count(t testing.TB, hk, result string) float64 {
 	t.Helper()
 	fams, err := n.reg.Gather()
 	if err != nil {
@@ -150,13 +150,13 @@ func label(m *dto.Metric, name string) string {
 
 // client is a STOMP client writing frames as given.
 type client struct {
-	t  *testing.T
+	t  testing.TB
 	nc net.Conn
 	w  io.Writer
 	r  *stompframe.Reader
 }
 
-func dialTCP(t *testing.T, n *node) *client {
+func dialTCP(t testing.TB, n *node) *client {
 	t.Helper()
 	nc, err := net.Dial("tcp", n.srv.StompAddr())
 	if err != nil {
@@ -167,7 +167,7 @@ func dialTCP(t *testing.T, n *node) *client {
 	return &client{t: t, nc: nc, w: nc, r: stompframe.NewReader(nc)}
 }
 
-func dialWS(t *testing.T, n *node, hdr http.Header) *client {
+func dialWS(t testing.TB, n *node, hdr http.Header) *client {
 	t.Helper()
 	wc, err := brokertest.DialWSRaw("ws://"+n.srv.HTTPAddr()+"/ws", hdr, "v12.stomp")
 	if err != nil {
