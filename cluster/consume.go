@@ -183,7 +183,7 @@ func (q *Queues) Ack(s *router.Subscription, id []byte, o router.Outcome) error 
 		case router.Requeue:
 			err = m.Nak()
 		case router.Reject:
-			err = q.reject(m, queues.Rejected)
+			err = q.reject(m, queues.Rejected, s.Key())
 		default:
 			err = m.Ack()
 		}
@@ -309,6 +309,10 @@ func (qs *qsub) handle(msg jetstream.Msg) {
 	redelivered := false
 	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
 		redelivered = true
+		if limit := qs.q.cfg.MaxDeliveries; limit > 0 && md.NumDelivered > uint64(limit) && !isDeadLetterQueue(qs.s.Key()) {
+			_ = qs.q.deadLetter(msg, m, queues.DeliveryLimit, qs.s.Key(), md.NumDelivered-1)
+			return
+		}
 	}
 	qs.mu.Lock()
 	if qs.cancelled {

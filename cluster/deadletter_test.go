@@ -126,3 +126,58 @@ func TestNackRequeueFalse(t *testing.T) {
 		t.Fatalf("rejected messages counted: %d dead-lettered, %d discarded; want 3 in all", dl, dropped)
 	}
 }
+
+// TestDeadLetter: with dead-lettering on, a rejected message and one
+// delivered MaxDeliveries times reach /queue/<name>.dlq, where a client
+// receives them with headers saying where they came from and why.
+func TestDeadLetter(t *testing.T) {
+	cfg := clusterConfigs(t, 1)[0]
+	cfg.Queues.DeadLetter = true
+	cfg.Queues.MaxDeliveries = 2
+	b := startBrokers(t, []Config{cfg})[0]
+	p := brokertest.DialTCP(t, b.srv)
+	send := func(dest, body string) {
+		t.Helper()
+		if err := p.Send(dest, "text/plain", []byte(body), stomp.SendOpt.Receipt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dlq := func(dest, body, reason, count string) {
+		t.Helper()
+		d := brokertest.DialTCP(t, b.srv)
+		s, err := d.Subscribe(dest+".dlq", stomp.AckClientIndividual)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := recvSTOMP(t, s)
+		h := m.Header
+		if string(m.Body) != body || h.Get(HeaderDeadLetterReason) != reason || h.Get(HeaderOriginalDestination) != dest ||
+			h.Get(HeaderDeliveryCount) != count || h.Get("destination") != dest+".dlq" || h.Get("content-type") != "text/plain" {
+			t.Fatalf("dead letter %q with %v; want %q, reason %s, from %s, %s deliveries", m.Body, h, body, reason, dest, count)
+		}
+		if err := d.Ack(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	send("/queue/dl", "a")
+	c := dialRawSTOMP(t, b.srv.StompAddr())
+	c.send(frame.New("SUBSCRIBE", "id", "0", "destination", "/queue/dl", "ack", "client-individual", "prefetch-count", "1"))
+	c.nack(c.expect("MESSAGE", "a"), "false")
+	dlq("/queue/dl", "a", "rejected", "1")
+
+	send("/queue/poison", "p")
+	c.send(frame.New("SUBSCRIBE", "id", "1", "destination", "/queue/poison", "ack", "client-individual", "prefetch-count", "1"))
+	c.nack(c.expect("MESSAGE", "p"), "true")
+	c.nack(c.expect("MESSAGE", "p"), "true")
+	send("/queue/poison", "next")
+	c.expect("MESSAGE", "next")
+	dlq("/queue/poison", "p", "delivery-limit", "2")
+
+	if n, _ := b.c.Settled(queues.Rejected); n != 1 {
+		t.Fatalf("dead-lettered as rejected: %d, want 1", n)
+	}
+	if n, _ := b.c.Settled(queues.DeliveryLimit); n != 1 {
+		t.Fatalf("dead-lettered at the delivery limit: %d, want 1", n)
+	}
+}

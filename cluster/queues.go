@@ -52,6 +52,16 @@ type QueueConfig struct {
 	// sender: each session bounds its own unanswered stores and stops
 	// reading its connection at that bound).
 	MaxStoresInFlight int
+	// DeadLetter moves rejected messages (NACK requeue:false) and those
+	// over MaxDeliveries of /queue/<name> into /queue/<name>.dlq; off,
+	// they are discarded. Either way they are counted. A dead-letter queue
+	// (a name ending in .dlq) has none of its own, and MaxDeliveries does
+	// not apply to it.
+	DeadLetter bool
+	// MaxDeliveries is how often a message is delivered before it is
+	// dead-lettered (or discarded) instead of delivered again; 0 is
+	// unlimited.
+	MaxDeliveries int
 }
 
 func (c QueueConfig) withDefaults() QueueConfig {

@@ -69,6 +69,8 @@ type Config struct {
 	QueueAckWait     time.Duration  // queue-ack-wait: JetStream hands a message held by a silent node to another after this
 	QueueSync        string         // queue-sync: always (a queue RECEIPT means on disk) or interval
 	QueueSyncEvery   time.Duration  // queue-sync-interval: how often JetStream flushes to disk with queue-sync interval
+	QueueDeadLetter  bool           // queue-dead-letter: rejected and over-delivered messages go to /queue/<name>.dlq
+	QueueMaxDeliver  int            // queue-max-deliveries: deliveries of a message before it is dead-lettered; 0 unlimited
 	TopicHistory     []history.Rule // topic-history: kept topic destinations (PATTERN=COUNT[/AGE],...)
 	ReadBufferSize   int            // read-buffer-size: per connection
 	UpgradeTimeout   time.Duration  // upgrade-timeout: WebSocket handshake and HTTP request headers
@@ -165,6 +167,8 @@ func Default() Config {
 		QueueAckWait:     30 * time.Second,
 		QueueSync:        "always",
 		QueueSyncEvery:   time.Second,
+		QueueDeadLetter:  true,
+		QueueMaxDeliver:  20,
 		TopicHistory:     DefaultTopicHistory(),
 		ReadBufferSize:   server.DefaultReadBufferSize,
 		UpgradeTimeout:   server.DefaultUpgradeTimeout,

@@ -309,6 +309,8 @@ var settings = []setting{
 	duration("queue-ack-wait", "a queue message held by a node that stopped answering goes to another consumer after this", time.Second, func(c *Config) *time.Duration { return &c.QueueAckWait }),
 	oneOf("queue-sync", "always: a queue RECEIPT is sent once the message is flushed to disk (fsync, many stores per fsync; on a majority of replicas in a cluster); interval: JetStream flushes every queue-sync-interval, faster, and an OS crash or power loss can lose what was receipted since the last flush",
 		func(c *Config) *string { return &c.QueueSync }, "always", "interval"),
+	onOff("queue-dead-letter", "on: a queue message rejected (NACK requeue:false) or delivered queue-max-deliveries times goes to /queue/<name>.dlq with x-dead-letter-reason, x-original-destination and x-delivery-count; off: it is discarded (counted either way)", func(c *Config) *bool { return &c.QueueDeadLetter }),
+	integer("queue-max-deliveries", "deliveries of a queue message before it is dead-lettered instead of delivered again (0: unlimited)", 0, func(c *Config) *int { return &c.QueueMaxDeliver }),
 	duration("queue-sync-interval", "with queue-sync interval: how often JetStream flushes its files to disk", 10*time.Millisecond, func(c *Config) *time.Duration { return &c.QueueSyncEvery }),
 	size("read-buffer-size", "read buffer of each connection (bytes)", 512, func(c *Config) *int { return &c.ReadBufferSize }),
 	duration("upgrade-timeout", "bound on the WebSocket handshake and on reading HTTP request headers", 100*time.Millisecond, func(c *Config) *time.Duration { return &c.UpgradeTimeout }),

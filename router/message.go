@@ -262,3 +262,23 @@ func Textual(ctype []byte) bool {
 	}
 	return false
 }
+
+// Readdressed returns a copy of m for kind and key, shown as dest, with
+// headers placed before the sender's (so that they win over any of the
+// same name, STOMP's first-header rule); message-id, the sender's headers
+// and the body are kept. Dead letters are made this way.
+func (m *Message) Readdressed(kind Kind, key, dest string, headers ...frame.Header) *Message {
+	idEnd := m.idOff + len(m.ID) + 1 // past the message-id line's LF
+	rest := m.shared[idEnd:]
+	dst := make([]byte, 0, len(dest)+len(m.shared)+64*len(headers))
+	dst = frame.AppendHeader(dst, "destination", dest, frame.Escape12)
+	idOff := len(dst) + len(idPrefix)
+	dst = append(dst, idPrefix...)
+	dst = append(dst, m.ID...)
+	dst = append(dst, '\n')
+	for i := range headers {
+		dst = frame.AppendHeaderBytes(dst, headers[i].Key, headers[i].Value, frame.Escape12)
+	}
+	dst = append(dst, rest...)
+	return FromShared(kind, key, idOff, len(m.ID), m.Binary, dst, m.Published)
+}

@@ -139,7 +139,7 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 		NATSURLs:    cfg.NATS,
 		RouteListen: cfg.ClusterListen,
 		Routes:      cfg.ClusterRoutes,
-		Queues:      cluster.QueueConfig{MaxDepth: cfg.MaxQueueDepth, AckWait: cfg.QueueAckWait},
+		Queues:      cluster.QueueConfig{MaxDepth: cfg.MaxQueueDepth, AckWait: cfg.QueueAckWait, DeadLetter: cfg.QueueDeadLetter, MaxDeliveries: cfg.QueueMaxDeliver},
 		SyncAlways:  cfg.QueueSync == "always",
 		SyncEvery:   cfg.QueueSyncEvery,
 		Log:         log,
