@@ -9,7 +9,7 @@ import (
 
 	"github.com/stompbus/stompbus/frame"
 	"github.com/stompbus/stompbus/outbox"
-	"github.com/stompbus/stompbus/queues"
+	"github.com/stompbus/stompbus/queues/memqueue"
 	"github.com/stompbus/stompbus/router"
 )
 
@@ -87,7 +87,7 @@ func benchQueue(b *testing.B, r *router.Router, async bool) {
 // BenchmarkQueueLocal is the router's own in-memory queue: publish,
 // deliver, ack.
 func BenchmarkQueueLocal(b *testing.B) {
-	benchQueue(b, router.New(router.Config{Queues: queues.NewMemory(queues.Config{MaxDepth: 1 << 30})}, nil), false)
+	benchQueue(b, router.New(router.Config{Queues: memqueue.New(memqueue.Config{MaxDepth: 1 << 30})}, nil), false)
 }
 
 // BenchmarkQueueJetStream is the same through a single node's embedded

@@ -4,22 +4,22 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/stompbus/stompbus/queues"
+	"github.com/stompbus/stompbus/queues/memqueue"
 	"github.com/stompbus/stompbus/router"
 )
 
 // MemoryHub connects the routers of several nodes in one process: the
 // in-memory counterpart of NATS for single-process clusters and tests.
 // Messages cross it as encoded envelopes, as they would cross NATS; its
-// nodes share one queues.Memory, as nodes share JetStream's queues.
+// nodes share one memqueue.Memory, as nodes share JetStream's queues.
 type MemoryHub struct {
 	mu     sync.RWMutex
 	nodes  []*MemoryBus
-	queues *queues.Memory
+	queues *memqueue.Memory
 }
 
 // NewMemoryHub returns an empty hub.
-func NewMemoryHub() *MemoryHub { return &MemoryHub{queues: queues.NewMemory(queues.Config{})} }
+func NewMemoryHub() *MemoryHub { return &MemoryHub{queues: memqueue.New(memqueue.Config{})} }
 
 // MemoryBus is one node's attachment to a MemoryHub (a router.Bus).
 type MemoryBus struct {

@@ -19,7 +19,7 @@ import (
 
 	"github.com/stompbus/stompbus/httpapi"
 	"github.com/stompbus/stompbus/internal/brokertest"
-	"github.com/stompbus/stompbus/queues"
+	"github.com/stompbus/stompbus/queues/memqueue"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
@@ -68,7 +68,7 @@ func startAPIWith(t *testing.T, cfg server.Config, auth session.Authenticator, a
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	e := session.NewEnv("n1", router.New(router.Config{Queues: queues.NewMemory(queues.Config{})}, nil), session.Config{}, auth, log)
+	e := session.NewEnv("n1", router.New(router.Config{Queues: memqueue.New(memqueue.Config{})}, nil), session.Config{}, auth, log)
 	e.Authz = authz
 	cfg.HTTPAddr, cfg.StompAddr = "127.0.0.1:0", "127.0.0.1:0"
 	srv := server.New(cfg, e, log)

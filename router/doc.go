@@ -14,7 +14,7 @@
 // subscription comes or goes (the scheme of nats-server's sublist).
 //
 // The router keeps no queue of its own: /queue/... destinations live in a
-// Queues implementation (JetStream in package cluster, queues.Memory in one
+// Queues implementation (JetStream in package cluster, memqueue.Memory in one
 // process), which the router hands messages, consumers and acknowledgements.
 // Queue messages go to it with Enqueue, which never waits: the storage
 // answers through a callback. Publish of a queue message waits

@@ -21,7 +21,7 @@ type Config struct {
 	// MatchCacheSize bounds the wildcard match cache.
 	MatchCacheSize int
 	// Queues holds the /queue/... destinations (the cluster's JetStream
-	// queues, or queues.Memory in one process); without it queue SENDs
+	// queues, or memqueue.Memory in one process); without it queue SENDs
 	// and SUBSCRIBEs are refused (ErrUnavailable).
 	Queues Queues
 	// History, when set, keeps the messages of some topic destinations

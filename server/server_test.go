@@ -12,7 +12,7 @@ import (
 	stompframe "github.com/go-stomp/stomp/v3/frame"
 
 	"github.com/stompbus/stompbus/internal/brokertest"
-	"github.com/stompbus/stompbus/queues"
+	"github.com/stompbus/stompbus/queues/memqueue"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
 )
@@ -198,7 +198,7 @@ func TestQueueExactlyOnceRoundRobin(t *testing.T) {
 }
 
 func TestQueueHoldsMessagesUntilConsumer(t *testing.T) {
-	mq := queues.NewMemory(queues.Config{})
+	mq := memqueue.New(memqueue.Config{})
 	srv := brokertest.Start(t, brokertest.Options{Router: router.Config{Queues: mq}})
 	p := brokertest.DialTCP(t, srv)
 	for i := 0; i < 5; i++ {

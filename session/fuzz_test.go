@@ -10,7 +10,7 @@ import (
 
 	"github.com/stompbus/stompbus/auth"
 	"github.com/stompbus/stompbus/outbox"
-	"github.com/stompbus/stompbus/queues"
+	"github.com/stompbus/stompbus/queues/memqueue"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/session"
 )
@@ -44,14 +44,14 @@ func (s *sink) SetWriteDeadline(time.Time) error { return nil }
 var queueNames = []string{"/queue/q", "/queue/r"}
 
 // fuzzEnv is a node with permissions, so refusals are part of the space.
-func fuzzEnv(t *testing.T) (*session.Env, *queues.Memory) {
+func fuzzEnv(t *testing.T) (*session.Env, *memqueue.Memory) {
 	perms, err := auth.NewPermissions(auth.PermissionsConfig{Roles: map[string]auth.Rules{
 		"*": {Subscribe: []string{"/topic/#", "/queue/#", "/user/#"}, Send: []string{"/topic/a", "/queue/#", "/user/*/queue/x"}},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mq := queues.NewMemory(queues.Config{DefaultPrefetch: 2, MaxDepth: 50})
+	mq := memqueue.New(memqueue.Config{DefaultPrefetch: 2, MaxDepth: 50})
 	r := router.New(router.Config{DefaultPrefetch: 2, Queues: mq}, nil)
 	env := session.NewEnv("fuzz", r, session.Config{
 		ConnectTimeout: time.Hour, MaxSubscriptions: 4, MaxTransactions: 2, MaxTxFrames: 6, MaxUnacked: 5,

@@ -20,7 +20,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
-	"github.com/stompbus/stompbus/queues"
+	"github.com/stompbus/stompbus/queues/memqueue"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
@@ -63,7 +63,7 @@ func Start(t testing.TB, o Options) *server.Server {
 	if o.Router.Queues == nil {
 		// In-process queues, like a single node's: the same conformance
 		// suite holds them to the JetStream queues' behaviour.
-		o.Router.Queues = queues.NewMemory(queues.Config{DefaultPrefetch: o.Router.DefaultPrefetch})
+		o.Router.Queues = memqueue.New(memqueue.Config{DefaultPrefetch: o.Router.DefaultPrefetch})
 	}
 	r := router.New(o.Router, o.Bus)
 	e := session.NewEnv(o.Node, r, o.Session, o.Auth, log)

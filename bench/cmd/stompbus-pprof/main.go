@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/stompbus/stompbus/queues"
+	"github.com/stompbus/stompbus/queues/memqueue"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
@@ -35,7 +35,7 @@ func run() error {
 	stompAddr := flag.String("stomp", "127.0.0.1:61613", "TCP STOMP listener; off disables it")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	r := router.New(router.Config{Queues: queues.NewMemory(queues.Config{})}, nil)
+	r := router.New(router.Config{Queues: memqueue.New(memqueue.Config{})}, nil)
 	e := session.NewEnv("pprof", r, session.Config{Server: "stompbus/pprof"}, nil, log)
 	srv := server.New(server.Config{HTTPAddr: *httpAddr, StompAddr: *stompAddr}, e, log)
 	srv.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))

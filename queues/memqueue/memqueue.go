@@ -1,9 +1,17 @@
-package queues
+// Package memqueue keeps queues in one process: a router.Queues that runs
+// the same conformance suite as the JetStream queues of package cluster.
+// Tests and single-process tools use it; a broker node always runs the
+// JetStream queues (cmd/broker does not import this package).
+//
+// Concurrency: every method is safe for concurrent use; one mutex guards
+// all queues, and deliveries happen with it held (deliver must not block).
+package memqueue
 
 import (
 	"fmt"
 	"sync"
 
+	"github.com/stompbus/stompbus/queues"
 	"github.com/stompbus/stompbus/router"
 )
 
@@ -17,17 +25,13 @@ type Config struct {
 	DefaultPrefetch int
 }
 
-// DefaultMaxDepth is the default bound of one queue's waiting messages,
-// for every Queues implementation.
-const DefaultMaxDepth = 10000
-
 // Memory keeps queues in this process (a router.Queues). It keeps no
 // dead letters: a rejected message (NACK requeue:false) is discarded and
 // counted.
 type Memory struct {
 	cfg Config
 	// Counts are the messages settled without another delivery.
-	Counts Counts
+	Counts queues.Counts
 
 	mu     sync.Mutex
 	queues map[string]*queue
@@ -36,10 +40,10 @@ type Memory struct {
 
 var _ router.Queues = (*Memory)(nil)
 
-// NewMemory returns empty in-memory queues.
-func NewMemory(cfg Config) *Memory {
+// New returns empty in-memory queues.
+func New(cfg Config) *Memory {
 	if cfg.MaxDepth <= 0 {
-		cfg.MaxDepth = DefaultMaxDepth
+		cfg.MaxDepth = queues.DefaultMaxDepth
 	}
 	if cfg.DefaultPrefetch <= 0 {
 		cfg.DefaultPrefetch = router.DefaultPrefetch
@@ -60,7 +64,7 @@ type consumer struct {
 	q       *queue
 	// held are the client-ack messages delivered and not yet acked,
 	// guarded by q.mu.
-	held Ledger[*pending]
+	held queues.Ledger[*pending]
 }
 
 // queue is one /queue/... destination: messages wait in a bounded FIFO
@@ -179,7 +183,7 @@ func (mq *Memory) Ack(s *router.Subscription, id []byte, o router.Outcome) error
 		q.pushFront(settled)
 	case router.Reject:
 		for range settled {
-			mq.Counts.Discarded(Rejected)
+			mq.Counts.Discarded(queues.Rejected)
 		}
 	}
 	mq.dispatch(q)
@@ -281,7 +285,7 @@ func (mq *Memory) dispatch(q *queue) {
 			}
 			c := q.consumers[q.next]
 			q.next++
-			if Free(c.s, c.held.Len(), mq.cfg.DefaultPrefetch, 1) <= 0 {
+			if queues.Free(c.s, c.held.Len(), mq.cfg.DefaultPrefetch, 1) <= 0 {
 				continue
 			}
 			p := q.waiting[q.head]
