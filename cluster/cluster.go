@@ -91,56 +91,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		cfg.ClusterName = "stompbus"
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Log.With("component", "cluster"), connClosed: make(chan struct{})}
-	// failed counts connection attempts that failed since the last
-	// success: a WARN at the 1st, 2nd, 4th, 8th... and then every 256th
-	// (about a minute at ReconnectWait), so an unreachable NATS is named
-	// at once and then ever less often.
-	var failed atomic.Int64
-	opts := []nats.Option{
-		nats.ClosedHandler(func(nc *nats.Conn) {
-			if !c.closed.Load() {
-				// MaxReconnects is unlimited, so only a server error that
-				// nats.go takes as final (an authorization violation, a
-				// protocol line over max_control_line, which subjects are
-				// bounded against: see checkSubject) ends up here.
-				c.log.Error("cluster bus closed for good: NATS refused this node's connection and nats.go does not reconnect after that error; the node stays not ready until it is restarted", "err", nc.LastError())
-			}
-			close(c.connClosed)
-		}),
-		nats.Name("stompbus " + cfg.Node),
-		nats.NoEcho(),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-		nats.ReconnectBufSize(64 << 20),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if !c.closed.Load() {
-				c.log.Warn("cluster bus down: disconnected from NATS, not ready", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			failed.Store(0)
-			c.log.Info("cluster bus up: reconnected to NATS", "url", nc.ConnectedUrlRedacted())
-		}),
-		// With RetryOnFailedConnect, the first successful connection after
-		// failed attempts at start.
-		nats.ConnectHandler(func(nc *nats.Conn) {
-			if n := failed.Swap(0); n > 0 {
-				c.log.Info("cluster bus up: connected to NATS", "url", nc.ConnectedUrlRedacted(), "failed_attempts", n)
-			}
-		}),
-		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
-			if n := failed.Add(1); !c.closed.Load() && (n&(n-1) == 0 || n%256 == 0) {
-				c.log.Warn("cluster bus: NATS unreachable, retrying", "urls", redactedURLs(cfg.NATSURLs), "attempt", n, "err", err)
-			}
-		}),
-		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
-			subj := ""
-			if s != nil {
-				subj = s.Subject
-			}
-			c.log.Warn("cluster bus error", "subject", subj, "err", err)
-		}),
-	}
+	opts := c.natsOptions()
 	var err error
 	if len(cfg.NATSURLs) > 0 {
 		c.nc, err = nats.Connect(strings.Join(cfg.NATSURLs, ","), append(opts, nats.RetryOnFailedConnect(true))...)
@@ -189,6 +140,62 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// natsOptions are the options of the node's NATS connection: reconnect for
+// ever, log each change of state (an unreachable NATS ever less often), and
+// notice a connection that NATS closed for good.
+func (c *Cluster) natsOptions() []nats.Option {
+	// failed counts connection attempts that failed since the last
+	// success: a WARN at the 1st, 2nd, 4th, 8th... and then every 256th
+	// (about a minute at ReconnectWait), so an unreachable NATS is named
+	// at once and then ever less often.
+	var failed atomic.Int64
+	return []nats.Option{
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			if !c.closed.Load() {
+				// MaxReconnects is unlimited, so only a server error that
+				// nats.go takes as final (an authorization violation, a
+				// protocol line over max_control_line, which subjects are
+				// bounded against: see checkSubject) ends up here.
+				c.log.Error("cluster bus closed for good: NATS refused this node's connection and nats.go does not reconnect after that error; the node stays not ready until it is restarted", "err", nc.LastError())
+			}
+			close(c.connClosed)
+		}),
+		nats.Name("stompbus " + c.cfg.Node),
+		nats.NoEcho(),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectBufSize(64 << 20),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if !c.closed.Load() {
+				c.log.Warn("cluster bus down: disconnected from NATS, not ready", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			failed.Store(0)
+			c.log.Info("cluster bus up: reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+		}),
+		// With RetryOnFailedConnect, the first successful connection after
+		// failed attempts at start.
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			if n := failed.Swap(0); n > 0 {
+				c.log.Info("cluster bus up: connected to NATS", "url", nc.ConnectedUrlRedacted(), "failed_attempts", n)
+			}
+		}),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			if n := failed.Add(1); !c.closed.Load() && (n&(n-1) == 0 || n%256 == 0) {
+				c.log.Warn("cluster bus: NATS unreachable, retrying", "urls", redactedURLs(c.cfg.NATSURLs), "attempt", n, "err", err)
+			}
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
+			subj := ""
+			if s != nil {
+				subj = s.Subject
+			}
+			c.log.Warn("cluster bus error", "subject", subj, "err", err)
+		}),
+	}
 }
 
 func (c *Cluster) startServer() error {
