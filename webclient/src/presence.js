@@ -16,6 +16,12 @@ export const PRESENCE_URL = '/api/v1/presence';
 const RECONCILE_DELAY_MS = 400;
 const RECONCILE_EVERY_MS = 30000;
 
+function listOf(users) {
+  return [...users.entries()]
+    .map(([user, v]) => ({ user, sessions: v.sessions, nodes: [...v.nodes].sort() }))
+    .sort((a, b) => a.user.localeCompare(b.user));
+}
+
 export class Presence extends EventTarget {
   constructor({ fetchImpl = (...a) => fetch(...a), headers = () => ({}) } = {}) {
     super();
@@ -47,9 +53,7 @@ export class Presence extends EventTarget {
   }
 
   list() {
-    return [...this.users.entries()]
-      .map(([user, v]) => ({ user, sessions: v.sessions, nodes: [...v.nodes].sort() }))
-      .sort((a, b) => a.user.localeCompare(b.user));
+    return listOf(this.users);
   }
 
   has(user) {
@@ -121,9 +125,13 @@ export class Presence extends EventTarget {
       const sessions = Number.isFinite(u.sessions) && u.sessions > 0 ? u.sessions : 1;
       next.set(u.user, { sessions, nodes: new Set(Array.isArray(u.nodes) ? u.nodes.map(String) : []) });
     }
+    // A snapshot that only confirms what the list shows changes nothing:
+    // re-rendering the list for it would swap the very entry a user is
+    // tapping.
+    const same = this.available === true && this.complete && JSON.stringify(listOf(next)) === JSON.stringify(this.list());
     this.users = next;
     this.available = true;
     this.complete = true;
-    this.changed();
+    if (!same) this.changed();
   }
 }

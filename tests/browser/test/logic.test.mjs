@@ -68,6 +68,21 @@ test('presence: snapshot, then per-user join and leave events', async () => {
   p.stop();
 });
 
+test('presence: a snapshot that changes nothing fires no change (the list is not rebuilt under a tap)', async () => {
+  const same = { status: 200, body: { users: [{ user: 'ann', sessions: 1, nodes: ['n1'] }] } };
+  const f = fakeFetch([same, same, { status: 200, body: { users: [{ user: 'ann', sessions: 2, nodes: ['n1'] }] } }]);
+  const p = new Presence({ fetchImpl: f });
+  let changes = 0;
+  p.addEventListener('change', () => { changes += 1; });
+  await p.reconcile();
+  assert.equal(changes, 1, 'the first snapshot is news');
+  await p.reconcile();
+  assert.equal(changes, 1, 'the same snapshot again is not');
+  await p.reconcile();
+  assert.equal(changes, 2, 'a new session count is');
+  p.stop();
+});
+
 test('presence: a broker without the endpoint leaves an event-built list', async () => {
   const f = fakeFetch([{ status: 404 }]);
   const p = new Presence({ fetchImpl: f });
