@@ -16,6 +16,7 @@ import (
 
 	"github.com/stompbus/stompbus/cluster"
 	"github.com/stompbus/stompbus/history"
+	"github.com/stompbus/stompbus/internal/brokertest"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
@@ -147,22 +148,10 @@ func dial(t testing.TB, nd *node) *stomp.Conn {
 	return c
 }
 
-// recv returns the next message of sub.
+// recv returns the next message of sub, within wait.
 func recv(t testing.TB, sub *stomp.Subscription) *stomp.Message {
 	t.Helper()
-	select {
-	case m, ok := <-sub.C:
-		if !ok {
-			t.Fatalf("subscription %s closed", sub.Destination())
-		}
-		if m.Err != nil {
-			t.Fatalf("subscription %s: %v", sub.Destination(), m.Err)
-		}
-		return m
-	case <-time.After(wait):
-		t.Fatalf("no message on %s within %s", sub.Destination(), wait)
-	}
-	return nil
+	return brokertest.Recv(t, sub, wait)
 }
 
 // offsetOf returns a MESSAGE's x-stream-offset.

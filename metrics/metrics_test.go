@@ -89,18 +89,10 @@ func exact(t *testing.T, m *metrics.Metrics, want float64, name string, labels .
 	}
 }
 
-func recv(t *testing.T, sub *stomp.Subscription) *stomp.Message {
+// recv returns the next message of sub, within wait.
+func recv(t testing.TB, sub *stomp.Subscription) *stomp.Message {
 	t.Helper()
-	select {
-	case msg := <-sub.C:
-		if msg == nil || msg.Err != nil {
-			t.Fatalf("subscription %s: %+v", sub.Destination(), msg)
-		}
-		return msg
-	case <-time.After(wait):
-		t.Fatalf("nothing on %s", sub.Destination())
-	}
-	return nil
+	return brokertest.Recv(t, sub, wait)
 }
 
 // rawClient is a STOMP client over plain TCP that reads only when told.

@@ -19,21 +19,10 @@ import (
 
 const wait = 5 * time.Second
 
-func recv(t *testing.T, sub *stomp.Subscription) *stomp.Message {
+// recv returns the next message of sub, within wait.
+func recv(t testing.TB, sub *stomp.Subscription) *stomp.Message {
 	t.Helper()
-	select {
-	case m, ok := <-sub.C:
-		if !ok {
-			t.Fatalf("subscription %s closed", sub.Id())
-		}
-		if m.Err != nil {
-			t.Fatalf("subscription %s: %v", sub.Id(), m.Err)
-		}
-		return m
-	case <-time.After(wait):
-		t.Fatalf("no message on %s within %s", sub.Destination(), wait)
-	}
-	return nil
+	return brokertest.Recv(t, sub, wait)
 }
 
 type dialer func(testing.TB, *server.Server, ...func(*stomp.Conn) error) *stomp.Conn
@@ -91,19 +80,10 @@ func testTopicFanOut(t *testing.T, mode string) {
 	}
 }
 
-// waitSubscribed polls until the router holds exactly n subscriptions.
-func waitSubscribed(t *testing.T, srv *server.Server, n int) {
+// waitSubscribed waits until the router holds exactly n subscriptions.
+func waitSubscribed(t testing.TB, srv *server.Server, n int) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for srv.Router().Subscriptions() != n {
-		if time.Now().After(deadline) {
-			// The open connections tell a lost SUBSCRIBE from a closed
-			// connection.
-			ws, tcp := srv.Connections()
-			t.Fatalf("router holds %d subscriptions, want %d (open connections: %d ws, %d tcp)", srv.Router().Subscriptions(), n, ws, tcp)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	brokertest.WaitSubscribed(t, srv, n, wait)
 }
 
 func TestWildcardSubscriptions(t *testing.T) {

@@ -198,3 +198,38 @@ func (w *WSConn) ReadMessage() ([]byte, ws.OpCode, error) {
 }
 
 func (w *WSConn) Close() error { return w.Conn.Close() }
+
+// Recv returns the next message of sub, failing t when the subscription
+// ends, reports an error, or nothing comes within d.
+func Recv(t testing.TB, sub *stomp.Subscription, d time.Duration) *stomp.Message {
+	t.Helper()
+	select {
+	case m, ok := <-sub.C:
+		if !ok {
+			t.Fatalf("subscription %s to %s closed", sub.Id(), sub.Destination())
+		}
+		if m.Err != nil {
+			t.Fatalf("subscription %s to %s: %v", sub.Id(), sub.Destination(), m.Err)
+		}
+		return m
+	case <-time.After(d):
+		t.Fatalf("no message on %s within %s", sub.Destination(), d)
+	}
+	return nil
+}
+
+// WaitSubscribed polls, for d at most, until srv's router holds exactly n
+// subscriptions (the router gives no event for it).
+func WaitSubscribed(t testing.TB, srv *server.Server, n int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for srv.Router().Subscriptions() != n {
+		if time.Now().After(deadline) {
+			// The open connections tell a lost SUBSCRIBE from a closed
+			// connection.
+			ws, tcp := srv.Connections()
+			t.Fatalf("router holds %d subscriptions, want %d (open connections: %d ws, %d tcp)", srv.Router().Subscriptions(), n, ws, tcp)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
