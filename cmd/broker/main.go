@@ -133,7 +133,46 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 	if err != nil {
 		return nil, err
 	}
-	n.cl, err = cluster.Start(context.Background(), cluster.Config{
+	if err := n.startCluster(); err != nil {
+		return nil, err
+	}
+	e, err := n.sessionEnv(version, authn, authz)
+	if err != nil {
+		return nil, err
+	}
+	m := metrics.New()
+	if cfg.HookURL != "" {
+		hc, err := hook.New(hook.Config{URL: cfg.HookURL, Timeout: cfg.HookTimeout, Concurrency: cfg.HookConcurrency, Registerer: m.Registerer()})
+		if err != nil {
+			return nil, err
+		}
+		e.Hook = hc
+	}
+	scfg.Outbox.OnWrite = m.ObserveWrite
+	n.srv = server.New(scfg, e, log)
+	n.srv.Ready = n.ready
+	n.watch(m)
+	n.srv.Handle("GET /metrics", m.Handler())
+	if err := n.mountAPI(); err != nil {
+		return nil, err
+	}
+	n.srv.Handle("GET /", webclient.Handler())
+	if cfg.DebugListen != "" {
+		if n.debug, err = startDebug(cfg.DebugListen, log); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.srv.Start(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// startCluster starts the node's cluster side: NATS (embedded or
+// external), JetStream queues and the bus.
+func (n *node) startCluster() error {
+	cfg := n.cfg
+	cl, err := cluster.Start(context.Background(), cluster.Config{
 		Node:        cfg.Node,
 		DataDir:     cfg.Data,
 		NATSURLs:    cfg.NATS,
@@ -142,11 +181,20 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 		Queues:      cluster.QueueConfig{MaxDepth: cfg.MaxQueueDepth, AckWait: cfg.QueueAckWait, DeadLetter: cfg.QueueDeadLetter, MaxDeliveries: cfg.QueueMaxDeliver},
 		SyncAlways:  cfg.QueueSync == "always",
 		SyncEvery:   cfg.QueueSyncEvery,
-		Log:         log,
+		Log:         n.log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cluster: %w", err)
+		return fmt.Errorf("cluster: %w", err)
 	}
+	n.cl = cl
+	return nil
+}
+
+// sessionEnv builds what the node's sessions share: the router on the
+// cluster, authentication (authn, authz), tracing, topic history and presence. A single
+// node waits (bounded) until its embedded storage is ready.
+func (n *node) sessionEnv(version string, authn session.Authenticator, authz session.Authorizer) (*session.Env, error) {
+	cfg, log := n.cfg, n.log
 	tracer, err := n.startTracing()
 	if err != nil {
 		return nil, err
@@ -171,18 +219,12 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 	if standalone := len(cfg.NATS) == 0 && len(cfg.ClusterRoutes) == 0; standalone {
 		waitReady(func() bool { return n.cl.Ready() && n.pres.Ready() && n.histReady() }, standaloneReadyWait)
 	}
+	return e, nil
+}
 
-	m := metrics.New()
-	if cfg.HookURL != "" {
-		hc, err := hook.New(hook.Config{URL: cfg.HookURL, Timeout: cfg.HookTimeout, Concurrency: cfg.HookConcurrency, Registerer: m.Registerer()})
-		if err != nil {
-			return nil, err
-		}
-		e.Hook = hc
-	}
-	scfg.Outbox.OnWrite = m.ObserveWrite
-	n.srv = server.New(scfg, e, log)
-	n.srv.Ready = n.ready
+// watch registers the counts of the server, topic history and cluster
+// with m.
+func (n *node) watch(m *metrics.Metrics) {
 	m.Watch(n.srv)
 	if h := n.hist; h != nil {
 		st := h.Stats()
@@ -196,20 +238,6 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 		Leads:        n.cl.Leads,
 		QueueSettled: n.cl.Settled,
 	})
-	n.srv.Handle("GET /metrics", m.Handler())
-	if err := n.mountAPI(); err != nil {
-		return nil, err
-	}
-	n.srv.Handle("GET /", webclient.Handler())
-	if cfg.DebugListen != "" {
-		if n.debug, err = startDebug(cfg.DebugListen, log); err != nil {
-			return nil, err
-		}
-	}
-	if err := n.srv.Start(); err != nil {
-		return nil, err
-	}
-	return n, nil
 }
 
 // mountAPI mounts the HTTP API and starts the operations exchange that
