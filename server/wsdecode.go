@@ -96,84 +96,95 @@ func parseHeader(b []byte) ws.Header {
 func (d *wsDecoder) feed(s *Server, c *conn, p []byte) (stop bool) {
 	for len(p) > 0 {
 		if !d.inFrame {
-			// Gather the header, which may be split across chunks.
-			if d.nhdr < 2 {
-				k := copy(d.hdr[d.nhdr:2], p)
-				d.nhdr += k
-				p = p[k:]
-				if d.nhdr < 2 {
-					return false
-				}
-			}
-			need := headerLen(d.hdr[0], d.hdr[1])
-			if d.nhdr < need {
-				k := copy(d.hdr[d.nhdr:need], p)
-				d.nhdr += k
-				p = p[k:]
-				if d.nhdr < need {
-					return false
-				}
-			}
-			if need >= 10 && d.hdr[1]&0x7f == 127 && d.hdr[2]&0x80 != 0 {
-				// RFC 6455 5.2: the most significant bit of a 64-bit
-				// length MUST be 0.
-				return s.wsStop(c, ws.StatusProtocolError, "websocket frame length has its most significant bit set")
-			}
-			d.h = parseHeader(d.hdr[:need])
-			d.nhdr = 0
-			if stop := d.begin(s, c); stop {
-				return true
+			var complete bool
+			if p, complete, stop = d.header(s, c, p); stop || !complete {
+				return stop
 			}
 			if d.remaining == 0 {
-				if stop := d.end(s, c, nil); stop {
+				if d.end(s, c, nil) {
 					return true
 				}
 				continue
 			}
 		}
-		k := int64(len(p))
-		if k > d.remaining {
-			k = d.remaining
-		}
-		chunk := p[:k]
-		p = p[k:]
-		ws.Cipher(chunk, d.h.Mask, d.maskPos)
-		d.maskPos += int(k)
-		d.remaining -= k
-		last := d.remaining == 0
-		if d.h.OpCode.IsControl() {
-			d.ctrl = append(d.ctrl, chunk...)
-			if last {
-				if stop := d.end(s, c, d.ctrl); stop {
-					return true
-				}
-				d.ctrl = d.ctrl[:0]
-			}
-			continue
-		}
-		if d.zstate.IsCompressed() {
-			if int64(len(d.zmsg)+len(chunk)) > d.limit {
-				s.env.Counters.Hit(session.LimitFrameSize)
-				return s.wsStop(c, ws.StatusMessageTooBig, fmt.Sprintf("compressed websocket message exceeds the %d-byte limit", d.limit))
-			}
-			d.zmsg = append(d.zmsg, chunk...)
-			if last {
-				d.inFrame = false
-				if d.h.Fin && d.inflate(s, c) {
-					return true
-				}
-			}
-			continue
-		}
-		if d.msgs.strict && d.msgs.text && !d.msgs.validText(chunk, last && d.h.Fin) {
-			return s.wsStop(c, ws.StatusInvalidFramePayloadData, "text message is not valid UTF-8 (send binary frames for binary bodies)")
-		}
-		if c.sess.Feed(chunk) != nil {
+		k := min(int64(len(p)), d.remaining)
+		if d.payload(s, c, p[:k]) {
 			return true
 		}
+		p = p[k:]
+	}
+	return false
+}
+
+// header gathers a frame header from p, which may hold only part of it
+// (the rest comes with the next chunk), and begins the frame once it is
+// complete. It returns what is left of p.
+func (d *wsDecoder) header(s *Server, c *conn, p []byte) (rest []byte, complete, stop bool) {
+	if d.nhdr < 2 {
+		k := copy(d.hdr[d.nhdr:2], p)
+		d.nhdr += k
+		p = p[k:]
+		if d.nhdr < 2 {
+			return p, false, false
+		}
+	}
+	need := headerLen(d.hdr[0], d.hdr[1])
+	if d.nhdr < need {
+		k := copy(d.hdr[d.nhdr:need], p)
+		d.nhdr += k
+		p = p[k:]
+		if d.nhdr < need {
+			return p, false, false
+		}
+	}
+	if need >= 10 && d.hdr[1]&0x7f == 127 && d.hdr[2]&0x80 != 0 {
+		// RFC 6455 5.2: the most significant bit of a 64-bit length
+		// MUST be 0.
+		return p, false, s.wsStop(c, ws.StatusProtocolError, "websocket frame length has its most significant bit set")
+	}
+	d.h = parseHeader(d.hdr[:need])
+	d.nhdr = 0
+	return p, true, d.begin(s, c)
+}
+
+// payload unmasks chunk, the next bytes of the current frame, in place
+// and hands it on: to the control frame's buffer, to the compressed
+// message being gathered, or to the session.
+func (d *wsDecoder) payload(s *Server, c *conn, chunk []byte) (stop bool) {
+	ws.Cipher(chunk, d.h.Mask, d.maskPos)
+	d.maskPos += len(chunk)
+	d.remaining -= int64(len(chunk))
+	last := d.remaining == 0
+	switch {
+	case d.h.OpCode.IsControl():
+		d.ctrl = append(d.ctrl, chunk...)
+		if last {
+			if d.end(s, c, d.ctrl) {
+				return true
+			}
+			d.ctrl = d.ctrl[:0]
+		}
+		return false
+	case d.zstate.IsCompressed():
+		if int64(len(d.zmsg)+len(chunk)) > d.limit {
+			s.counters.Hit(LimitFrameSize)
+			return s.wsStop(c, ws.StatusMessageTooBig, fmt.Sprintf("compressed websocket message exceeds the %d-byte limit", d.limit))
+		}
+		d.zmsg = append(d.zmsg, chunk...)
 		if last {
 			d.inFrame = false
+			return d.h.Fin && d.inflate(s, c)
 		}
+		return false
+	}
+	if d.msgs.strict && d.msgs.text && !d.msgs.validText(chunk, last && d.h.Fin) {
+		return s.wsStop(c, ws.StatusInvalidFramePayloadData, "text message is not valid UTF-8 (send binary frames for binary bodies)")
+	}
+	if c.sess.Feed(chunk) != nil {
+		return true
+	}
+	if last {
+		d.inFrame = false
 	}
 	return false
 }
@@ -188,7 +199,7 @@ func (d *wsDecoder) begin(s *Server, c *conn) (stop bool) {
 		return s.wsStop(c, ws.StatusProtocolError, "control frames must be final and at most 125 bytes")
 	}
 	if h.Length > d.limit {
-		s.env.Counters.Hit(session.LimitFrameSize)
+		s.counters.Hit(LimitFrameSize)
 		return s.wsStop(c, ws.StatusMessageTooBig, fmt.Sprintf("websocket frame of %d bytes exceeds the %d-byte limit", h.Length, d.limit))
 	}
 	switch h.OpCode {
@@ -287,7 +298,7 @@ func (d *wsDecoder) inflate(s *Server, c *conn) (stop bool) {
 	case badText:
 		return s.wsStop(c, ws.StatusInvalidFramePayloadData, "text message is not valid UTF-8 (send binary frames for binary bodies)")
 	case errors.Is(err, wsdeflate.ErrTooLarge):
-		s.env.Counters.Hit(session.LimitFrameSize)
+		s.counters.Hit(LimitFrameSize)
 		return s.wsStop(c, ws.StatusMessageTooBig, fmt.Sprintf("compressed websocket message inflates to more than the %d-byte limit", d.limit))
 	default:
 		return s.wsStop(c, ws.StatusProtocolError, "compressed websocket message does not inflate: "+err.Error())
