@@ -463,7 +463,7 @@ func TestHTTPAuthFailuresLimited(t *testing.T) {
 	if got := srv.Env().Counters.AuthFailures.Load(); got != 3 {
 		t.Errorf("auth failures %d, want 3", got)
 	}
-	if got := srv.Env().Counters.LimitHits[session.LimitAuthFailures].Load(); got != 1 {
+	if got := srv.Counters().LimitHits[server.LimitAuthFailures].Load(); got != 1 {
 		t.Errorf("auth_failures limit hits %d, want 1", got)
 	}
 }

@@ -112,6 +112,7 @@ func u64(a interface{ Load() uint64 }) func() float64 {
 func (m *Metrics) Watch(srv *server.Server) {
 	env := srv.Env()
 	c := env.Counters
+	sc := srv.Counters()
 	r := srv.Router()
 
 	m.gaugeFunc("connections", "Live client connections.", prometheus.Labels{"transport": "ws"},
@@ -150,17 +151,14 @@ func (m *Metrics) Watch(srv *server.Server) {
 	}
 	m.counterFunc("messages_refused_total", "Topic and user messages a subscriber's connection did not take because it was closing or over its outgoing queue limit "+
 		"(not counted in messages_delivered_total); lost for that subscriber.", nil, u64(&c.Refused))
-	m.counterFunc("slow_consumer_disconnects_total", "Connections closed because their outgoing queue limit was reached.", nil, u64(&c.SlowConsumers))
+	m.counterFunc("slow_consumer_disconnects_total", "Connections closed because their outgoing queue limit was reached.", nil, u64(&sc.SlowConsumers))
 	m.counterFunc("auth_failures_total", "Refused authentications (STOMP CONNECT and HTTP API).", nil, u64(&c.AuthFailures))
 	m.counterFunc("heartbeat_timeouts_total", "Connections dropped because the client's heart-beats stopped.", nil, u64(&c.HeartBeatTimeouts))
 	m.counterFunc("protocol_errors_total", "Connections closed with an ERROR frame for a protocol violation.", nil, u64(&c.ProtocolErrors))
-	for l := session.Limit(0); l < session.NumLimits; l++ {
-		m.counterFunc("limit_hits_total", "Frames, subscriptions or connections refused because a limit was reached, by limit.",
-			prometheus.Labels{"limit": l.String()}, u64(&c.LimitHits[l]))
-	}
+	m.limitHits(c, sc)
 	for _, rr := range refusals {
 		m.counterFunc("connections_refused_total", refusedHelp,
-			prometheus.Labels{"reason": rr.reason}, u64(&c.LimitHits[rr.limit]))
+			prometheus.Labels{"reason": rr.reason}, u64(&sc.LimitHits[rr.limit]))
 	}
 	m.counterFunc("connections_refused_total", refusedHelp, prometheus.Labels{"reason": "origin"},
 		func() float64 { return float64(srv.Refused(server.RefusedOrigin)) })
@@ -176,16 +174,42 @@ const droppedHelp = "MESSAGE frames handed to a connection (counted in messages_
 
 const refusedHelp = "Connections refused before their session began, by reason."
 
+// limitHits registers stompbus_limit_hits_total: the session limits and
+// the server's connection limits under one name; a label both count
+// (frame_size: STOMP frames and WebSocket frames) is their sum.
+func (m *Metrics) limitHits(c *session.Counters, sc *server.Counters) {
+	const help = "Frames, subscriptions or connections refused because a limit was reached, by limit."
+	byLabel := map[string]func() float64{}
+	var order []string
+	add := func(label string, f func() float64) {
+		if g, ok := byLabel[label]; ok {
+			byLabel[label] = func() float64 { return g() + f() }
+			return
+		}
+		byLabel[label] = f
+		order = append(order, label)
+	}
+	for l := session.Limit(0); l < session.NumLimits; l++ {
+		add(l.String(), u64(&c.LimitHits[l]))
+	}
+	for l := server.Limit(0); l < server.NumLimits; l++ {
+		add(l.String(), u64(&sc.LimitHits[l]))
+	}
+	for _, label := range order {
+		m.counterFunc("limit_hits_total", help, prometheus.Labels{"limit": label}, byLabel[label])
+	}
+}
+
 // refusals are the limits that refuse a whole connection, with their
 // reason label.
 var refusals = []struct {
-	limit  session.Limit
+	limit  server.Limit
 	reason string
 }{
-	{session.LimitConnections, "max_connections"},
-	{session.LimitConnectionsPerIP, "max_connections_per_ip"},
-	{session.LimitConnectRate, "connect_rate"},
-	{session.LimitAuthFailures, "auth_blocked"},
+	{server.LimitConnections, "max_connections"},
+	{server.LimitConnectionsPerIP, "max_connections_per_ip"},
+	{server.LimitConnectRate, "connect_rate"},
+	{server.LimitAuthFailures, "auth_blocked"},
 }
 
 // Cluster is what a clustered node reports; every field may be nil.

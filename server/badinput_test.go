@@ -297,8 +297,8 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 	out := readAll(t, nc)
 	checkError(t, out, "slow consumer", "")
 	waitSubscribed(t, srv, 1)
-	if srv.Env().Counters.SlowConsumers.Load() != 1 {
-		t.Fatalf("slow consumer counter %d", srv.Env().Counters.SlowConsumers.Load())
+	if srv.Counters().SlowConsumers.Load() != 1 {
+		t.Fatalf("slow consumer counter %d", srv.Counters().SlowConsumers.Load())
 	}
 }
 

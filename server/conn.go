@@ -71,8 +71,8 @@ func (s *Server) open(nc net.Conn, transport, remote, via string, info session.I
 	ocfg.WebSocket = transport == "ws"
 	ocfg.Deflate = deflate
 	ocfg.OnSlow = func() []byte {
-		s.env.Counters.SlowConsumers.Add(1)
-		s.env.Counters.Hit(session.LimitOutbox)
+		s.counters.SlowConsumers.Add(1)
+		s.counters.Hit(LimitOutbox)
 		s.env.Counters.Sent[frame.ERROR].Add(1)
 		e := &session.Error{Message: "slow consumer", Detail: "the connection fell too far behind reading its messages; its outgoing queue limit was reached"}
 		return session.EncodeError(nil, c.sess.Version(), e)

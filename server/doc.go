@@ -13,7 +13,9 @@
 // Every new connection passes the Guard first (limits.go): connections per
 // node and per client address, connection rate, and refusal of addresses
 // with too many authentication failures; the WebSocket Origin allow-list is
-// checked before it.
+// checked before it. The server counts what it refuses and whom it closes
+// as a slow consumer (counts.go: Counters, Limit); the STOMP counts are the
+// sessions' (session.Counters).
 //
 // Nothing slow runs on a shared worker. In epoll mode a bounded pool of
 // workers reads every connection after CONNECT; a worker only reads, feeds

@@ -133,7 +133,10 @@ func repeatFrames(n int, f func(i int) string) string {
 	return b.String()
 }
 
-const noLimit = session.NumLimits
+const (
+	noLimit   = session.NumLimits
+	noWSLimit = server.NumLimits
+)
 
 // stompHostile are hostile STOMP inputs, sent over both transports.
 var stompHostile = []struct {
@@ -313,28 +316,28 @@ func TestHostileWebSocketFrames(t *testing.T) {
 		name  string
 		bytes []byte
 		code  ws.StatusCode
-		limit session.Limit
+		limit server.Limit
 	}{
-		{"compressed frame (RSV1) without negotiation", masked(ws.Header{Fin: true, Rsv: ws.Rsv(true, false, false), OpCode: ws.OpText}, []byte(connect12)), ws.StatusProtocolError, noLimit},
-		{"continuation without a message", masked(ws.Header{Fin: true, OpCode: ws.OpContinuation}, []byte(connect12)), ws.StatusProtocolError, noLimit},
-		{"new message inside a fragmented one", append(masked(ws.Header{OpCode: ws.OpText}, []byte("CONN")), masked(ws.Header{Fin: true, OpCode: ws.OpText}, []byte("ECT\n\n\x00"))...), ws.StatusProtocolError, noLimit},
-		{"ping over 125 bytes", masked(ws.Header{Fin: true, OpCode: ws.OpPing}, make([]byte, 126)), ws.StatusProtocolError, noLimit},
-		{"fragmented close", masked(ws.Header{OpCode: ws.OpClose}, nil), ws.StatusProtocolError, noLimit},
-		{"unknown opcode", masked(ws.Header{Fin: true, OpCode: 0x3}, []byte("x")), ws.StatusProtocolError, noLimit},
+		{"compressed frame (RSV1) without negotiation", masked(ws.Header{Fin: true, Rsv: ws.Rsv(true, false, false), OpCode: ws.OpText}, []byte(connect12)), ws.StatusProtocolError, noWSLimit},
+		{"continuation without a message", masked(ws.Header{Fin: true, OpCode: ws.OpContinuation}, []byte(connect12)), ws.StatusProtocolError, noWSLimit},
+		{"new message inside a fragmented one", append(masked(ws.Header{OpCode: ws.OpText}, []byte("CONN")), masked(ws.Header{Fin: true, OpCode: ws.OpText}, []byte("ECT\n\n\x00"))...), ws.StatusProtocolError, noWSLimit},
+		{"ping over 125 bytes", masked(ws.Header{Fin: true, OpCode: ws.OpPing}, make([]byte, 126)), ws.StatusProtocolError, noWSLimit},
+		{"fragmented close", masked(ws.Header{OpCode: ws.OpClose}, nil), ws.StatusProtocolError, noWSLimit},
+		{"unknown opcode", masked(ws.Header{Fin: true, OpCode: 0x3}, []byte("x")), ws.StatusProtocolError, noWSLimit},
 		{"length of 2^62 bytes", func() []byte {
 			var b bytes.Buffer
 			_ = ws.WriteHeader(&b, ws.Header{Fin: true, OpCode: ws.OpBinary, Masked: true, Mask: ws.NewMask(), Length: 1 << 62})
 			return b.Bytes()
-		}(), ws.StatusMessageTooBig, session.LimitFrameSize},
+		}(), ws.StatusMessageTooBig, server.LimitFrameSize},
 		// Once read as an empty frame: the SEND behind it got its RECEIPT.
 		{"length with the top bit set (2^63)", append([]byte{0x82, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4},
-			masked(ws.Header{Fin: true, OpCode: ws.OpText}, []byte(connect12+"SEND\ndestination:/topic/a\nreceipt:r\n\nx\x00"))...), ws.StatusProtocolError, noLimit},
+			masked(ws.Header{Fin: true, OpCode: ws.OpText}, []byte(connect12+"SEND\ndestination:/topic/a\nreceipt:r\n\nx\x00"))...), ws.StatusProtocolError, noWSLimit},
 	}
-	counters := srv.Env().Counters
+	counters := srv.Counters()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var before uint64
-			if tc.limit != noLimit {
+			if tc.limit != noWSLimit {
 				before = counters.LimitHits[tc.limit].Load()
 			}
 			wc, err := brokertest.DialWSRaw("ws://"+srv.HTTPAddr()+"/ws", nil, "v12.stomp")
@@ -351,7 +354,7 @@ func TestHostileWebSocketFrames(t *testing.T) {
 				t.Fatalf("close code %d, want %d (data %q)", out.code, tc.code, out.data)
 			}
 			errorIs(t, out.data, "websocket protocol error")
-			if tc.limit != noLimit && counters.LimitHits[tc.limit].Load() != before+1 {
+			if tc.limit != noWSLimit && counters.LimitHits[tc.limit].Load() != before+1 {
 				t.Fatalf("%s not counted", tc.limit)
 			}
 			by.check(t)
@@ -580,7 +583,7 @@ func TestConnectionFloodFromOneAddress(t *testing.T) {
 	const perIP = 20
 	srv := brokertest.Start(t, limitOptions(server.Limits{MaxConnectionsPerIP: perIP, ConnectRate: 10000, ConnectBurst: 10000}))
 	by := newBystanders(t, srv) // three connections
-	counters := srv.Env().Counters
+	counters := srv.Counters()
 	const n = 100
 	type result struct {
 		outcome string
@@ -616,7 +619,7 @@ func TestConnectionFloodFromOneAddress(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("outcomes %v, want %v", got, want)
 	}
-	if h := counters.LimitHits[session.LimitConnectionsPerIP].Load(); h != uint64(n-(perIP-3)) {
+	if h := counters.LimitHits[server.LimitConnectionsPerIP].Load(); h != uint64(n-(perIP-3)) {
 		t.Fatalf("connections_per_ip hits %d", h)
 	}
 	// The WebSocket upgrade is refused the same way, with a hint.
@@ -665,7 +668,7 @@ func TestConnectionLimitsReleaseAndRefuse(t *testing.T) {
 		if got := wsStatus(t, srv); got != "429 Retry-After=1" {
 			t.Fatalf("upgrade: %q", got)
 		}
-		if h := srv.Env().Counters.LimitHits[session.LimitConnectRate].Load(); h != 2 {
+		if h := srv.Counters().LimitHits[server.LimitConnectRate].Load(); h != 2 {
 			t.Fatalf("connect_rate hits %d", h)
 		}
 		by.check(t)
@@ -683,7 +686,7 @@ func TestConnectionLimitsReleaseAndRefuse(t *testing.T) {
 		if got := wsStatus(t, srv); got != "503 Retry-After=5" {
 			t.Fatalf("upgrade: %q", got)
 		}
-		if h := srv.Env().Counters.LimitHits[session.LimitConnections].Load(); h != 2 {
+		if h := srv.Counters().LimitHits[server.LimitConnections].Load(); h != 2 {
 			t.Fatalf("connections hits %d", h)
 		}
 		by.check(t)
@@ -723,9 +726,9 @@ func TestAuthFailuresAreSlowedThenRefused(t *testing.T) {
 	if got := wsStatus(t, srv); !strings.HasPrefix(got, "429 Retry-After=") {
 		t.Fatalf("upgrade after 3 failures: %q", got)
 	}
-	c := srv.Env().Counters
-	if c.AuthFailures.Load() != 3 || c.LimitHits[session.LimitAuthFailures].Load() != 2 {
-		t.Fatalf("auth failures %d, refusals %d", c.AuthFailures.Load(), c.LimitHits[session.LimitAuthFailures].Load())
+	c, sc := srv.Env().Counters, srv.Counters()
+	if c.AuthFailures.Load() != 3 || sc.LimitHits[server.LimitAuthFailures].Load() != 2 {
+		t.Fatalf("auth failures %d, refusals %d", c.AuthFailures.Load(), sc.LimitHits[server.LimitAuthFailures].Load())
 	}
 	if !srv.Guard().AuthBlocked("127.0.0.1:1") {
 		t.Fatal("the guard does not report the address blocked")
@@ -757,7 +760,7 @@ func TestHostilePingFlood(t *testing.T) {
 			o.Server.Outbox.WriteTimeout = 300 * time.Millisecond
 			srv := brokertest.Start(t, o)
 			by := newBystanders(t, srv)
-			counters := srv.Env().Counters
+			counters := srv.Counters()
 			before := counters.SlowConsumers.Load()
 			wc, err := brokertest.DialWSRaw("ws://"+srv.HTTPAddr()+"/ws", nil, "v12.stomp")
 			if err != nil {

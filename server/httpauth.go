@@ -63,7 +63,7 @@ func (s *Server) Principal(w http.ResponseWriter, r *http.Request) (session.Prin
 		return session.Principal{}, false
 	}
 	if s.env.Auth != nil && s.guard.AuthBlocked(r.RemoteAddr) {
-		s.env.Counters.Hit(session.LimitAuthFailures)
+		s.counters.Hit(LimitAuthFailures)
 		w.Header().Set("Retry-After", strconv.Itoa(int(s.guard.Limits().AuthFailureWindow/time.Second)))
 		writeError(w, http.StatusTooManyRequests, "too many authentication failures from this address; try again later")
 		return session.Principal{}, false

@@ -111,7 +111,7 @@ func parseExempt(list []string) ([]netip.Prefix, error) {
 
 // Refusal is why a connection was not admitted.
 type Refusal struct {
-	Limit      session.Limit
+	Limit      Limit
 	Status     int    // HTTP status for a WebSocket upgrade
 	Message    string // STOMP ERROR message
 	Detail     string
@@ -125,7 +125,7 @@ func (r *Refusal) Error() string { return r.Message + ": " + r.Detail }
 type Guard struct {
 	cfg      Limits
 	exempt   []netip.Prefix
-	counters *session.Counters
+	counters *Counters
 	now      func() time.Time
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -146,7 +146,7 @@ type ipState struct {
 
 // NewGuard returns a Guard for l (with defaults applied) counting hits in
 // counters.
-func NewGuard(l Limits, counters *session.Counters) (*Guard, error) {
+func NewGuard(l Limits, counters *Counters) (*Guard, error) {
 	ex, err := parseExempt(l.Exempt)
 	if err != nil {
 		return nil, err
@@ -213,21 +213,21 @@ func (g *Guard) Admit(remote string) *Refusal {
 		}
 		g.recent(st, now)
 		if len(st.fails) >= g.cfg.MaxAuthFailures {
-			return g.refuse(session.LimitAuthFailures, http.StatusTooManyRequests, "too many authentication failures",
+			return g.refuse(LimitAuthFailures, http.StatusTooManyRequests, "too many authentication failures",
 				fmt.Sprintf("%d failed logins from this address within %s; try again later", len(st.fails), g.cfg.AuthFailureWindow),
 				st.fails[0].Add(g.cfg.AuthFailureWindow).Sub(now))
 		}
 		if !st.bucket.AllowN(now, 1) {
-			return g.refuse(session.LimitConnectRate, http.StatusTooManyRequests, "connection rate exceeded",
+			return g.refuse(LimitConnectRate, http.StatusTooManyRequests, "connection rate exceeded",
 				fmt.Sprintf("this address may open %g connections a second (bursts of %d)", g.cfg.ConnectRate, g.cfg.ConnectBurst), time.Second)
 		}
 		if st.conns >= g.cfg.MaxConnectionsPerIP {
-			return g.refuse(session.LimitConnectionsPerIP, http.StatusTooManyRequests, "too many connections from this address",
+			return g.refuse(LimitConnectionsPerIP, http.StatusTooManyRequests, "too many connections from this address",
 				fmt.Sprintf("this address already holds %d connections, the limit", st.conns), 5*time.Second)
 		}
 	}
 	if g.total >= g.cfg.MaxConnections {
-		return g.refuse(session.LimitConnections, http.StatusServiceUnavailable, "too many connections",
+		return g.refuse(LimitConnections, http.StatusServiceUnavailable, "too many connections",
 			fmt.Sprintf("this node already holds %d connections, the limit; connect to another node", g.total), 5*time.Second)
 	}
 	g.total++
@@ -237,7 +237,7 @@ func (g *Guard) Admit(remote string) *Refusal {
 	return nil
 }
 
-func (g *Guard) refuse(l session.Limit, status int, msg, detail string, retry time.Duration) *Refusal {
+func (g *Guard) refuse(l Limit, status int, msg, detail string, retry time.Duration) *Refusal {
 	g.counters.Hit(l)
 	return &Refusal{Limit: l, Status: status, Message: msg, Detail: detail, RetryAfter: max(retry, time.Second)}
 }

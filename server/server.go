@@ -92,6 +92,8 @@ type Server struct {
 	nWS, nTCP atomic.Int64
 	// refused counts connections refused by origin and while draining
 	refused [numRefusals]atomic.Uint64
+	// counters are the connection counts (slow consumers, limit hits)
+	counters Counters
 }
 
 // New returns a server for env; call Start.
@@ -115,12 +117,12 @@ func New(cfg Config, env *session.Env, log *slog.Logger) *Server {
 		cfg.PollWorkers = DefaultPollWorkers
 	}
 	s := &Server{cfg: cfg, env: env, log: log, mux: http.NewServeMux(), conns: make(map[*conn]struct{})}
-	g, err := NewGuard(cfg.Limits, env.Counters)
+	g, err := NewGuard(cfg.Limits, &s.counters)
 	if err != nil {
 		log.Error("connection limits: exempt list ignored", "err", err)
 		l := cfg.Limits
 		l.Exempt = nil
-		g, _ = NewGuard(l, env.Counters)
+		g, _ = NewGuard(l, &s.counters)
 	}
 	s.guard = g
 	px, err := newProxies(cfg.Proxy)

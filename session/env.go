@@ -140,12 +140,15 @@ type Authorizer interface {
 	Allow(p *Principal, a Action, dest string) error
 }
 
-// Counters are the protocol counts of a node, read by the metrics package.
+// Counters are the STOMP counts of a node's sessions, read by the metrics
+// package: frames, protocol errors, session-level limits. (The server
+// counts its connections: server.Counters.) The server adds the STOMP
+// frames it sends itself (ERROR on a refusal) and the HTTP API's
+// authentication failures.
 type Counters struct {
 	Received          [frame.NumCommands]atomic.Uint64
 	Sent              [frame.NumCommands]atomic.Uint64
 	HeartBeatTimeouts atomic.Uint64
-	SlowConsumers     atomic.Uint64
 	AuthFailures      atomic.Uint64
 	ProtocolErrors    atomic.Uint64
 	// Refused counts topic and user messages a subscriber's connection

@@ -14,8 +14,8 @@ import (
 // metrics package exposes them as stompbus_limit_hits_total{limit=...}).
 type Limit uint8
 
-// The limits. Session-level ones are counted by the session, connection-
-// level ones by the server.
+// The session-level limits. Connection-level ones (connections, rate,
+// outgoing queue, WebSocket frames) are the server's (server.Limit).
 const (
 	LimitFrameSize         Limit = iota // a STOMP or WebSocket frame over the size limit
 	LimitHeaders                        // too many header lines in a frame
@@ -24,12 +24,7 @@ const (
 	LimitTransactions                   // open transactions per connection
 	LimitTxFrames                       // frames held in a connection's transactions
 	LimitUnacked                        // unacknowledged messages per connection
-	LimitOutbox                         // outgoing queue per connection (slow consumer)
 	LimitConnectTimeout                 // no CONNECT in time
-	LimitConnections                    // connections per node
-	LimitConnectionsPerIP               // connections per client IP
-	LimitConnectRate                    // new connections per second per client IP
-	LimitAuthFailures                   // an IP refused after too many authentication failures
 	LimitTokenExpired                   // a session closed because its token expired
 	LimitDestinationLength              // a destination over router.MaxDestinationLength
 	NumLimits
@@ -37,8 +32,7 @@ const (
 
 var limitNames = [NumLimits]string{
 	"frame_size", "headers", "header_line", "subscriptions", "transactions",
-	"transaction_frames", "unacked", "outbox", "connect_timeout", "connections",
-	"connections_per_ip", "connect_rate", "auth_failures", "token_expired",
+	"transaction_frames", "unacked", "connect_timeout", "token_expired",
 	"destination_length",
 }
 
