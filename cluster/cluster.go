@@ -127,7 +127,11 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	c.cfg = cfg
 	var durable *syncer
 	if c.groupCommit() {
-		durable = newSyncer(streamDir(c.srv.JetStreamConfig().StoreDir, cfg.Queues.withDefaults().Stream))
+		var dirs []string
+		for _, name := range cfg.Queues.streamNames() {
+			dirs = append(dirs, streamDir(c.srv.JetStreamConfig().StoreDir, name))
+		}
+		durable = newSyncer(dirs...)
 	}
 	if c.queues, err = newQueues(c.js, cfg.Queues, durable, c.log); err != nil {
 		c.shutdown()

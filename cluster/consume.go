@@ -36,16 +36,17 @@ func (q *Queues) consumer(ctx context.Context, key string) (jetstream.Consumer, 
 	if !q.ready.Load() {
 		return nil, fmt.Errorf("%w: queue storage (JetStream) is not ready", router.ErrUnavailable)
 	}
-	filter := subjectOf(queuePrefix, key)
+	stream := q.place(key)
+	filter := subjectOf(stream.prefix, key)
 	if err := checkSubject(filter); err != nil {
 		return nil, err
 	}
-	c, err := q.js.Consumer(ctx, q.cfg.Stream, durableName(key))
+	c, err := q.js.Consumer(ctx, stream.name, durableName(key))
 	if err == nil {
 		q.remember(key, c)
 		return c, nil
 	}
-	c, err = q.js.CreateOrUpdateConsumer(ctx, q.cfg.Stream, jetstream.ConsumerConfig{
+	c, err = q.js.CreateOrUpdateConsumer(ctx, stream.name, jetstream.ConsumerConfig{
 		Durable:       durableName(key),
 		Description:   key,
 		FilterSubject: filter,
@@ -89,6 +90,7 @@ const (
 type qsub struct {
 	q       *Queues
 	s       *router.Subscription
+	lim     limits // of its queue
 	deliver func(*router.Message, bool) bool
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -103,7 +105,7 @@ type qsub struct {
 // Consume starts pulling messages of s's queue for s.
 func (q *Queues) Consume(s *router.Subscription, deliver func(*router.Message, bool) bool) error {
 	ctx, cancel := context.WithCancel(q.ctx)
-	qs := &qsub{q: q, s: s, deliver: deliver, ctx: ctx, cancel: cancel, room: make(chan struct{}, 1)}
+	qs := &qsub{q: q, s: s, lim: q.limitsOf(s.Key()), deliver: deliver, ctx: ctx, cancel: cancel, room: make(chan struct{}, 1)}
 	q.mu.Lock()
 	q.subs[s] = qs
 	q.users[s.Key()]++
@@ -183,7 +185,7 @@ func (q *Queues) Ack(s *router.Subscription, id []byte, o router.Outcome) error 
 		case router.Requeue:
 			err = m.Nak()
 		case router.Reject:
-			err = q.reject(m, queues.Rejected, s.Key())
+			err = q.reject(m, queues.Rejected, s.Key(), qs.lim)
 		default:
 			err = m.Ack()
 		}
@@ -307,11 +309,20 @@ func (qs *qsub) handle(msg jetstream.Msg) {
 		return
 	}
 	redelivered := false
-	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
-		redelivered = true
-		if limit := qs.q.cfg.MaxDeliveries; limit > 0 && md.NumDelivered > uint64(limit) && !isDeadLetterQueue(qs.s.Key()) {
-			_ = qs.q.deadLetter(msg, m, queues.DeliveryLimit, qs.s.Key(), md.NumDelivered-1)
+	if md, err := msg.Metadata(); err == nil {
+		if qs.lim.ttl > 0 && time.Since(md.Timestamp) > qs.lim.ttl {
+			// Expired: dead-lettered (or discarded) at the head of the
+			// queue, when it would be delivered, as RabbitMQ's quorum
+			// queues do; counted either way.
+			_ = qs.q.reject(msg, queues.Expired, qs.s.Key(), qs.lim)
 			return
+		}
+		if md.NumDelivered > 1 {
+			redelivered = true
+			if limit := qs.lim.maxDeliveries; limit > 0 && md.NumDelivered > uint64(limit) {
+				_ = qs.q.reject(msg, queues.DeliveryLimit, qs.s.Key(), qs.lim)
+				return
+			}
 		}
 	}
 	qs.mu.Lock()

@@ -62,6 +62,10 @@ type QueueConfig struct {
 	// dead-lettered (or discarded) instead of delivered again; 0 is
 	// unlimited.
 	MaxDeliveries int
+	// Policies set max-length, TTL, dead-letter queue and delivery limit
+	// per queue pattern (the first match applies; queues_streams.go says
+	// where a policy with a max-length keeps its queues).
+	Policies []queues.Policy
 }
 
 func (c QueueConfig) withDefaults() QueueConfig {
@@ -111,9 +115,14 @@ type Queues struct {
 	ready atomic.Bool
 	// counts are the messages settled without another delivery.
 	counts queues.Counts
-	// depth is the bound per queue in force (the stream's), which differs
-	// from cfg.MaxDepth when a lower bound could not be applied.
-	depth atomic.Int64
+	// streams hold the queues: streams[0] every queue without a policy
+	// max-length, then one per policy with one; byPolicy is the index in
+	// streams of each policy's (queues_streams.go).
+	streams  []*qstream
+	byPolicy []int
+	// deadLetterQueues are the policies' dead-letter destinations, which
+	// have no dead-letter queue or delivery limit of their own.
+	deadLetterQueues map[string]bool
 
 	pendMu   sync.Mutex
 	pendAt   time.Time
@@ -164,7 +173,13 @@ func newQueues(js jetstream.JetStream, cfg QueueConfig, durable *syncer, log *sl
 		cancel()
 		return nil, fmt.Errorf("jetstream context for queue stores: %w", err)
 	}
-	q.depth.Store(int64(q.cfg.MaxDepth))
+	q.streams, q.byPolicy = q.cfg.streams()
+	q.deadLetterQueues = map[string]bool{}
+	for _, p := range q.cfg.Policies {
+		if p.DeadLetter != "" && p.DeadLetter != queues.DeadLetterOff {
+			q.deadLetterQueues[p.DeadLetter] = true
+		}
+	}
 	if durable != nil {
 		q.wg.Add(1)
 		go func() { defer q.wg.Done(); durable.run(ctx) }()
@@ -178,91 +193,6 @@ func newQueues(js jetstream.JetStream, cfg QueueConfig, durable *syncer, log *sl
 
 // Ready reports whether the stream exists and accepts messages.
 func (q *Queues) Ready() bool { return q.ready.Load() }
-
-func (q *Queues) streamConfig() jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:                 q.cfg.Stream,
-		Description:          "stompbus queues: one subject per /queue/ destination",
-		Subjects:             []string{queuePrefix + ".>"},
-		Retention:            jetstream.WorkQueuePolicy,
-		Storage:              jetstream.FileStorage,
-		Replicas:             q.cfg.Replicas,
-		Discard:              jetstream.DiscardNew,
-		DiscardNewPerSubject: true,
-		MaxMsgsPerSubject:    int64(q.cfg.MaxDepth),
-	}
-}
-
-// ensureStreamLoop creates (or updates) the stream, retrying while
-// JetStream is not available yet (a cluster waits for its quorum).
-func (q *Queues) ensureStreamLoop() {
-	defer q.wg.Done()
-	delay := 50 * time.Millisecond
-	for {
-		// Short attempts: a request made before the cluster has a leader
-		// gets no answer at all, and concurrent creates from several
-		// nodes may leave all but one unanswered.
-		ctx, cancel := context.WithTimeout(q.ctx, time.Second)
-		st, err := q.js.Stream(ctx, q.cfg.Stream)
-		if err == nil {
-			err = q.applyDepth(ctx, st)
-		} else {
-			_, err = q.js.CreateOrUpdateStream(ctx, q.streamConfig())
-		}
-		cancel()
-		if err == nil {
-			q.ready.Store(true)
-			q.log.Info("cluster queues ready", "stream", q.cfg.Stream, "replicas", q.cfg.Replicas)
-			return
-		}
-		q.log.Debug("cluster queues: stream not ready yet", "err", err)
-		select {
-		case <-q.ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, time.Second)
-	}
-}
-
-// applyDepth makes an existing stream hold this node's MaxDepth per queue,
-// so that a restart with another -max-queue-depth takes effect. JetStream
-// deletes the oldest messages of every subject over a lowered bound, so a
-// bound below what some queue holds is not applied: the node keeps the old
-// one, says so in an ERROR log line naming the queue, and its queue-full
-// ERRORs name the bound in force.
-func (q *Queues) applyDepth(ctx context.Context, st jetstream.Stream) error {
-	info := st.CachedInfo()
-	if info == nil {
-		return nil
-	}
-	was, want := info.Config.MaxMsgsPerSubject, int64(q.cfg.MaxDepth)
-	q.depth.Store(was)
-	if was == want {
-		return nil
-	}
-	if want < was || was <= 0 {
-		full, err := st.Info(ctx, jetstream.WithSubjectFilter(queuePrefix+".>"))
-		if err != nil {
-			return fmt.Errorf("count the queues' messages: %w", err)
-		}
-		for subj, n := range full.State.Subjects {
-			if int64(n) > want {
-				q.log.Error("cluster queues: max-queue-depth not lowered: a queue holds more messages than the new bound, and JetStream would delete the oldest; the old bound stays until the queue is below the new one and the node restarts",
-					"subject", subj, "holds", n, "new", want, "kept", was)
-				return nil
-			}
-		}
-	}
-	cfg := info.Config
-	cfg.MaxMsgsPerSubject = want
-	if _, err := q.js.UpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("update the queue stream's depth from %d to %d: %w", was, want, err)
-	}
-	q.depth.Store(want)
-	q.log.Info("cluster queues: depth per queue changed", "stream", q.cfg.Stream, "was", was, "now", want)
-	return nil
-}
 
 // progressLoop tells JetStream that messages held by live subscribers are
 // still being worked on, so they are not given to another node.
@@ -300,7 +230,8 @@ func (q *Queues) Enqueue(m *router.Message, done func(error)) error {
 	if err := q.storable(); err != nil {
 		return err
 	}
-	nm := &nats.Msg{Subject: subjectOf(queuePrefix, m.Key), Data: envelopeOf(m)}
+	st := q.place(m.Key)
+	nm := &nats.Msg{Subject: subjectOf(st.prefix, m.Key), Data: envelopeOf(m)}
 	if err := checkSubject(nm.Subject); err != nil {
 		return err
 	}
@@ -309,7 +240,7 @@ func (q *Queues) Enqueue(m *router.Message, done func(error)) error {
 		q.storeMu.Unlock()
 		return fmt.Errorf("%w: the node is shutting down", router.ErrUnavailable)
 	}
-	q.storing[nm] = store{key: m.Key, done: done}
+	q.storing[nm] = store{key: m.Key, st: st, done: done}
 	q.backlog = append(q.backlog, nm)
 	q.storeMu.Unlock()
 	select {
@@ -354,6 +285,7 @@ func (q *Queues) publishStore(nm *nats.Msg) {
 // store is an asynchronous store in flight.
 type store struct {
 	key  string
+	st   *qstream
 	done func(error)
 }
 
@@ -368,11 +300,11 @@ func (q *Queues) settle(nm *nats.Msg, err error) {
 		return
 	}
 	if err != nil {
-		st.done(q.storeError(st.key, err))
+		st.done(q.storeError(st.key, st.st, err))
 		return
 	}
 	if q.durable != nil {
-		q.durable.after(func(err error) {
+		q.durable.after(st.st.dir, func(err error) {
 			if err != nil {
 				err = fmt.Errorf("%w: stored, but not known to be on disk: %v", router.ErrUnavailable, err)
 			}
@@ -396,9 +328,10 @@ func (q *Queues) storable() error {
 }
 
 // storeError maps a failed JetStream publish to the router's errors.
-func (q *Queues) storeError(key string, err error) error {
+func (q *Queues) storeError(key string, st *qstream, err error) error {
 	if strings.Contains(err.Error(), "maximum messages per subject exceeded") {
-		return fmt.Errorf("%w: %s holds %d messages", router.ErrQueueFull, key, q.depth.Load())
+		q.counts.Refused()
+		return fmt.Errorf("%w: %s holds %d messages", router.ErrQueueFull, key, st.depth.Load())
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
 		// The outcome is unknown, and the client should know that.
@@ -426,24 +359,4 @@ func (q *Queues) close() {
 	for _, st := range left {
 		st.done(fmt.Errorf("%w: the node is shutting down", router.ErrUnavailable))
 	}
-}
-
-// pending returns the stream's message count, cached for a second.
-func (q *Queues) pending() uint64 {
-	q.pendMu.Lock()
-	defer q.pendMu.Unlock()
-	if !q.ready.Load() || time.Since(q.pendAt) < time.Second {
-		return q.pendMsgs
-	}
-	q.pendAt = time.Now()
-	ctx, cancel := context.WithTimeout(q.ctx, 500*time.Millisecond)
-	defer cancel()
-	st, err := q.js.Stream(ctx, q.cfg.Stream)
-	if err != nil {
-		return q.pendMsgs
-	}
-	if info := st.CachedInfo(); info != nil {
-		q.pendMsgs = info.State.Msgs
-	}
-	return q.pendMsgs
 }

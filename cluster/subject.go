@@ -35,7 +35,7 @@ const (
 // key before it reaches NATS, whatever path the key took.
 const (
 	natsControlLine = 4096
-	maxSubject      = len(queuePrefix) + router.MaxDestinationLength
+	maxSubject      = max(len(queuePrefix), policyPrefixLen) + router.MaxDestinationLength
 )
 
 // A static check: at least 1 KiB of the line is left around the subject.

@@ -29,18 +29,27 @@ import (
 // goroutine (run) does the fsyncs and calls the callbacks, which must not
 // block.
 type syncer struct {
-	dir string // the stream's msgs directory
+	dirs []*blockDir // one per queue stream (QueueConfig.streamNames)
 
 	mu      sync.Mutex
-	waiting []func(error)
+	waiting []waiter
 	kick    chan struct{}
 
-	// owned by run
+	done chan struct{}
+}
+
+// waiter is a store waiting for the flush of stream dir.
+type waiter struct {
+	dir  int
+	done func(error)
+}
+
+// blockDir is one stream's directory; owned by run.
+type blockDir struct {
+	dir    string // the stream's directory
 	files  map[string]*os.File
 	newest int  // highest block index seen by the last flush
 	first  bool // the next flush also syncs the stream's directories and meta files
-
-	done chan struct{}
 }
 
 // streamDir returns where the embedded server keeps stream's files, in
@@ -50,15 +59,21 @@ func streamDir(jsStoreDir, stream string) string {
 	return filepath.Join(jsStoreDir, "$G", "streams", stream)
 }
 
-func newSyncer(dir string) *syncer {
-	return &syncer{dir: dir, kick: make(chan struct{}, 1), files: map[string]*os.File{}, first: true, done: make(chan struct{})}
+// newSyncer flushes the streams whose directories are dirs.
+func newSyncer(dirs ...string) *syncer {
+	s := &syncer{kick: make(chan struct{}, 1), done: make(chan struct{})}
+	for _, d := range dirs {
+		s.dirs = append(s.dirs, &blockDir{dir: d, files: map[string]*os.File{}, first: true})
+	}
+	return s
 }
 
-// after calls done once every store confirmed before this call is on
-// disk, or with the error that prevented it.
-func (s *syncer) after(done func(error)) {
+// after calls done once every store of stream dir (an index in dirs)
+// confirmed before this call is on disk, or with the error that prevented
+// it.
+func (s *syncer) after(dir int, done func(error)) {
 	s.mu.Lock()
-	s.waiting = append(s.waiting, done)
+	s.waiting = append(s.waiting, waiter{dir: dir, done: done})
 	s.mu.Unlock()
 	select {
 	case s.kick <- struct{}{}:
@@ -71,8 +86,10 @@ func (s *syncer) after(done func(error)) {
 func (s *syncer) run(ctx context.Context) {
 	defer close(s.done)
 	defer func() {
-		for _, f := range s.files {
-			f.Close()
+		for _, d := range s.dirs {
+			for _, f := range d.files {
+				f.Close()
+			}
 		}
 	}()
 	for {
@@ -82,8 +99,8 @@ func (s *syncer) run(ctx context.Context) {
 			left := s.waiting
 			s.waiting = nil
 			s.mu.Unlock()
-			for _, d := range left {
-				d(errors.New("the node is shutting down before the store was flushed to disk"))
+			for _, w := range left {
+				w.done(errors.New("the node is shutting down before the store was flushed to disk"))
 			}
 			return
 		case <-s.kick:
@@ -95,12 +112,17 @@ func (s *syncer) run(ctx context.Context) {
 		if len(batch) == 0 {
 			continue
 		}
-		err := s.flush()
-		if err != nil {
-			err = fmt.Errorf("flush queue store to disk: %w", err)
-		}
-		for _, d := range batch {
-			d(err)
+		// Each stream with waiters is flushed once for the whole batch.
+		errs := make([]error, len(s.dirs))
+		flushed := make([]bool, len(s.dirs))
+		for _, w := range batch {
+			if !flushed[w.dir] {
+				flushed[w.dir] = true
+				if err := s.dirs[w.dir].flush(); err != nil {
+					errs[w.dir] = fmt.Errorf("flush queue store %s to disk: %w", filepath.Base(s.dirs[w.dir].dir), err)
+				}
+			}
+			w.done(errs[w.dir])
 		}
 	}
 }
@@ -108,7 +130,7 @@ func (s *syncer) run(ctx context.Context) {
 // flush fsyncs every block file from the newest one of the last flush on
 // (the stores since then are in those), and the directory when blocks
 // were added (so that their names survive too).
-func (s *syncer) flush() error {
+func (s *blockDir) flush() error {
 	msgs := filepath.Join(s.dir, "msgs")
 	ents, err := os.ReadDir(msgs)
 	if err != nil {
@@ -138,7 +160,7 @@ func (s *syncer) flush() error {
 		}
 		newest = max(newest, idx)
 		if idx >= s.newest {
-			if err := s.sync(f); err != nil {
+			if err := f.Sync(); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -172,15 +194,13 @@ func (s *syncer) flush() error {
 	return errors.Join(errs...)
 }
 
-func (s *syncer) sync(f *os.File) error { return f.Sync() }
-
-func (s *syncer) syncPath(p string) error {
+func (s *blockDir) syncPath(p string) error {
 	f, err := os.Open(p)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	return s.sync(f)
+	return f.Sync()
 }
 
 // blockIndex reads a message block's file name, "123.blk".

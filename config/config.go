@@ -52,28 +52,29 @@ type Config struct {
 	OTLPEndpoint string // otlp-endpoint: OTLP/HTTP URL spans of traced messages are sent to, empty = off (or OTEL_EXPORTER_OTLP_*)
 
 	// Limits.
-	MaxFrameSize     int            // max-frame-size: bytes of one frame
-	MaxHeaders       int            // max-headers: header lines of one frame
-	MaxHeaderLength  int            // max-header-length: bytes of one header line
-	MaxSubscriptions int            // max-subscriptions: per connection
-	MaxTransactions  int            // max-transactions: open per connection
-	MaxTxFrames      int            // max-tx-frames: frames held in a connection's transactions
-	MaxUnacked       int            // max-unacked: unacknowledged queue messages of one connection
-	HeartBeat        time.Duration  // heart-beat: server heart-beat offer, both directions
-	HeartBeatGrace   float64        // heart-beat-grace: multiple of the client interval before a drop
-	ConnectTimeout   time.Duration  // connect-timeout: wait for CONNECT
-	OutboxMaxBytes   int            // outbox-max-bytes: queued outgoing bytes before slow-consumer close
-	WriteTimeout     time.Duration  // write-timeout: one write to a client
-	MaxQueueDepth    int            // max-queue-depth: waiting messages of one /queue/
-	DefaultPrefetch  int            // default-prefetch: in-flight messages of a client-ack queue subscription
-	QueueAckWait     time.Duration  // queue-ack-wait: JetStream hands a message held by a silent node to another after this
-	QueueSync        string         // queue-sync: always (a queue RECEIPT means on disk) or interval
-	QueueSyncEvery   time.Duration  // queue-sync-interval: how often JetStream flushes to disk with queue-sync interval
-	QueueDeadLetter  bool           // queue-dead-letter: rejected and over-delivered messages go to /queue/<name>.dlq
-	QueueMaxDeliver  int            // queue-max-deliveries: deliveries of a message before it is dead-lettered; 0 unlimited
-	TopicHistory     []history.Rule // topic-history: kept topic destinations (PATTERN=COUNT[/AGE],...)
-	ReadBufferSize   int            // read-buffer-size: per connection
-	UpgradeTimeout   time.Duration  // upgrade-timeout: WebSocket handshake and HTTP request headers
+	MaxFrameSize     int             // max-frame-size: bytes of one frame
+	MaxHeaders       int             // max-headers: header lines of one frame
+	MaxHeaderLength  int             // max-header-length: bytes of one header line
+	MaxSubscriptions int             // max-subscriptions: per connection
+	MaxTransactions  int             // max-transactions: open per connection
+	MaxTxFrames      int             // max-tx-frames: frames held in a connection's transactions
+	MaxUnacked       int             // max-unacked: unacknowledged queue messages of one connection
+	HeartBeat        time.Duration   // heart-beat: server heart-beat offer, both directions
+	HeartBeatGrace   float64         // heart-beat-grace: multiple of the client interval before a drop
+	ConnectTimeout   time.Duration   // connect-timeout: wait for CONNECT
+	OutboxMaxBytes   int             // outbox-max-bytes: queued outgoing bytes before slow-consumer close
+	WriteTimeout     time.Duration   // write-timeout: one write to a client
+	MaxQueueDepth    int             // max-queue-depth: waiting messages of one /queue/
+	DefaultPrefetch  int             // default-prefetch: in-flight messages of a client-ack queue subscription
+	QueueAckWait     time.Duration   // queue-ack-wait: JetStream hands a message held by a silent node to another after this
+	QueueSync        string          // queue-sync: always (a queue RECEIPT means on disk) or interval
+	QueueSyncEvery   time.Duration   // queue-sync-interval: how often JetStream flushes to disk with queue-sync interval
+	QueueDeadLetter  bool            // queue-dead-letter: rejected and over-delivered messages go to /queue/<name>.dlq
+	QueueMaxDeliver  int             // queue-max-deliveries: deliveries of a message before it is dead-lettered; 0 unlimited
+	QueuePolicies    []queues.Policy // queue-policies: max-length, ttl, dead-letter, max-deliveries per queue pattern
+	TopicHistory     []history.Rule  // topic-history: kept topic destinations (PATTERN=COUNT[/AGE],...)
+	ReadBufferSize   int             // read-buffer-size: per connection
+	UpgradeTimeout   time.Duration   // upgrade-timeout: WebSocket handshake and HTTP request headers
 
 	// Connection limits (server.Limits).
 	MaxConnections      int           // max-connections: live connections of the node

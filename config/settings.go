@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/stompbus/stompbus/history"
+	"github.com/stompbus/stompbus/queues"
 	"github.com/stompbus/stompbus/server"
 )
 
@@ -155,6 +156,49 @@ func historyRules(key, usage string, f func(*Config) *[]history.Rule) setting {
 		},
 		show: func(c *Config) any { return history.FormatRules(*f(c)) },
 	}
+}
+
+// queuePolicies is a -queue-policies value (queues.ParsePolicies); a file
+// may give it as a string or a list of policies.
+func queuePolicies(key, usage string, f func(*Config) *[]queues.Policy) setting {
+	parse := func(c *Config, v string) error {
+		ps, err := queues.ParsePolicies(v)
+		if err != nil {
+			return err
+		}
+		*f(c) = ps
+		return nil
+	}
+	return setting{key: key, usage: usage,
+		set: parse,
+		setNode: func(c *Config, n *yaml.Node) error {
+			v, err := joinedList(n)
+			if err != nil {
+				return err
+			}
+			return parse(c, v)
+		},
+		show: func(c *Config) any { return queues.FormatPolicies(*f(c)) },
+	}
+}
+
+// joinedList reads a file value given as a comma-separated string or a
+// list of strings, as one comma-separated string.
+func joinedList(n *yaml.Node) (string, error) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		return n.Value, nil
+	case yaml.SequenceNode:
+		var parts []string
+		for _, it := range n.Content {
+			if it.Kind != yaml.ScalarNode {
+				return "", fmt.Errorf("line %d: list items must be strings", it.Line)
+			}
+			parts = append(parts, it.Value)
+		}
+		return strings.Join(parts, ","), nil
+	}
+	return "", errors.New("want a list or a comma-separated string")
 }
 
 // integer is an int of at least lo.
@@ -311,6 +355,7 @@ var settings = []setting{
 		func(c *Config) *string { return &c.QueueSync }, "always", "interval"),
 	onOff("queue-dead-letter", "on: a queue message rejected (NACK requeue:false) or delivered queue-max-deliveries times goes to /queue/<name>.dlq with x-dead-letter-reason, x-original-destination and x-delivery-count; off: it is discarded (counted either way)", func(c *Config) *bool { return &c.QueueDeadLetter }),
 	integer("queue-max-deliveries", "deliveries of a queue message before it is dead-lettered instead of delivered again (0: unlimited)", 0, func(c *Config) *int { return &c.QueueMaxDeliver }),
+	queuePolicies("queue-policies", "comma-separated PATTERN=KEY:VALUE[;KEY:VALUE...]: /queue/ destinations matching PATTERN (the first that matches) get max-length:N (a SEND to a full queue is refused, ERROR queue full), ttl:DURATION (an older message is dead-lettered with reason expired when it would be delivered), dead-letter:/queue/NAME or off (instead of /queue/<name>.dlq), max-deliveries:N (instead of queue-max-deliveries; 0 unlimited)", func(c *Config) *[]queues.Policy { return &c.QueuePolicies }),
 	duration("queue-sync-interval", "with queue-sync interval: how often JetStream flushes its files to disk", 10*time.Millisecond, func(c *Config) *time.Duration { return &c.QueueSyncEvery }),
 	size("read-buffer-size", "read buffer of each connection (bytes)", 512, func(c *Config) *int { return &c.ReadBufferSize }),
 	duration("upgrade-timeout", "bound on the WebSocket handshake and on reading HTTP request headers", 100*time.Millisecond, func(c *Config) *time.Duration { return &c.UpgradeTimeout }),

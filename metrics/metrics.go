@@ -227,6 +227,9 @@ type Cluster struct {
 	// QueueSettled returns the queue messages settled without another
 	// delivery for reason r: moved to a dead-letter queue, or discarded.
 	QueueSettled func(r queues.Reason) (deadLettered, discarded uint64)
+	// QueueRefused returns the queue SENDs refused because the queue was
+	// full.
+	QueueRefused func() uint64
 }
 
 // WatchCluster registers the cluster's counts; a single node calls it with
@@ -256,12 +259,18 @@ func (m *Metrics) WatchCluster(cl Cluster) {
 	for _, r := range queues.Reasons {
 		l := prometheus.Labels{"reason": r.String()}
 		if r != queues.DeadLetterFull {
-			m.counterFunc("queue_dead_lettered_total", "Queue messages moved to their dead-letter queue, by reason: rejected (NACK requeue:false) or delivery-limit (-queue-max-deliveries).", l,
+			m.counterFunc("queue_dead_lettered_total", "Queue messages moved to their dead-letter queue, by reason: rejected (NACK requeue:false), delivery-limit (-queue-max-deliveries) or expired (a queue policy's ttl).", l,
 				func() float64 { n, _ := settled(r); return float64(n) })
 		}
-		m.counterFunc("queue_discarded_total", "Queue messages dropped without another delivery, by reason: rejected or delivery-limit with no dead-letter queue, or dead-letter-full (their dead-letter queue was full).", l,
+		m.counterFunc("queue_discarded_total", "Queue messages dropped without another delivery, by reason: rejected, delivery-limit or expired with no dead-letter queue, or dead-letter-full (their dead-letter queue was full).", l,
 			func() float64 { _, n := settled(r); return float64(n) })
 	}
+	refused := cl.QueueRefused
+	if refused == nil {
+		refused = func() uint64 { return 0 }
+	}
+	m.counterFunc("queue_refused_total", "Queue SENDs (and dead letters) refused because their queue was full (-max-queue-depth or a queue policy's max-length); a client SEND gets ERROR queue full.", nil,
+		func() float64 { return float64(refused()) })
 	if cl.Leads != nil {
 		b := func(v bool) float64 {
 			if v {

@@ -178,10 +178,11 @@ func (n *node) startCluster() error {
 		NATSURLs:    cfg.NATS,
 		RouteListen: cfg.ClusterListen,
 		Routes:      cfg.ClusterRoutes,
-		Queues:      cluster.QueueConfig{MaxDepth: cfg.MaxQueueDepth, AckWait: cfg.QueueAckWait, DeadLetter: cfg.QueueDeadLetter, MaxDeliveries: cfg.QueueMaxDeliver},
-		SyncAlways:  cfg.QueueSync == "always",
-		SyncEvery:   cfg.QueueSyncEvery,
-		Log:         n.log,
+		Queues: cluster.QueueConfig{MaxDepth: cfg.MaxQueueDepth, AckWait: cfg.QueueAckWait, DeadLetter: cfg.QueueDeadLetter, MaxDeliveries: cfg.QueueMaxDeliver,
+			Policies: cfg.QueuePolicies},
+		SyncAlways: cfg.QueueSync == "always",
+		SyncEvery:  cfg.QueueSyncEvery,
+		Log:        n.log,
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
@@ -237,6 +238,7 @@ func (n *node) watch(m *metrics.Metrics) {
 		QueuePending: n.cl.QueuePending,
 		Leads:        n.cl.Leads,
 		QueueSettled: n.cl.Settled,
+		QueueRefused: n.cl.Refused,
 	})
 }
 

@@ -20,8 +20,10 @@ import (
 // TestReceiptAfterFsync proves the durability of a queue RECEIPT on a
 // single node from the broker's system calls: strace records every write,
 // writev and fsync of the broker, and for each of 40 SENDs (one at a time,
-// each with a receipt) an fsync must complete after the write that put the
-// message in JetStream's file and before the write that sends its RECEIPT.
+// each with a receipt, every other one to a queue of a policy with a
+// max-length and so of another stream) an fsync must complete after the
+// write that put the message in JetStream's file and before the write
+// that sends its RECEIPT.
 // The same test with -queue-sync interval must find RECEIPTs without such
 // an fsync (which shows the check can fail).
 func TestReceiptAfterFsync(t *testing.T) {
@@ -60,7 +62,10 @@ func traceReceipts(t *testing.T, bin, mode string, n int) traced {
 	trace := filepath.Join(dir, "strace.log")
 	cmd := exec.Command("strace", "-f", "-qq", "-s", "256", "-y", "-e", "trace=write,pwrite64,writev,fsync,fdatasync", "-o", trace,
 		bin, "-node", "s1", "-data", filepath.Join(dir, "data"), "-stomp", "127.0.0.1:0", "-http", "127.0.0.1:0",
-		"-queue-sync", mode, "-queue-sync-interval", "1s")
+		"-queue-sync", mode, "-queue-sync-interval", "1s",
+		// Every other message goes to a queue of a policy with a
+		// max-length, kept in a stream of its own: its fsync is checked too.
+		"-queue-policies", "/queue/durable.bounded=max-length:1000")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +126,8 @@ func traceReceipts(t *testing.T, bin, mode string, n int) traced {
 		// The body and the receipt id name the message; go-stomp makes the
 		// receipt id itself, so the body carries the sequence and the
 		// RECEIPT is matched by order (one SEND at a time).
-		if err := c.Send("/queue/durable", "text/plain", []byte(fmt.Sprintf("durable-%s-%03d", mode, i)), stomp.SendOpt.Receipt); err != nil {
+		dest := []string{"/queue/durable", "/queue/durable.bounded"}[i%2]
+		if err := c.Send(dest, "text/plain", []byte(fmt.Sprintf("durable-%s-%03d", mode, i)), stomp.SendOpt.Receipt); err != nil {
 			t.Fatalf("send %d: %v", i, err)
 		}
 	}
