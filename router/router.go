@@ -27,6 +27,9 @@ type Config struct {
 	// History, when set, keeps the messages of some topic destinations
 	// (package history); nil keeps none.
 	History History
+	// Durables, when set, keeps the durable topic subscriptions (package
+	// durable); nil refuses them.
+	Durables Durables
 	// Tracer, when set, records the bus spans of traced messages
 	// (Message.Trace); nil records nothing and costs nothing.
 	Tracer *tracing.Tracer
@@ -124,6 +127,24 @@ type History interface {
 	// index order per key. Neither blocks.
 	Listen(key string)
 	Unlisten(key string)
+}
+
+// Durables keeps durable topic subscriptions (package durable): a topic
+// message that some durable subscription follows is captured (stored for
+// it) by the node it was published on, and an attached durable
+// subscription is consumed like a queue, its messages coming from the
+// store and never from the router's index. No method blocks: Captures is
+// called for every topic message and must be cheap and not allocate;
+// Capture hands the message to the store and returns.
+type Durables interface {
+	Captures(key string) bool
+	Capture(m *Message)
+	// Consume, Ack, Cancel and Holds are those of Queues, for a
+	// subscription whose Durable is set.
+	Consume(s *Subscription, deliver func(m *Message, redelivered bool) bool) error
+	Ack(s *Subscription, id []byte, o Outcome) error
+	Cancel(s *Subscription)
+	Holds(s *Subscription, id []byte) bool
 }
 
 // Replay is a topic subscription's consumer while it catches up from
@@ -276,6 +297,9 @@ func checkName(dest string) error {
 // Subscribe registers s for key (from ResolveSubscribe).
 func (r *Router) Subscribe(s *Subscription, kind Kind, key string) error {
 	s.key, s.kind = key, kind
+	if s.Durable != "" {
+		return r.subscribeDurable(s)
+	}
 	if kind == Queue {
 		qs := r.cfg.Queues
 		if qs == nil {
@@ -323,6 +347,36 @@ func (r *Router) Subscribe(s *Subscription, kind Kind, key string) error {
 	return nil
 }
 
+// subscribeDurable attaches durable subscription s: its messages come
+// from the durable store, never from the index.
+func (r *Router) subscribeDurable(s *Subscription) error {
+	ds := r.cfg.Durables
+	if ds == nil || s.kind != Topic {
+		return errNoDurables
+	}
+	if err := ds.Consume(s, func(m *Message, redelivered bool) bool {
+		if !s.Consumer.Deliver(s, m, redelivered, nil) {
+			return false
+		}
+		r.stats.delivered[Topic].Add(1)
+		return true
+	}); err != nil {
+		return fmt.Errorf("consume durable subscription %s: %w", s.ID, err)
+	}
+	r.nqsubs.Add(1)
+	return nil
+}
+
+var errNoDurables = fmt.Errorf("%w: this node keeps no durable topic subscriptions", ErrUnavailable)
+
+// capture stores a topic message for the durable subscriptions that
+// follow its destination, if any.
+func (r *Router) capture(m *Message) {
+	if ds := r.cfg.Durables; ds != nil && m.Kind == Topic && ds.Captures(m.Key) {
+		ds.Capture(m)
+	}
+}
+
 // histListens reports whether subscriptions to key may receive kept
 // messages: a kept literal topic, or any topic pattern.
 func (r *Router) histListens(kind Kind, key string, wildcard bool) bool {
@@ -336,6 +390,11 @@ func (r *Router) listenLock(key string) *sync.Mutex {
 // Unsubscribe removes s. Unacknowledged queue messages of s are returned
 // to the queue and delivered again, marked redelivered.
 func (r *Router) Unsubscribe(s *Subscription) {
+	if s.Durable != "" {
+		r.nqsubs.Add(-1)
+		r.cfg.Durables.Cancel(s) // Subscribe refused durables without it
+		return
+	}
 	if s.kind == Queue {
 		r.nqsubs.Add(-1)
 		r.cfg.Queues.Cancel(s) // Subscribe refused queues without it
@@ -384,6 +443,7 @@ func (r *Router) Publish(m *Message) (int, error) {
 // once): a session publishing the SENDs of one read passes its own and
 // flushes it after the read, so each writer is woken once.
 func (r *Router) PublishBatched(m *Message, f *outbox.Flusher) (int, error) {
+	r.capture(m)
 	if m.Kind == Topic && r.hist != nil && r.hist.Keeps(m.Key) {
 		r.stats.published[Topic].Add(1)
 		if err := r.hist.Append(m, nil); err != nil {
@@ -407,6 +467,7 @@ func (r *Router) PublishBatched(m *Message, f *outbox.Flusher) (int, error) {
 // A message to a topic that keeps history is stored the same way
 // (History.Append).
 func (r *Router) Enqueue(m *Message, done func(error)) error {
+	r.capture(m)
 	if m.Kind == Topic && r.hist != nil && r.hist.Keeps(m.Key) {
 		r.stats.published[Topic].Add(1)
 		if err := r.hist.Append(m, done); err != nil {
@@ -497,6 +558,9 @@ func (r *Router) deliverLocal(m *Message, f *outbox.Flusher) int {
 // NACK: Requeue, or Reject with requeue:false). Topic subscriptions accept
 // any ack.
 func (r *Router) Ack(s *Subscription, id []byte, o Outcome) error {
+	if s.Durable != "" {
+		return r.cfg.Durables.Ack(s, id, o)
+	}
 	if s.kind != Queue {
 		return nil
 	}
@@ -508,5 +572,8 @@ func (r *Router) Ack(s *Subscription, id []byte, o Outcome) error {
 
 // Holds reports whether queue subscription s has message id in flight.
 func (r *Router) Holds(s *Subscription, id []byte) bool {
+	if s.Durable != "" {
+		return r.cfg.Durables.Holds(s, id)
+	}
 	return s.kind == Queue && r.cfg.Queues != nil && r.cfg.Queues.Holds(s, id)
 }

@@ -71,6 +71,9 @@ type Subscription struct {
 	// Head is the consumer's own encoding of its per-subscription header
 	// line ("subscription:<id>\n", escaped for its version), made once.
 	Head []byte
+	// Durable names the durable topic subscription this one attaches to
+	// (package durable); "" for any other subscription.
+	Durable string
 
 	key      string
 	kind     Kind

@@ -192,6 +192,9 @@ type Env struct {
 	// History, when set, resumes topic subscriptions from kept messages
 	// (SUBSCRIBE x-stream-offset); nil: the node keeps no history.
 	History History
+	// Durables, when set, keeps durable topic subscriptions (SUBSCRIBE
+	// durable:true, durable.go); nil refuses them.
+	Durables Durables
 	// Hook, when set, is the application's backend deciding CONNECT,
 	// SUBSCRIBE and SEND (hook.go); nil: no backend is asked.
 	Hook Hook

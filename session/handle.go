@@ -386,11 +386,18 @@ func (s *Session) subscribe(f *frame.Frame) error {
 	if err != nil {
 		return destinationError(err)
 	}
+	dur, err := s.durableSubscribe(f, kind)
+	if err != nil {
+		return err
+	}
 	if err := s.allow(Subscribe, dest); err != nil {
 		return err
 	}
 	if err := s.hookAllow(Subscribe, dest, f); err != nil {
 		return err
+	}
+	if dur {
+		return s.subscribeDurable(f, id, dest, key, mode, prefetch)
 	}
 	replay, err := s.resume(f, kind, key)
 	if err != nil {
@@ -485,6 +492,9 @@ func (s *Session) unsubscribe(f *frame.Frame) error {
 		return errorf("missing header", "UNSUBSCRIBE requires an id header")
 	}
 	sub := s.subs.byID(id)
+	if del, err := s.durableUnsubscribe(f, sub); err != nil || del {
+		return err
+	}
 	if sub == nil {
 		return errorf("unknown subscription", "no subscription with id %q on this connection", id)
 	}

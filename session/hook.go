@@ -120,6 +120,11 @@ type grant struct {
 	dest   string
 }
 
+// mayHold reports whether a frame may hold the session's reading: with a
+// backend hook, or durable subscriptions (durable.go), which use the same
+// hold-and-answer path.
+func (s *Session) mayHold() bool { return s.env.Hook != nil || s.env.Durables != nil }
+
 // errHold stops the parser on a frame that waits for the backend.
 var errHold = errors.New("waiting for the backend")
 

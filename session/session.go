@@ -145,7 +145,7 @@ func (s *Session) Feed(data []byte) error {
 		return errClosed
 	}
 	s.lastRead.Store(s.env.Now().UnixNano())
-	if s.env.Hook != nil {
+	if s.mayHold() {
 		if s.hk.holding(data) {
 			return nil // the backend has not answered yet (hook.go)
 		}
@@ -221,7 +221,7 @@ func (s *Session) fail(e *Error) {
 // subscriptions are removed, unacknowledged queue messages are returned to
 // their queues, open transactions are dropped. The transport calls it once.
 func (s *Session) Close() {
-	if s.env.Hook != nil {
+	if s.mayHold() {
 		s.hk.read.Lock()
 		defer s.hk.read.Unlock()
 		s.stopHook()

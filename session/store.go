@@ -217,7 +217,7 @@ func (s *Session) reply(b []byte, close bool, code outbox.CloseCode, reason erro
 // Info.Resume is called once they are down to resumeStores. The transport
 // asks after each Feed.
 func (s *Session) Paused() bool {
-	if s.env.Hook != nil && s.hookPaused() {
+	if s.mayHold() && s.hookPaused() {
 		return true
 	}
 	o := &s.ord

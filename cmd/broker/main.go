@@ -32,6 +32,7 @@ import (
 	"github.com/stompbus/stompbus/auth"
 	"github.com/stompbus/stompbus/cluster"
 	"github.com/stompbus/stompbus/config"
+	"github.com/stompbus/stompbus/durable"
 	"github.com/stompbus/stompbus/history"
 	"github.com/stompbus/stompbus/hook"
 	"github.com/stompbus/stompbus/httpapi"
@@ -101,6 +102,7 @@ type node struct {
 	srv      *server.Server
 	cl       *cluster.Cluster
 	hist     *history.Store // nil without -topic-history
+	durs     *durable.Store
 	pres     *presence.Tracker
 	ops      *cluster.Ops[httpapi.NodeStats]
 	debug    *http.Server // -debug-listen, or nil
@@ -147,6 +149,9 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 			return nil, err
 		}
 		e.Hook = hc
+	}
+	if err := n.durs.Register(m.Registerer()); err != nil {
+		return nil, fmt.Errorf("durable subscription metrics: %w", err)
 	}
 	scfg.Outbox.OnWrite = m.ObserveWrite
 	n.srv = server.New(scfg, e, log)
@@ -206,10 +211,16 @@ func (n *node) sessionEnv(version string, authn session.Authenticator, authz ses
 		n.hist = history.New(n.cl.JetStream(), history.Config{Rules: cfg.TopicHistory, Replicas: n.cl.Replicas(), Log: log})
 		rcfg.History = n.hist
 	}
+	n.durs, err = durable.New(n.cl.JetStream(), durable.Config{Replicas: n.cl.Replicas(), MaxDepth: cfg.MaxQueueDepth, AckWait: cfg.QueueAckWait, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	rcfg.Durables = n.durs
 	r := n.cl.NewRouter(rcfg)
 	e := session.NewEnv(cfg.Node, r, cfg.Session("stompbus/"+version), authn, log)
 	e.Authz = authz
 	e.Tracer = tracer
+	e.Durables = n.durs
 	if n.hist != nil {
 		n.hist.Attach(r)
 		e.History = n.hist
@@ -218,7 +229,7 @@ func (n *node) sessionEnv(version string, authn session.Authenticator, authz ses
 		Shared: presence.NewJetStreamLog(n.cl.JetStream(), presence.JetStreamConfig{Replicas: n.cl.Replicas()})})
 	e.OnConnect, e.OnClose = n.pres.OnConnect, n.pres.OnClose
 	if standalone := len(cfg.NATS) == 0 && len(cfg.ClusterRoutes) == 0; standalone {
-		waitReady(func() bool { return n.cl.Ready() && n.pres.Ready() && n.histReady() }, standaloneReadyWait)
+		waitReady(func() bool { return n.cl.Ready() && n.pres.Ready() && n.histReady() && n.durs.Ready() }, standaloneReadyWait)
 	}
 	return e, nil
 }
@@ -294,6 +305,9 @@ func (n *node) closeCluster() {
 	if n.hist != nil {
 		n.hist.Close()
 	}
+	if n.durs != nil {
+		n.durs.Close()
+	}
 	if n.pres != nil {
 		_ = n.pres.Close()
 	}
@@ -345,7 +359,7 @@ func buildAuth(cfg *config.Config, log *slog.Logger) (session.Authenticator, ses
 // can deliver cluster-wide (NATS connected, queues, presence and topic
 // history available).
 func (n *node) ready() bool {
-	return !n.draining.Load() && n.cl.Ready() && n.pres.Ready() && n.histReady()
+	return !n.draining.Load() && n.cl.Ready() && n.pres.Ready() && n.histReady() && n.durs.Ready()
 }
 
 // histReady reports whether the topic history's streams exist (true
