@@ -1,7 +1,6 @@
 package durable
 
 import (
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -98,13 +97,6 @@ func (g *registry) remove(name string) {
 	g.rebuild()
 }
 
-func (g *registry) get(name string) (entry, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	e, ok := g.entries[name]
-	return e, ok
-}
-
 func (g *registry) len() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -148,6 +140,3 @@ func (g *registry) captures(key string) bool {
 	}
 	return false
 }
-
-// isTopic reports whether dest is a /topic/ destination.
-func isTopic(dest string) bool { return strings.HasPrefix(dest, router.TopicPrefix) }
