@@ -71,7 +71,11 @@ type Cluster struct {
 	js     jetstream.JetStream
 	queues *Queues
 	bus    atomic.Pointer[NATSBus]
-	closed atomic.Bool
+	// lease is how long the bus's verdicts on other nodes' interest last,
+	// warmup how long after NewRouter the bus asks for none (interestLease
+	// both; tests change them before NewRouter).
+	lease, warmup time.Duration
+	closed        atomic.Bool
 	// connClosed is closed when the NATS connection is (after Drain).
 	connClosed chan struct{}
 	// jsOK is whether JetStream answered the last health check.
@@ -90,7 +94,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.ClusterName == "" {
 		cfg.ClusterName = "stompbus"
 	}
-	c := &Cluster{cfg: cfg, log: cfg.Log.With("component", "cluster"), connClosed: make(chan struct{})}
+	c := &Cluster{cfg: cfg, log: cfg.Log.With("component", "cluster"), connClosed: make(chan struct{}), lease: interestLease, warmup: interestLease}
 	opts := c.natsOptions()
 	var err error
 	if len(cfg.NATSURLs) > 0 {
@@ -178,6 +182,9 @@ func (c *Cluster) natsOptions() []nats.Option {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			failed.Store(0)
+			if b := c.bus.Load(); b != nil {
+				b.reconnected()
+			}
 			c.log.Info("cluster bus up: reconnected to NATS", "url", nc.ConnectedUrlRedacted())
 		}),
 		// With RetryOnFailedConnect, the first successful connection after
@@ -196,6 +203,9 @@ func (c *Cluster) natsOptions() []nats.Option {
 			subj := ""
 			if s != nil {
 				subj = s.Subject
+			}
+			if b := c.bus.Load(); b != nil && errors.Is(err, nats.ErrSlowConsumer) {
+				b.lost(s)
 			}
 			c.log.Warn("cluster bus error", "subject", subj, "err", err)
 		}),
@@ -312,21 +322,7 @@ func (c *Cluster) NewRouter(cfg router.Config) *router.Router {
 	if cfg.DefaultPrefetch > 0 && c.cfg.Queues.DefaultPrefetch == 0 {
 		c.queues.cfg.DefaultPrefetch = cfg.DefaultPrefetch
 	}
-	b := newNATSBus(c.nc, c.log)
-	if srv := c.srv; srv != nil {
-		// A node whose embedded server has no route, no leaf node and no
-		// other client is a cluster of one: topic messages stay home.
-		// Once another node or client appears, everything is published
-		// again (what was published before could not have reached it).
-		// Routes and leaf nodes are counted on a timer (each count takes
-		// the server's global lock); clients per SEND, under the global
-		// account's read lock only, so one that has just subscribed gets
-		// the next message.
-		acc := srv.GlobalAccount()
-		b.watchAlone(func() bool {
-			return srv.NumRoutes() == 0 && srv.NumLeafNodes() == 0
-		}, func() bool { return acc.NumLocalConnections() <= 1 })
-	}
+	b := newNATSBus(c.nc, c.log, c.lease, c.warmup)
 	cfg.Queues = c.queues
 	r := router.New(cfg, b)
 	c.bus.Store(b)

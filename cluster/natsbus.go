@@ -40,15 +40,15 @@ type NATSBus struct {
 	// envelopes are reusable encoding buffers for Publish.
 	envelopes sync.Pool
 
-	// alone and aloneHere say that nobody but this node can receive what
-	// it publishes: its in-process NATS server has no routes and no leaf
-	// nodes (alone, refreshed by watchAlone on a timer) and no client but
-	// this node's connection (aloneHere, asked per publish while alone).
-	// Publish then sends nothing, which spares a lone node a NATS round
-	// per SEND and takes none of the server's global locks.
-	alone     atomic.Bool
-	aloneHere func() bool
-	skipped   atomic.Uint64
+	// view says which keys no other node listens for: Publish sends
+	// nothing for them (interest.go).
+	view *interestView
+	// inbox receives NATS's no-responders answers to probes; notices is
+	// the subscription to other nodes' announcements.
+	inbox   string
+	notices *nats.Subscription
+	// quiet counts the publishes not sent because nobody else listened.
+	quiet atomic.Uint64
 }
 
 var _ router.Bus = (*NATSBus)(nil)
@@ -63,8 +63,11 @@ const (
 )
 
 // newNATSBus returns a bus on nc; a router registers itself as its handler
-// before any Listen.
-func newNATSBus(nc *nats.Conn, log *slog.Logger) *NATSBus {
+// before any Listen. With lease > 0 the bus keeps a view of other nodes'
+// interest (interest.go) and publishes only keys someone else listens
+// for, from warmup on; should its subscriptions fail, it publishes
+// everything.
+func newNATSBus(nc *nats.Conn, log *slog.Logger, lease, warmup time.Duration) *NATSBus {
 	b := &NATSBus{nc: nc, log: log, subs: make(map[string][]*nats.Subscription),
 		keys: make(map[*nats.Subscription]string), seed: maphash.MakeSeed(), done: make(chan struct{})}
 	b.envelopes.New = func() any { e := make([]byte, 0, 1024); return &e }
@@ -74,22 +77,93 @@ func newNATSBus(nc *nats.Conn, log *slog.Logger) *NATSBus {
 		b.wg.Add(1)
 		go b.dispatch(ch)
 	}
+	if lease > 0 {
+		if err := b.watchInterest(lease, warmup); err != nil {
+			log.Warn("cluster bus: every topic message is published to NATS, whether another node listens or not", "err", err)
+		}
+	}
 	return b
 }
 
-// Publish sends m once to its key's subject.
-func (b *NATSBus) Publish(m *router.Message) error {
-	if b.alone.Load() && b.aloneHere() {
-		b.skipped.Add(1)
-		return nil
+// watchInterest starts the interest view: the subscriptions for NATS's
+// no-responders answers and for other nodes' notices, and the goroutine
+// that keeps the view's clock and sweeps it.
+func (b *NATSBus) watchInterest(lease, warmup time.Duration) error {
+	v := newInterestView(lease, warmup)
+	b.inbox = b.nc.NewInbox()
+	answers, err := b.nc.Subscribe(b.inbox, func(msg *nats.Msg) {
+		// nats.go puts a status line in the Status header.
+		if msg.Header.Get("Status") == "503" {
+			v.noResponders(msg.Header.Get("Nats-Subject"))
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe to probe answers: %w", err)
 	}
-	subj := subjectOf(keyPrefix, m.Key)
-	if err := checkSubject(subj); err != nil {
-		return err
+	notices, err := b.nc.Subscribe(interestSubject, func(msg *nats.Msg) { v.listened(string(msg.Data)) })
+	if err != nil {
+		_ = answers.Unsubscribe()
+		return fmt.Errorf("subscribe to %s: %w", interestSubject, err)
+	}
+	b.notices = notices
+	b.view = v
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		t := time.NewTicker(interestTick)
+		defer t.Stop()
+		for i := 1; ; i++ {
+			select {
+			case <-b.done:
+				return
+			case <-t.C:
+			}
+			if time.Duration(i)*interestTick >= lease {
+				v.sweep()
+				i = 0
+			} else {
+				v.tick()
+			}
+		}
+	}()
+	return nil
+}
+
+// interestTick is the resolution of the interest view's clock.
+const interestTick = 100 * time.Millisecond
+
+// Publish sends m once to its key's subject, unless no other node
+// listens for it.
+func (b *NATSBus) Publish(m *router.Message) error {
+	v := b.view
+	var e *interest
+	if v != nil {
+		e = v.lookup(m.Key)
+		if v.quiet(e) {
+			b.quiet.Add(1)
+			return nil
+		}
+	}
+	var subj string
+	if e != nil {
+		subj = e.subject
+	} else {
+		subj = subjectOf(keyPrefix, m.Key)
+		if err := checkSubject(subj); err != nil {
+			return err
+		}
+		if v != nil {
+			e = v.entry(m.Key, subj)
+		}
 	}
 	bp := b.envelopes.Get().(*[]byte)
 	env := appendEnvelope((*bp)[:0], m)
-	err := b.nc.Publish(subj, env) // copies env into the connection's buffer
+	var err error // nats.go copies env into the connection's buffer
+	if e != nil && v.probe(e) {
+		err = b.nc.PublishRequest(subj, b.inbox, env)
+	} else {
+		err = b.nc.Publish(subj, env)
+	}
 	if cap(env) <= maxPooledEnvelope {
 		*bp = env
 		b.envelopes.Put(bp)
@@ -99,6 +173,44 @@ func (b *NATSBus) Publish(m *router.Message) error {
 	}
 	b.out.Add(1)
 	return nil
+}
+
+// announce tells the other nodes that this one listens for key, after its
+// subscriptions (see interestView).
+func (b *NATSBus) announce(key string) {
+	if b.view == nil {
+		return
+	}
+	if err := b.nc.Publish(interestSubject, []byte(key)); err != nil {
+		b.log.Warn("cluster bus: could not announce a key; other nodes publish it within the interest lease", "key", key, "err", err)
+	}
+}
+
+// reconnected is called when the node's NATS connection is back: what the
+// view heard before may be stale, and what this node announced may have
+// been missed.
+func (b *NATSBus) reconnected() {
+	if b.view == nil {
+		return
+	}
+	b.view.forget()
+	b.mu.RLock()
+	keys := make([]string, 0, len(b.subs))
+	for k := range b.subs {
+		keys = append(keys, k)
+	}
+	b.mu.RUnlock()
+	for _, k := range keys {
+		b.announce(k)
+	}
+}
+
+// lost is called when NATS dropped messages of s (a slow consumer): a
+// dropped notice ends every verdict.
+func (b *NATSBus) lost(s *nats.Subscription) {
+	if b.view != nil && s != nil && s == b.notices {
+		b.view.forget()
+	}
 }
 
 // Listen subscribes to the subjects of key (idempotent).
@@ -128,6 +240,7 @@ func (b *NATSBus) Listen(key string) error {
 		subs = append(subs, s)
 	}
 	b.subs[key] = subs
+	b.announce(key)
 	return nil
 }
 
@@ -205,32 +318,6 @@ func (b *NATSBus) decode(batch []router.Remote, msg *nats.Msg) []router.Remote {
 // RegisterHandler sets who receives what other nodes publish (router.New
 // calls it, before any Listen).
 func (b *NATSBus) RegisterHandler(h router.BusHandler) { b.h = h }
-
-// aloneEvery is how often watchAlone asks the server whether the node is
-// alone: a node or client that appears is published to within this.
-const aloneEvery = 100 * time.Millisecond
-
-// watchAlone keeps alone up to date with check (which may take the
-// embedded server's locks) until the bus stops; here is asked per publish
-// while alone.
-func (b *NATSBus) watchAlone(check, here func() bool) {
-	b.aloneHere = here
-	b.alone.Store(check())
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		t := time.NewTicker(aloneEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-b.done:
-				return
-			case <-t.C:
-				b.alone.Store(check())
-			}
-		}
-	}()
-}
 
 // stop ends the dispatchers (after the connection is closed).
 func (b *NATSBus) stop() {
