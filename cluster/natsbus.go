@@ -15,7 +15,8 @@ import (
 
 // NATSBus carries topic and user messages over core NATS (a router.Bus).
 // The connection must be made with nats.NoEcho so that a node never
-// receives what it published itself.
+// receives what it published itself (and so that NATS answers a probe
+// with "no responders" when only this node listens: interest.go).
 //
 // A node may listen for very many keys (one per user with a /user/...
 // subscription), so NATS subscriptions deliver into a few shared channels,
