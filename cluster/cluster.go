@@ -159,6 +159,9 @@ func (c *Cluster) natsOptions() []nats.Option {
 	// (about a minute at ReconnectWait), so an unreachable NATS is named
 	// at once and then ever less often.
 	var failed atomic.Int64
+	// Read once: Start writes c.cfg again while nats.go may already be
+	// retrying in the background.
+	urls := redactedURLs(c.cfg.NATSURLs)
 	return []nats.Option{
 		nats.ClosedHandler(func(nc *nats.Conn) {
 			if !c.closed.Load() {
@@ -196,7 +199,7 @@ func (c *Cluster) natsOptions() []nats.Option {
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
 			if n := failed.Add(1); !c.closed.Load() && (n&(n-1) == 0 || n%256 == 0) {
-				c.log.Warn("cluster bus: NATS unreachable, retrying", "urls", redactedURLs(c.cfg.NATSURLs), "attempt", n, "err", err)
+				c.log.Warn("cluster bus: NATS unreachable, retrying", "urls", urls, "attempt", n, "err", err)
 			}
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
