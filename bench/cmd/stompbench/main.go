@@ -1,11 +1,13 @@
-// Command stompbench drives a STOMP broker (over WebSocket or TCP) through
-// one benchmark scenario and appends the result as a JSON line:
+// Command stompbench drives a STOMP broker (over WebSocket or TCP), or
+// Centrifugo (-protocol centrifugo), through one benchmark scenario and
+// appends the result as a JSON line:
 //
 //	stompbench -scenario fanout -target stompbus -url ws://127.0.0.1:8080/ws -pid 1234 -subs 1000 -out results.jsonl
 //
 // -target ceiling with no -url runs the in-process gobwas/ws fan-out server
 // (the load program's own ceiling). Scenarios: idle, fanout, pairs, queue,
-// slow, crossnode. See docs/bench.md.
+// slow, crossnode, fixed (fanout at a fraction of a reference rate). See
+// docs/bench.md.
 package main
 
 import (
@@ -33,7 +35,7 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("stompbench", flag.ContinueOnError)
-	scenario := fs.String("scenario", "fanout", "idle, fanout, pairs, queue, slow or crossnode")
+	scenario := fs.String("scenario", "fanout", "idle, fanout, pairs, queue, slow, crossnode, fixed or fanout-history (fanout, labelled as run against a broker that keeps the topic's history)")
 	var t load.Target
 	fs.StringVar(&t.Name, "target", "stompbus", "name of the broker in the results (ceiling: run the in-process ceiling server)")
 	fs.StringVar(&t.URL, "url", "", "broker URL: ws://host:port/path or tcp://host:port")
@@ -42,6 +44,7 @@ func run(args []string) error {
 	fs.StringVar(&t.Login, "login", "guest", "CONNECT login")
 	fs.StringVar(&t.Passcode, "passcode", "guest", "CONNECT passcode")
 	fs.StringVar(&t.Host, "host", "/", "CONNECT host (RabbitMQ's vhost)")
+	fs.StringVar(&t.Protocol, "protocol", load.ProtoSTOMP, "what the clients speak: stomp, or centrifugo (Centrifugo's client protocol, JSON, over ws://host:port/connection/websocket; every scenario but queue)")
 	sources := fs.Int("sources", 1, "spread connections over this many source addresses 127.0.0.1..")
 	mode := fs.String("mode", "", "label stored with the result (quick, full)")
 	out := fs.String("out", "", "append the JSON result to this file (default stdout)")
@@ -62,6 +65,9 @@ func run(args []string) error {
 	fs.Float64Var(&tc.SlowFraction, "slow-fraction", 0.01, "slow: fraction of subscribers that stop reading")
 	rate := fs.Float64("rate", 0, "fanout, crossnode: one fixed-rate run of -hold at this many deliveries/s instead of the search; slow: offered deliveries/s (0: half the target's fanout saturation from -rate-from)")
 	rateFrom := fs.String("rate-from", "", "slow: results file to read the fanout saturation from")
+	reference := fs.String("reference", "ceiling", "fixed: the target whose saturation sets the rate (a label stored with the result)")
+	referenceRate := fs.Float64("reference-rate", 0, "fixed: that target's fanout saturation, deliveries/s")
+	fraction := fs.Float64("fraction", 0.5, "fixed: offer this fraction of -reference-rate")
 
 	var qc load.QueueConfig
 	fs.IntVar(&qc.Producers, "producers", 4, "queue: producers")
@@ -140,13 +146,20 @@ func run(args []string) error {
 	var res load.Result
 	load0 := load.LoadAvg1()
 	switch *scenario {
-	case "fanout", "crossnode":
+	case "fanout", "crossnode", "fanout-history":
 		tc.Topics = 1
 		if *rate > 0 {
 			res = load.Fixed(ctx, t, tc, *scenario, *rate)
 			break
 		}
 		res = load.Fanout(ctx, t, tc, *scenario)
+	case "fixed":
+		if *referenceRate <= 0 || *fraction <= 0 {
+			return fmt.Errorf("fixed needs -reference-rate and -fraction")
+		}
+		tc.Topics = 1
+		res = load.Fixed(ctx, t, tc, "fixed", *referenceRate**fraction)
+		res.Reference, res.ReferencePerSec, res.Fraction = *reference, *referenceRate, *fraction
 	case "pairs":
 		tc.SubsPerTopic = 1
 		res = load.Fanout(ctx, t, tc, "pairs")
@@ -194,7 +207,12 @@ func summary(r load.Result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-9s %-9s %-3s", r.Scenario, r.Target, r.Transport)
 	switch r.Scenario {
-	case "fanout", "pairs", "crossnode":
+	case "fixed":
+		fmt.Fprintf(&b, " subs=%d %.0f%% of %s's %.0f/s", r.Subscribers, 100*r.Fraction, r.Reference, r.ReferencePerSec)
+		if r.Half != nil {
+			fmt.Fprintf(&b, ": p50=%.2fms p99=%.2fms p99.9=%.2fms lost=%d pass=%v %s", r.Half.Latency.P50, r.Half.Latency.P99, r.Half.Latency.P999, r.Half.Lost, r.Half.Pass, r.Half.Why)
+		}
+	case "fanout", "pairs", "crossnode", "fanout-history":
 		fmt.Fprintf(&b, " subs=%d saturation=%.0f/s", r.Subscribers, r.SaturationPerSec)
 		if r.Half != nil {
 			fmt.Fprintf(&b, " half: p50=%.2fms p99=%.2fms p99.9=%.2fms lost=%d", r.Half.Latency.P50, r.Half.Latency.P99, r.Half.Latency.P999, r.Half.Lost)

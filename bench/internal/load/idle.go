@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/stompbus/stompbus/bench/internal/stompc"
 )
 
 // IdleConfig shapes the idle scenario.
@@ -44,7 +42,7 @@ func Idle(ctx context.Context, t Target, cfg IdleConfig) (res Result) {
 	var got, failed atomic.Int64
 	all := make(chan struct{})
 	var allOnce sync.Once
-	conns := make([]*stompc.Conn, cfg.Connections)
+	conns := make([]client, cfg.Connections)
 	errs := make([]error, cfg.Connections)
 	var wg, rwg sync.WaitGroup
 	sem := make(chan struct{}, cfg.Concurrency)
@@ -62,13 +60,14 @@ func Idle(ctx context.Context, t Target, cfg IdleConfig) (res Result) {
 				errs[i] = errGaveUp
 				return
 			}
-			c, err := stompc.Dial(ctx, t.URL, dialOpts(t, i))
+			c, err := dial(ctx, t, t.URL, i, 0)
 			if err != nil {
 				errs[i] = err
 				failed.Add(1)
 				return
 			}
-			if err := c.Send("SUBSCRIBE", nil, "id", "0", "destination", dest, "ack", "auto"); err != nil {
+			c.QueueSubscribe(dest)
+			if err := c.Flush(); err != nil {
 				errs[i] = err
 				_ = c.Close()
 				return
@@ -77,14 +76,11 @@ func Idle(ctx context.Context, t Target, cfg IdleConfig) (res Result) {
 			rwg.Add(1)
 			go func() {
 				defer rwg.Done()
-				_ = c.ReadLoop(func(f *stompc.Frame) bool {
-					if f.Is("MESSAGE") {
-						if got.Add(1) == int64(cfg.Connections) {
-							allOnce.Do(func() { close(all) })
-						}
-						return false
+				_ = c.Read(func([]byte) bool {
+					if got.Add(1) == int64(cfg.Connections) {
+						allOnce.Do(func() { close(all) })
 					}
-					return !f.Is("ERROR")
+					return false
 				})
 			}()
 		}(i)
@@ -125,15 +121,21 @@ func Idle(ctx context.Context, t Target, cfg IdleConfig) (res Result) {
 	}
 	// one topic message to every idle subscriber: resend until all have it
 	// (the last SUBSCRIBEs may still be in flight), bounded by Deliver
-	pub, err := stompc.Dial(ctx, t.URL, dialOpts(t, cfg.Connections))
+	pub, err := dial(ctx, t, t.URL, cfg.Connections, 0)
 	if err != nil {
 		res.Error = "publisher: " + err.Error()
 		return res
 	}
+	rwg.Add(1)
+	go func() { // a Centrifugo server answers each publish
+		defer rwg.Done()
+		_ = pub.Read(func([]byte) bool { return true })
+	}()
 	defer pub.Close()
 	deadline := time.Now().Add(cfg.Deliver)
 	for time.Now().Before(deadline) {
-		if err := pub.Send("SEND", []byte("P-idle"), "destination", dest); err != nil {
+		pub.QueuePublish(dest, []byte("P-idle"))
+		if err := pub.Flush(); err != nil {
 			res.Error = "publish: " + err.Error()
 			break
 		}
@@ -164,9 +166,7 @@ var errGaveUp = errors.New("not tried: too many connections failed")
 func Settle(ctx context.Context, t Target, d time.Duration) {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		o := dialOpts(t, 0)
-		o.Timeout = time.Second
-		c, err := stompc.Dial(ctx, t.URL, o)
+		c, err := dial(ctx, t, t.URL, 0, time.Second)
 		if err == nil {
 			_ = c.Close()
 			break

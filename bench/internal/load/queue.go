@@ -88,14 +88,18 @@ func Queue(ctx context.Context, t Target, cfg QueueConfig) (res Result) {
 	res = Result{Scenario: "queue", Target: t.Name, Transport: t.Transport(), Started: time.Now(),
 		Producers: cfg.Producers, Consumers: cfg.Consumers, Messages: total, BodySize: cfg.BodySize}
 	defer func() { res.Seconds = time.Since(res.Started).Seconds() }()
+	if t.Protocol != "" && t.Protocol != ProtoSTOMP {
+		res.Error = "not run: the queue scenario needs STOMP (ack:client-individual, prefetch, receipts)"
+		return res
+	}
 	dest := "/queue/bench." + strconv.FormatInt(time.Now().UnixNano()%1e9, 36) + "." + strconv.Itoa(os.Getpid())
 
-	cons, err := dialAll(ctx, t, t.URL, cfg.Consumers, 16)
+	cons, err := dialSTOMP(ctx, t, cfg.Consumers)
 	if err != nil {
 		res.Error = "dial consumers: " + err.Error()
 		return res
 	}
-	prods, err := dialAll(ctx, t, t.URL, cfg.Producers, 16)
+	prods, err := dialSTOMP(ctx, t, cfg.Producers)
 	if err != nil {
 		for _, c := range cons {
 			_ = c.Close()
@@ -359,4 +363,17 @@ func awaitReceipt(c *stompc.Conn, id string, d time.Duration) error {
 		return err
 	}
 	return perr
+}
+
+// dialSTOMP dials n STOMP connections to t.URL.
+func dialSTOMP(ctx context.Context, t Target, n int) ([]*stompc.Conn, error) {
+	cs, err := dialAll(ctx, t, t.URL, n, 16)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*stompc.Conn, len(cs))
+	for i, c := range cs {
+		out[i] = c.(stompClient).c
+	}
+	return out, nil
 }

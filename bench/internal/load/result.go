@@ -1,6 +1,7 @@
 // Package load runs the benchmark scenarios (idle, fanout, pairs, queue,
-// slow, crossnode) against any STOMP broker through stompc and returns
-// their results as JSON-ready values.
+// slow, crossnode) against any STOMP broker through stompc, or (all but
+// queue) against Centrifugo through centc, and returns their results as
+// JSON-ready values.
 //
 // Concurrency: a scenario function owns every connection and goroutine it
 // starts and ends them before it returns; results are plain values. Every
@@ -34,6 +35,10 @@ type Target struct {
 	Login, Passcode, Host string
 	// LocalIPs spread client connections over several source addresses.
 	LocalIPs []net.IP
+	// Protocol is what the clients speak: ProtoSTOMP (the default) or
+	// ProtoCentrifugo (Centrifugo's client protocol, JSON; topic and idle
+	// scenarios only).
+	Protocol string
 }
 
 // Transport names the target URL's transport.
@@ -97,8 +102,14 @@ type Result struct {
 	Steps []Step `json:"steps,omitempty"`
 	// SaturationPerSec is the highest offered deliveries/s that passed.
 	SaturationPerSec float64 `json:"saturation_per_s,omitempty"`
-	// Half is the longer run at half the saturation rate.
+	// Half is the longer run at half the saturation rate (fixed: the one
+	// run at Fraction of ReferencePerSec).
 	Half *Step `json:"half,omitempty"`
+	// fixed: the offered rate is Fraction of Reference's fanout
+	// saturation ReferencePerSec, the same for every target of a run.
+	Reference       string  `json:"reference,omitempty"`
+	ReferencePerSec float64 `json:"reference_per_s,omitempty"`
+	Fraction        float64 `json:"fraction,omitempty"`
 	// Baseline (slow) is the same fixed-rate run without slow subscribers.
 	Baseline *Step `json:"baseline,omitempty"`
 	// Slow (slow) is the run with 1% subscribers that stopped reading.

@@ -92,7 +92,7 @@ func (c *TopicConfig) defaults() {
 const stepShift = 40
 
 type subscriber struct {
-	c     *stompc.Conn
+	c     client
 	idx   int
 	topic int
 	slow  bool
@@ -120,7 +120,7 @@ type topicEngine struct {
 	cfg    TopicConfig
 	origin time.Time
 	dests  []string
-	pubs   []*stompc.Conn
+	pubs   []client
 	subs   []*subscriber
 	rec    *latency.Recorder
 	step   atomic.Int64
@@ -137,8 +137,8 @@ func dialOpts(t Target, i int) stompc.Options {
 }
 
 // dialAll dials n connections to url with bounded concurrency.
-func dialAll(ctx context.Context, t Target, url string, n, conc int) ([]*stompc.Conn, error) {
-	conns := make([]*stompc.Conn, n)
+func dialAll(ctx context.Context, t Target, url string, n, conc int) ([]client, error) {
+	conns := make([]client, n)
 	errs := make([]error, n)
 	sem := make(chan struct{}, conc)
 	var wg sync.WaitGroup
@@ -152,7 +152,7 @@ func dialAll(ctx context.Context, t Target, url string, n, conc int) ([]*stompc.
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			conns[i], errs[i] = stompc.Dial(ctx, url, dialOpts(t, i))
+			conns[i], errs[i] = dial(ctx, t, url, i, 0)
 		}(i)
 	}
 	wg.Wait()
@@ -179,6 +179,15 @@ func newTopicEngine(ctx context.Context, t Target, cfg TopicConfig, subURL strin
 		return nil, fmt.Errorf("dial publishers: %w", err)
 	}
 	e.pubs = pubs
+	for _, p := range pubs {
+		// a publisher reads too: a Centrifugo server answers every
+		// publish, and a STOMP broker may send an ERROR
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			_ = p.Read(func([]byte) bool { return true })
+		}()
+	}
 	n := cfg.Topics * cfg.SubsPerTopic
 	conns, err := dialAll(ctx, t, subURL, n, cfg.Concurrency)
 	if err != nil {
@@ -194,7 +203,7 @@ func newTopicEngine(ctx context.Context, t Target, cfg TopicConfig, subURL strin
 	for i, c := range conns {
 		s := &subscriber{c: c, idx: i, topic: i % cfg.Topics, slow: slowEvery > 0 && i%slowEvery == slowEvery-1}
 		e.subs = append(e.subs, s)
-		c.Queue("SUBSCRIBE", nil, "id", "0", "destination", e.dests[s.topic], "ack", "auto")
+		c.QueueSubscribe(e.dests[s.topic])
 		if err := c.Flush(); err != nil {
 			e.close()
 			return nil, fmt.Errorf("subscribe: %w", err)
@@ -213,18 +222,10 @@ func newTopicEngine(ctx context.Context, t Target, cfg TopicConfig, subURL strin
 func (e *topicEngine) read(ctx context.Context, s *subscriber) {
 	defer e.wg.Done()
 	var lastStep, lastSeq int64 = -1, -1
-	err := s.c.ReadLoop(func(f *stompc.Frame) bool {
-		if f.Is("ERROR") {
-			m, _ := f.Header("message")
-			s.errMsg.Store("ERROR frame: " + string(m))
-			return false
-		}
-		if !f.Is("MESSAGE") {
-			return true
-		}
-		seq, intended, err := latency.ParseBody(f.Body)
+	err := s.c.Read(func(body []byte) bool {
+		seq, intended, err := latency.ParseBody(body)
 		if err != nil {
-			if len(f.Body) > 0 && f.Body[0] == 'P' {
+			if len(body) > 0 && body[0] == 'P' {
 				s.ready.Store(true)
 				return !s.slow // a slow subscriber stops reading here
 			}
@@ -286,7 +287,8 @@ func (e *topicEngine) probe(ctx context.Context) error {
 		}
 		for i, w := range waiting {
 			if w {
-				if err := e.pubs[i].Send("SEND", body, "destination", e.dests[i]); err != nil {
+				e.pubs[i].QueuePublish(e.dests[i], body)
+				if err := e.pubs[i].Flush(); err != nil {
 					return fmt.Errorf("probe: %w", err)
 				}
 			}
@@ -450,7 +452,7 @@ func (e *topicEngine) publish(ctx context.Context, i int, step int64, sch latenc
 		due := min(sch.DueBy(now.Sub(sch.Start)), n)
 		for ; sent < due; sent++ {
 			body = latency.AppendBody(body[:0], e.cfg.BodySize, uint64(step)<<stepShift|uint64(sent), base+sch.Due(sent))
-			c.Queue("SEND", body, "destination", dest)
+			c.QueuePublish(dest, body)
 		}
 		if err := c.Flush(); err != nil {
 			return err
