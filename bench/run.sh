@@ -3,18 +3,25 @@
 #
 #   bench/run.sh [quick|full] [target ...]
 #
-# quick: under 3 minutes; full: about 19 (three rounds). Targets (default all): stompbus,
-# ceiling, rabbitmq, spring, stompbus-tcp, gostomp. Writes
+# quick: under 3 minutes; full: about 25 (three rounds). Targets (default all): stompbus,
+# ceiling, centrifugo, rabbitmq, spring, stompbus-tcp, gostomp. Writes
 # bench/results/<mode>/{results.jsonl,summary.csv,table.md,*.svg,machine.txt,
 # pprof-top.txt} and, for full (or BENCH_MD=path), BENCHMARKS.md.
 # Needs: Go; for rabbitmq Debian's rabbitmq-server; for spring a JDK 17 and
-# Maven (the app is built from Maven Central on first use). A peer that
-# cannot be started is recorded as an error, not skipped silently.
+# Maven (the app is built from Maven Central on first use); for centrifugo
+# the Go module proxy (built here, in its own module bench/peers/centrifugo,
+# at the version its go.mod pins). A peer that cannot be started is
+# recorded as an error, not skipped silently.
 set -uo pipefail
 mode=${1:-quick}
 shift || true
 case $mode in quick|full) ;; *) echo "usage: $0 [quick|full] [target...]" >&2; exit 2 ;; esac
-targets=${*:-stompbus ceiling rabbitmq spring stompbus-tcp gostomp}
+targets=${*:-stompbus ceiling centrifugo rabbitmq spring stompbus-tcp gostomp}
+# the ceiling runs first in each round: its fanout saturation sets the
+# common offered rate of the fixed-load runs of every broker
+if [[ " $targets " == *" ceiling "* ]]; then
+  targets="ceiling $(echo " $targets " | sed 's/ ceiling / /g' | xargs)"
+fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 out=bench/results/$mode
@@ -32,6 +39,8 @@ else
   FANOUT="100 1000"; FANOUT_BIG=10000; SLOW_SUBS=1000; PAIRS=50; Q_MSGS=50000; IDLE=10000
   STEP=1s; HOLD=2s; MAXSTEPS=12; PROFILE_SECS=8; ROUNDS=3
 fi
+FIXED_N=${FANOUT##* }   # the fixed-load runs' fan-out: the largest of FANOUT
+FIXED_REF=""
 SEARCH=(-start 2000 -factor 2 -max-steps "$MAXSTEPS" -step "$STEP" -hold "$HOLD")
 # The machine is shared: ask the scheduler to favour the benchmark (and the
 # brokers it starts, which inherit this) over other work. Harmless if refused.
@@ -57,6 +66,13 @@ go build -o "$raw/bin/stompbench" ./bench/cmd/stompbench || exit 1
 go build -o "$raw/bin/gostomp-server" ./bench/cmd/gostomp-server || exit 1
 go build -o "$raw/bin/benchreport" ./bench/cmd/benchreport || exit 1
 SB=$raw/bin/stompbench
+if [[ " $targets " == *" centrifugo "* ]]; then
+  # its own module, so the project's go.mod never depends on it; the first
+  # build takes minutes, later ones come from the Go build cache
+  log "building centrifugo ($(awk '$1 == "github.com/centrifugal/centrifugo/v6" {print $2}' bench/peers/centrifugo/go.mod))"
+  (cd bench/peers/centrifugo && go build -o "$root/$raw/bin/centrifugo" github.com/centrifugal/centrifugo/v6) > "$raw/centrifugo-build.log" 2>&1 \
+    || log "centrifugo did not build; see $raw/centrifugo-build.log"
+fi
 
 # the machine, for BENCHMARKS.md
 {
@@ -73,10 +89,11 @@ SB=$raw/bin/stompbench
   dpkg-query -W -f='rabbitmq: ${Version} (Debian rabbitmq-server, Web-STOMP plugin)\n' rabbitmq-server 2>/dev/null
   echo "java:     $(java -version 2>&1 | head -n1)"
   echo "spring:   Spring Boot $(sed -n 's:.*<version>\(4[^<]*\)</version>.*:\1:p' bench/peers/spring-simple/pom.xml | head -n1) simple broker"
+  echo "centrifugo: $(awk '$1 == "github.com/centrifugal/centrifugo/v6" {print $2}' bench/peers/centrifugo/go.mod) (bench/peers/centrifugo/config.json: insecure client, memory engine, no history; JSON client protocol, client-side publish)"
   echo "mode:     $mode (sizes: fanout subscribers $FANOUT $FANOUT_BIG, pairs $PAIRS, queue $Q_MSGS messages, idle $IDLE connections, slow $SLOW_SUBS subscribers)"
 } > "$out/machine.txt"
 
-URL=""; URL2=""; PID=0
+URL=""; URL2=""; PID=0; PROTO=stomp
 STARTED_PIDS=()
 
 wait_log() { # file pattern seconds
@@ -103,11 +120,14 @@ owns() { ss -ltnpH "sport = :$2" 2>/dev/null | grep -q "pid=$1,"; }
 
 start_target() {
   local t=$1 p p2
-  URL=""; URL2=""; PID=0
+  URL=""; URL2=""; PID=0; PROTO=stomp
   case $t in
   stompbus|stompbus-tcp)
     p=$(port); p2=$(port)
-    "$raw/bin/broker" -http 127.0.0.1:$p -stomp 127.0.0.1:$p2 -node bench -data "$raw/data" -max-connections 200000 -log-level warn > "$raw/$t.log" 2>&1 &
+    # HISTORY=1: the bench topics keep history (the default rule keeps only
+    # /topic/chat.#)
+    "$raw/bin/broker" -http 127.0.0.1:$p -stomp 127.0.0.1:$p2 -node bench -data "$raw/data" -max-connections 200000 -log-level warn \
+      ${HISTORY:+-topic-history '/topic/bench.#=1000/5m'} > "$raw/$t.log" 2>&1 &
     PID=$!; STARTED_PIDS+=("$PID")
     wait_port $p 10 && owns $PID $p || return 1
     if [ "$t" = stompbus ]; then URL=ws://127.0.0.1:$p/ws; else wait_port $p2 10; URL=tcp://127.0.0.1:$p2; fi ;;
@@ -117,6 +137,13 @@ start_target() {
     PID=$!; STARTED_PIDS+=("$PID")
     wait_port $p 10 && owns $PID $p || return 1
     URL=ws://127.0.0.1:$p/ws ;;
+  centrifugo)
+    [ -x "$raw/bin/centrifugo" ] || return 1
+    p=$(port)
+    CENTRIFUGO_HTTP_SERVER_PORT=$p "$raw/bin/centrifugo" --config "bench/peers/centrifugo/config${HISTORY:+-history}.json" > "$raw/centrifugo.log" 2>&1 &
+    PID=$!; STARTED_PIDS+=("$PID")
+    wait_port $p 10 && owns $PID $p || return 1
+    URL=ws://127.0.0.1:$p/connection/websocket; PROTO=centrifugo ;;
   gostomp)
     p=$(port)
     "$raw/bin/gostomp-server" -addr 127.0.0.1:$p > "$raw/gostomp.log" 2>&1 &
@@ -173,7 +200,7 @@ trap cleanup EXIT
 
 bench() { # target scenario args...
   local t=$1 s=$2; shift 2
-  "$SB" -q -mode "$mode" -target "$t" -url "$URL" -pid "$PID" -scenario "$s" -out "$results" "$@" 2>> "$raw/stompbench.log" || true
+  "$SB" -q -mode "$mode" -target "$t" -protocol "$PROTO" -url "$URL" -pid "$PID" -scenario "$s" -out "$results" "$@" 2>> "$raw/stompbench.log" || true
   tail -n1 "$raw/stompbench.log" >&2
 }
 record_error() { # target scenario message [extra json fields]
@@ -190,18 +217,39 @@ for t in $targets; do
     continue
   fi
   # warm-up (JIT, caches), not recorded
-  "$SB" -q -target "$t" -url "$URL" -scenario fanout -subs 50 -start 2000 -factor 2 -max-steps 4 -step 0.5s -hold 0.5s -out /dev/null 2>/dev/null
+  "$SB" -q -target "$t" -protocol "$PROTO" -url "$URL" -scenario fanout -subs 50 -start 2000 -factor 2 -max-steps 4 -step 0.5s -hold 0.5s -out /dev/null 2>/dev/null
   # idle first, on the fresh process, so its RSS baseline is clean
   [ "$round" = 1 ] && bench "$t" idle -conns "$IDLE"
   for n in $FANOUT; do bench "$t" fanout -subs "$n" "${SEARCH[@]}" -max-p50 "$(p50_bound "$n")"; done
-  # the largest fan-out only for stompbus and the ceiling (setting up 10,000
-  # connections to the slower peers alone would take minutes)
-  if [ -n "$FANOUT_BIG" ] && [ "$round" = 1 ] && { [ "$t" = stompbus ] || [ "$t" = ceiling ]; }; then
+  # latency at fixed load: the same offered rates for every broker, 25% and
+  # 50% of the ceiling's fanout saturation (round 1), for brokers whose own
+  # saturation in this round reaches the rate (past it a run measures
+  # nothing but a growing backlog)
+  if [ "$t" = ceiling ] && [ -z "$FIXED_REF" ]; then
+    FIXED_REF=$("$raw/bin/benchreport" -dir "$out" -saturation ceiling -subs "$FIXED_N" 2>/dev/null)
+  fi
+  if [ -n "$FIXED_REF" ]; then
+    own=$("$raw/bin/benchreport" -dir "$out" -saturation "$t" -subs "$FIXED_N" 2>/dev/null || echo 0)
+    for frac in 0.25 0.5; do
+      rate=$(awk -v r="$FIXED_REF" -v f="$frac" 'BEGIN { printf "%.0f", r * f }')
+      if awk -v o="$own" -v r="$rate" 'BEGIN { exit !(o >= r) }'; then
+        bench "$t" fixed -subs "$FIXED_N" -reference ceiling -reference-rate "$FIXED_REF" -fraction "$frac" -hold "$HOLD" -max-p50 "$(p50_bound "$FIXED_N")"
+      elif [ "$round" = 1 ]; then
+        record_error "$t" fixed "not run: its fanout saturation in this round (${own}/s) is below the offered $rate/s" "\"subscribers\":$FIXED_N,\"fraction\":$frac,\"reference\":\"ceiling\",\"reference_per_s\":$FIXED_REF"
+      fi
+    done
+  fi
+  # the largest fan-out only for stompbus, the ceiling and centrifugo
+  # (setting up 10,000 connections to the slower peers alone would take
+  # minutes)
+  if [ -n "$FANOUT_BIG" ] && [ "$round" = 1 ] && { [ "$t" = stompbus ] || [ "$t" = ceiling ] || [ "$t" = centrifugo ]; }; then
     bench "$t" fanout -subs "$FANOUT_BIG" "${SEARCH[@]}" -start 10000 -max-p50 "$(p50_bound "$FANOUT_BIG")"
   fi
   bench "$t" pairs -pairs "$PAIRS" "${SEARCH[@]}"
   if [ "$t" = spring ]; then
     [ "$round" = 1 ] && record_error spring queue "not run: the simple broker has no point-to-point queues (a /queue destination goes to every subscriber) and ignores acks" '"producers":4,"consumers":4'
+  elif [ "$t" = centrifugo ]; then
+    [ "$round" = 1 ] && record_error centrifugo queue "not run: Centrifugo has no point-to-point queues (every subscriber of a channel gets every publication) and no acks" '"producers":4,"consumers":4'
   elif [ "$t" = gostomp ]; then
     [ "$round" = 1 ] && record_error gostomp queue "not run: go-stomp's server stops delivering to an ack:client-individual subscription after its first message, ACK or not" '"producers":4,"consumers":4'
   elif [ "$t" != ceiling ]; then
@@ -210,6 +258,23 @@ for t in $targets; do
   [ "$round" = 1 ] && bench "$t" slow -subs "$SLOW_SUBS" -rate-from "$results" -hold "$HOLD" -step "$STEP"
   stop_target "$t"
 done
+done
+
+# fanout with history kept on both sides that have it: stompbus
+# (-topic-history, JetStream) and Centrifugo (history_size/history_ttl,
+# memory engine); one round, each broker restarted with history on
+HISTORY_N=${FANOUT##* }
+for t in stompbus centrifugo; do
+  [[ " $targets " == *" $t "* ]] || continue
+  log "== $t with history"
+  if ! HISTORY=1 start_target "$t"; then
+    record_error "$t" fanout-history "did not start with history" "\"subscribers\":$HISTORY_N"
+    stop_target "$t"
+    continue
+  fi
+  "$SB" -q -target "$t" -protocol "$PROTO" -url "$URL" -scenario fanout -subs 50 -start 2000 -factor 2 -max-steps 4 -step 0.5s -hold 0.5s -out /dev/null 2>/dev/null
+  bench "$t" fanout-history -subs "$HISTORY_N" "${SEARCH[@]}" -max-p50 "$(p50_bound "$HISTORY_N")"
+  stop_target "$t"
 done
 
 # crossnode: needs the cluster flags
@@ -259,7 +324,9 @@ if [[ " $targets " == *" stompbus "* ]]; then
 fi
 
 md=${BENCH_MD:-}
-if [ "$mode" = full ] && [ -z "$md" ]; then md=BENCHMARKS.md; fi
-"$raw/bin/benchreport" -dir "$out" ${md:+-md "$md"} -command "bench/run.sh $mode" > /dev/null || exit 1
+readme=${BENCH_README:-}
+if [ "$mode" = full ] && [ -z "$md" ]; then md=BENCHMARKS.md; readme=${readme:-README.md}; fi
+[ -n "$md" ] || readme=""
+"$raw/bin/benchreport" -dir "$out" ${md:+-md "$md"} ${readme:+-readme "$readme"} -command "bench/run.sh $mode" > /dev/null || exit 1
 cat "$out/table.md"
 log "done: $out"

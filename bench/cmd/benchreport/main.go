@@ -30,6 +30,7 @@ func run() error {
 	command := flag.String("command", "bench/run.sh quick", "the command that produced the results")
 	satTarget := flag.String("saturation", "", "print this target's fanout saturation (deliveries/s) for -subs and exit")
 	satSubs := flag.Int("subs", 0, "with -saturation: the fanout size")
+	readme := flag.String("readme", "", "with -md: also rewrite the \"how we compare\" table between the "+compareBegin+" and "+compareEnd+" lines of this file")
 	flag.Parse()
 	if *satTarget != "" {
 		v, err := load.SaturationFrom(filepath.Join(*dir, "results.jsonl"), *satTarget, *satSubs)
@@ -49,9 +50,14 @@ func run() error {
 		return err
 	}
 	rows := report.Rows(rs)
-	var table, csv bytes.Buffer
+	var table, csv, fixed bytes.Buffer
 	report.WriteTable(&table, rows)
 	report.WriteCSV(&csv, rows)
+	report.WriteFixedTable(&fixed, rs)
+	if fixed.Len() > 0 {
+		table.WriteString("\nLatency at fixed load, as a multiple of the ceiling's at the same offered rate (below 1: lower than the ceiling's):\n\n")
+		table.Write(fixed.Bytes())
+	}
 	if err := os.WriteFile(filepath.Join(*dir, "table.md"), table.Bytes(), 0o644); err != nil {
 		return err
 	}
@@ -94,9 +100,10 @@ func run() error {
 	b.WriteString("## Results\n\n")
 	b.WriteString("Ratios read \"how many times better stompbus is\": throughput divided by the peer's, or the peer's latency and memory divided by stompbus's. ")
 	b.WriteString("Saturation is the highest offered rate at which a step of the search lost nothing, delivered at least 90% of the offered rate and kept p50 and p99 under their bounds (see docs/bench.md); ")
-	b.WriteString("p99 is then measured at half of each broker's own saturation rate. Latency is end to end, publisher to subscriber, timed from each message's intended send time (coordinated omission corrected).\n\n")
+	b.WriteString("p99 is then measured at half of each broker's own saturation rate. Latency is end to end, publisher to subscriber, timed from each message's intended send time (coordinated omission corrected). ")
+	b.WriteString("The fixed-load rows offer every broker the same rate, 25% and 50% of the ceiling's fanout saturation in the first round; a broker whose own saturation is below that rate is not run there.\n\n")
 	if n := report.Rounds(rs); n > 1 {
-		fmt.Fprintf(&b, "Throughput rows (fanout, pairs, crossnode, queue) show the best of %d rounds; each round restarts every broker and runs them in turn, so noise from the shared machine falls on all of them. Every round is in the raw results.\n\n", n)
+		fmt.Fprintf(&b, "Throughput rows (fanout, pairs, crossnode, queue) show the best of %d rounds (fixed-load rows the round with the lowest p99); each round restarts every broker and runs them in turn, so noise from the shared machine falls on all of them. Every round is in the raw results.\n\n", n)
 	}
 	b.Write(table.Bytes())
 	if errs := report.Errors(rs); len(errs) > 0 {
@@ -120,7 +127,60 @@ func run() error {
 	} else if n, err := os.ReadFile("bench/notes.md"); err == nil {
 		b.WriteString(strings.TrimSpace(string(n)) + "\n")
 	}
-	return os.WriteFile(*md, []byte(b.String()), 0o644)
+	if err := os.WriteFile(*md, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	if *readme != "" {
+		var c bytes.Buffer
+		report.WriteCompare(&c, rs)
+		ref, err := filepath.Rel(filepath.Dir(*readme), *md)
+		if err != nil {
+			ref = *md
+		}
+		fmt.Fprintf(&c, "\nFrom one `%s` on one shared 2-core machine (%s); every broker with the same load program in the same run, best of its rounds. All figures, the method and the other peers: [%s](%s).\n", *command, machineLine(*dir), ref, ref)
+		return replaceBlock(*readme, c.String())
+	}
+	return nil
+}
+
+// The lines around README's generated comparison table.
+const (
+	compareBegin = "<!-- bench-compare:begin (bench/run.sh full writes this table) -->"
+	compareEnd   = "<!-- bench-compare:end -->"
+)
+
+// replaceBlock replaces what lies between the compare lines of file.
+func replaceBlock(file, block string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	s := string(b)
+	i := strings.Index(s, compareBegin)
+	j := strings.Index(s, compareEnd)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s has no %q ... %q block", file, compareBegin, compareEnd)
+	}
+	s = s[:i+len(compareBegin)] + "\n" + block + s[j:]
+	return os.WriteFile(file, []byte(s), 0o644)
+}
+
+// machineLine returns the date and stompbus commit from machine.txt.
+func machineLine(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "machine.txt"))
+	if err != nil {
+		return "machine unknown"
+	}
+	var date, commit string
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "date:"); ok {
+			date = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(l, "stompbus:"); ok {
+			commit = strings.TrimSpace(v)
+		}
+	}
+	return date + ", stompbus " + commit
 }
 
 func distinct(rs []load.Result, scenario string) []int {

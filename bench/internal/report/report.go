@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/stompbus/stompbus/bench/internal/latency"
 	"github.com/stompbus/stompbus/bench/internal/load"
 )
 
@@ -16,6 +17,7 @@ import (
 var Targets = []struct{ Key, Label string }{
 	{"stompbus", "stompbus (ws)"},
 	{"ceiling", "ceiling: bare gobwas/ws (ws)"},
+	{"centrifugo", "Centrifugo (ws, JSON)"},
 	{"rabbitmq", "RabbitMQ Web-STOMP (ws)"},
 	{"spring", "Spring simple broker (ws)"},
 	{"stompbus-tcp", "stompbus (tcp)"},
@@ -23,7 +25,7 @@ var Targets = []struct{ Key, Label string }{
 }
 
 // Peers stompbus is compared against in ratio columns.
-var Peers = []string{"rabbitmq", "spring", "ceiling", "gostomp"}
+var Peers = []string{"ceiling", "centrifugo", "rabbitmq", "spring", "gostomp"}
 
 // Row is one line of the main table.
 type Row struct {
@@ -40,7 +42,7 @@ type Row struct {
 func latest(rs []load.Result) map[string]load.Result {
 	m := map[string]load.Result{}
 	for _, r := range rs {
-		k := key(r.Scenario, r.Target, size(r))
+		k := rkey(r)
 		if old, ok := m[k]; ok && better(old, r) {
 			continue
 		}
@@ -52,10 +54,20 @@ func latest(rs []load.Result) map[string]load.Result {
 // better reports whether a beats b as the figure to show.
 func better(a, b load.Result) bool {
 	switch a.Scenario {
-	case "fanout", "pairs", "crossnode":
+	case "fanout", "pairs", "crossnode", "fanout-history":
 		return a.SaturationPerSec > b.SaturationPerSec
 	case "queue":
 		return a.Consumed > b.Consumed || (a.Consumed == b.Consumed && a.ThroughputSec > b.ThroughputSec)
+	case "fixed":
+		// the round that lost least, then the lowest p99 (noise only ever
+		// adds latency); a run beats a "not run"
+		switch {
+		case a.Half == nil || b.Half == nil:
+			return a.Half != nil
+		case a.Half.Lost != b.Half.Lost:
+			return a.Half.Lost < b.Half.Lost
+		}
+		return a.Half.Latency.P99 < b.Half.Latency.P99
 	}
 	return false
 }
@@ -65,7 +77,7 @@ func Rounds(rs []load.Result) int {
 	n := map[string]int{}
 	most := 0
 	for _, r := range rs {
-		k := key(r.Scenario, r.Target, size(r))
+		k := rkey(r)
 		n[k]++
 		most = max(most, n[k])
 	}
@@ -73,6 +85,55 @@ func Rounds(rs []load.Result) int {
 }
 
 func key(scenario, target string, n int) string { return fmt.Sprintf("%s|%s|%d", scenario, target, n) }
+
+// rkey is a result's key: key, and for fixed the fraction of the
+// reference rate too.
+func rkey(r load.Result) string {
+	k := key(r.Scenario, r.Target, size(r))
+	if r.Scenario == "fixed" {
+		k += fmt.Sprintf("|%g", r.Fraction)
+	}
+	return k
+}
+
+// fixedRuns returns the distinct (subscribers, fraction) pairs of the
+// fixed-load results, in order, with the offered rate of each.
+func fixedRuns(rs []load.Result) []fixedRun {
+	var out []fixedRun
+	seen := map[fixedRun]bool{}
+	for _, r := range rs {
+		if r.Scenario != "fixed" || r.Fraction <= 0 {
+			continue
+		}
+		f := fixedRun{Subs: r.Subscribers, Fraction: r.Fraction, Reference: r.Reference, Rate: r.ReferencePerSec * r.Fraction}
+		if !seen[f] {
+			seen[f] = true
+			out = append(out, f)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Subs != out[j].Subs {
+			return out[i].Subs < out[j].Subs
+		}
+		return out[i].Fraction < out[j].Fraction
+	})
+	return out
+}
+
+type fixedRun struct {
+	Subs      int
+	Fraction  float64
+	Reference string
+	Rate      float64
+}
+
+func (f fixedRun) key(target string) string {
+	return key("fixed", target, f.Subs) + fmt.Sprintf("|%g", f.Fraction)
+}
+
+func (f fixedRun) label() string {
+	return fmt.Sprintf("fixed load, fanout %d subscribers, %.0f%% of the %s's saturation (%s deliveries/s)", f.Subs, 100*f.Fraction, f.Reference, num(f.Rate))
+}
 
 func size(r load.Result) int {
 	switch r.Scenario {
@@ -126,11 +187,14 @@ func Rows(rs []load.Result) []Row {
 			rows = append(rows, row)
 		}
 	}
-	for _, scn := range []string{"fanout", "pairs", "crossnode"} {
+	for _, scn := range []string{"fanout", "pairs", "crossnode", "fanout-history"} {
 		for _, n := range sizes(rs, scn) {
 			label := fmt.Sprintf("%s, %d subscribers", scn, n)
-			if scn == "pairs" {
+			switch scn {
+			case "pairs":
 				label = fmt.Sprintf("pairs, %d pairs", n)
+			case "fanout-history":
+				label = fmt.Sprintf("fanout with history kept, %d subscribers", n)
 			}
 			add(scn, label+": saturation deliveries/s", true, n, func(r load.Result) (float64, string) {
 				if r.SaturationPerSec == 0 {
@@ -154,6 +218,31 @@ func Rows(rs []load.Result) []Row {
 				}
 				return r.Half.Latency.P99, note
 			})
+		}
+	}
+	for _, f := range fixedRuns(rs) {
+		for _, q := range []struct {
+			name string
+			get  func(latency.Summary) float64
+		}{{"p50", func(s latency.Summary) float64 { return s.P50 }}, {"p99", func(s latency.Summary) float64 { return s.P99 }}} {
+			row := Row{Scenario: "fixed", Metric: f.label() + ": " + q.name + " ms", Values: map[string]float64{}, Notes: map[string]string{}}
+			for _, t := range Targets {
+				r, ok := m[f.key(t.Key)]
+				if !ok {
+					continue
+				}
+				if r.Half == nil {
+					if r.Error != "" {
+						row.Notes[t.Key] = short(r.Error)
+					}
+					continue
+				}
+				row.Values[t.Key] = q.get(r.Half.Latency)
+				if !r.Half.Pass {
+					row.Notes[t.Key] = short(r.Half.Why)
+				}
+			}
+			rows = append(rows, row)
 		}
 	}
 	for _, n := range sizes(rs, "queue") {
@@ -343,4 +432,114 @@ func Errors(rs []load.Result) []string {
 		out = append(out, line+": "+r.Error)
 	}
 	return out
+}
+
+// WriteFixedTable writes the fixed-load latencies of every target as
+// multiples of the reference's (the ceiling's) at the same offered rate:
+// below 1 is faster than the reference.
+func WriteFixedTable(w io.Writer, rs []load.Result) {
+	runs := fixedRuns(rs)
+	if len(runs) == 0 {
+		return
+	}
+	m := latest(rs)
+	fmt.Fprintln(w, "| offered load | target | p50 ms | p99 ms | p50 ÷ reference's | p99 ÷ reference's |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|")
+	for _, f := range runs {
+		ref, okRef := m[f.key(f.Reference)]
+		for _, t := range Targets {
+			r, ok := m[f.key(t.Key)]
+			if !ok {
+				continue
+			}
+			what := fmt.Sprintf("%d subscribers, %.0f%% of the %s's saturation: %s/s", f.Subs, 100*f.Fraction, f.Reference, num(f.Rate))
+			if r.Half == nil {
+				fmt.Fprintf(w, "| %s | %s | – | – | – | – (%s) |\n", what, t.Key, short(r.Error))
+				continue
+			}
+			l := r.Half.Latency
+			p50x, p99x := "–", "–"
+			if okRef && ref.Half != nil && ref.Half.Latency.P50 > 0 && ref.Half.Latency.P99 > 0 {
+				p50x = fmt.Sprintf("%.2f×", l.P50/ref.Half.Latency.P50)
+				p99x = fmt.Sprintf("%.2f×", l.P99/ref.Half.Latency.P99)
+			}
+			note := ""
+			if !r.Half.Pass {
+				note = " (" + short(r.Half.Why) + ")"
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s%s | %s | %s |\n", what, t.Key, num(l.P50), num(l.P99), note, p50x, p99x)
+		}
+	}
+}
+
+// Compare columns: stompbus and the peers a reader weighs it against.
+var compareCols = []string{"stompbus", "centrifugo", "ceiling", "rabbitmq", "spring"}
+
+// WriteCompare writes README's short "how we compare" table: a few rows of
+// the main table (fan-out to 1,000 subscribers, or the largest size up to
+// that; fixed-load p99; pairs; idle memory) for stompbus and its main
+// peers.
+func WriteCompare(w io.Writer, rs []load.Result) {
+	rows := Rows(rs)
+	fan := 0
+	for _, n := range sizes(rs, "fanout") {
+		if n <= 1000 {
+			fan = n
+		}
+	}
+	want := []struct{ prefix, label string }{
+		{fmt.Sprintf("fanout, %d subscribers: saturation", fan), fmt.Sprintf("fan-out to %d subscribers, deliveries/s", fan)},
+		{fmt.Sprintf("fanout, %d subscribers: deliveries per broker CPU-second", fan), fmt.Sprintf("fan-out to %d, deliveries per broker CPU-second", fan)},
+	}
+	if runs := fixedRuns(rs); len(runs) > 0 {
+		f := runs[len(runs)-1]
+		want = append(want, struct{ prefix, label string }{f.label() + ": p99", fmt.Sprintf("p99 ms at a fixed %s deliveries/s to %d", num(f.Rate), f.Subs)})
+	}
+	for _, n := range sizes(rs, "pairs") {
+		want = append(want, struct{ prefix, label string }{fmt.Sprintf("pairs, %d pairs: saturation", n), fmt.Sprintf("%d publisher/subscriber pairs, deliveries/s", n)})
+	}
+	for _, n := range sizes(rs, "idle") {
+		want = append(want, struct{ prefix, label string }{fmt.Sprintf("idle, %d connections: broker RSS", n), fmt.Sprintf("memory per idle connection at %d, KiB", n)})
+	}
+	var cols []string
+	fmt.Fprint(w, "| |")
+	for _, c := range compareCols {
+		for _, t := range Targets {
+			if t.Key == c && present(rows, c) {
+				cols = append(cols, c)
+				fmt.Fprintf(w, " %s |", t.Label)
+			}
+		}
+	}
+	fmt.Fprint(w, "\n|---|")
+	for range cols {
+		fmt.Fprint(w, "---:|")
+	}
+	fmt.Fprintln(w)
+	for _, x := range want {
+		for _, r := range rows {
+			if !strings.HasPrefix(r.Metric, x.prefix) {
+				continue
+			}
+			fmt.Fprintf(w, "| %s |", x.label)
+			for _, c := range cols {
+				if v, ok := r.Values[c]; ok {
+					fmt.Fprintf(w, " %s |", num(v))
+				} else {
+					fmt.Fprint(w, " – |")
+				}
+			}
+			fmt.Fprintln(w)
+			break
+		}
+	}
+}
+
+func present(rows []Row, target string) bool {
+	for _, r := range rows {
+		if _, ok := r.Values[target]; ok {
+			return true
+		}
+	}
+	return false
 }

@@ -94,3 +94,55 @@ func TestSVG(t *testing.T) {
 		t.Error("empty plot not closed")
 	}
 }
+
+func fixed(target string, frac, p50, p99 float64, lost int64) load.Result {
+	return load.Result{Scenario: "fixed", Target: target, Subscribers: 100, Reference: "ceiling", ReferencePerSec: 4e5, Fraction: frac,
+		Half: &load.Step{OfferedPerSec: 4e5 * frac, Pass: lost == 0, Lost: lost, Latency: latency.Summary{Count: 10, P50: p50, P99: p99}}}
+}
+
+func TestFixedLoad(t *testing.T) {
+	rs := append(sample(),
+		fixed("ceiling", 0.25, 1, 2, 0),
+		fixed("stompbus", 0.25, 1.5, 5, 0), // a worse round...
+		fixed("stompbus", 0.25, 1.5, 3, 0), // ...and the best: lowest p99
+		fixed("stompbus", 0.25, 1, 1, 7),   // lost messages: never the best
+		fixed("ceiling", 0.5, 2, 4, 0),
+		fixed("stompbus", 0.5, 3, 6, 0),
+		fixed("centrifugo", 0.25, 2, 8, 0),
+		load.Result{Scenario: "fixed", Target: "rabbitmq", Subscribers: 100, Reference: "ceiling", ReferencePerSec: 4e5, Fraction: 0.25, Error: "not run: its fanout saturation is below"},
+	)
+	var b bytes.Buffer
+	WriteFixedTable(&b, rs)
+	out := b.String()
+	for _, want := range []string{
+		"| 100 subscribers, 25% of the ceiling's saturation: 100k/s | stompbus | 1.50 | 3.00 | 1.50× | 1.50× |",
+		"| 100 subscribers, 50% of the ceiling's saturation: 200k/s | stompbus | 3.00 | 6.00 | 1.50× | 1.50× |",
+		"| centrifugo | 2.00 | 8.00 | 2.00× | 4.00× |",
+		"| rabbitmq | – | – | – | – (not run",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("fixed table lacks %q:\n%s", want, out)
+		}
+	}
+	rows := Rows(rs)
+	var p99 Row
+	for _, r := range rows {
+		if strings.HasPrefix(r.Metric, "fixed load, fanout 100 subscribers, 25%") && strings.HasSuffix(r.Metric, "p99 ms") {
+			p99 = r
+		}
+	}
+	if x, ok := p99.Ratio("centrifugo"); !ok || x != 8.0/3 {
+		t.Errorf("stompbus vs centrifugo at fixed load: %v %v, want 8/3 (lower latency is better)", x, ok)
+	}
+	b.Reset()
+	WriteCompare(&b, rs)
+	cmp := b.String()
+	for _, want := range []string{"| | stompbus (ws) | Centrifugo (ws, JSON) | ceiling: bare gobwas/ws (ws) | RabbitMQ Web-STOMP (ws) |",
+		"| fan-out to 100 subscribers, deliveries/s | 1000k | – | – | 10.0k |",
+		"| p99 ms at a fixed 200k deliveries/s to 100 | 6.00 | – | 4.00 | – |",
+		"| memory per idle connection at 10, KiB | 4.00 | – | – | 120 |"} {
+		if !strings.Contains(cmp, want) {
+			t.Errorf("compare table lacks %q:\n%s", want, cmp)
+		}
+	}
+}
