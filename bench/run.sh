@@ -223,8 +223,8 @@ for t in $targets; do
   for n in $FANOUT; do bench "$t" fanout -subs "$n" "${SEARCH[@]}" -max-p50 "$(p50_bound "$n")"; done
   # latency at fixed load: the same offered rates for every broker, 25% and
   # 50% of the ceiling's fanout saturation (round 1), for brokers whose own
-  # saturation in this round reaches the rate (past it a run measures
-  # nothing but a growing backlog)
+  # saturation in this round is at least half the rate (far past it a run
+  # measures nothing but a growing backlog)
   if [ "$t" = ceiling ] && [ -z "$FIXED_REF" ]; then
     FIXED_REF=$("$raw/bin/benchreport" -dir "$out" -saturation ceiling -subs "$FIXED_N" 2>/dev/null)
   fi
@@ -232,10 +232,10 @@ for t in $targets; do
     own=$("$raw/bin/benchreport" -dir "$out" -saturation "$t" -subs "$FIXED_N" 2>/dev/null || echo 0)
     for frac in 0.25 0.5; do
       rate=$(awk -v r="$FIXED_REF" -v f="$frac" 'BEGIN { printf "%.0f", r * f }')
-      if awk -v o="$own" -v r="$rate" 'BEGIN { exit !(o >= r) }'; then
+      if awk -v o="$own" -v r="$rate" 'BEGIN { exit !(2 * o >= r) }'; then
         bench "$t" fixed -subs "$FIXED_N" -reference ceiling -reference-rate "$FIXED_REF" -fraction "$frac" -hold "$HOLD" -max-p50 "$(p50_bound "$FIXED_N")"
       elif [ "$round" = 1 ]; then
-        record_error "$t" fixed "not run: its fanout saturation in this round (${own}/s) is below the offered $rate/s" "\"subscribers\":$FIXED_N,\"fraction\":$frac,\"reference\":\"ceiling\",\"reference_per_s\":$FIXED_REF"
+        record_error "$t" fixed "not run: its fanout saturation in this round (${own}/s) is under half the offered $rate/s" "\"subscribers\":$FIXED_N,\"fraction\":$frac,\"reference\":\"ceiling\",\"reference_per_s\":$FIXED_REF"
       fi
     done
   fi
@@ -279,7 +279,9 @@ done
 
 # crossnode: needs the cluster flags
 if [[ " $targets " == *" stompbus "* ]]; then
-  if "$raw/bin/broker" -h 2>&1 | grep -q -- -cluster-listen; then
+  # (the help text is read whole first: grep -q stops at the first match
+  # and, under pipefail, the broker's SIGPIPE would fail the test)
+  if grep -q -- -cluster-listen <<<"$("$raw/bin/broker" -h 2>&1)"; then
     log "== crossnode"
     h1=$(port); h2=$(port); c1=$(port); c2=$(port)
     "$raw/bin/broker" -http 127.0.0.1:$h1 -stomp off -node n1 -data "$raw/n1" -cluster-listen 127.0.0.1:$c1 -cluster-routes nats-route://127.0.0.1:$c2 -max-connections 200000 -log-level warn > "$raw/n1.log" 2>&1 &

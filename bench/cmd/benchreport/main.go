@@ -112,6 +112,10 @@ func run() error {
 			b.WriteString("- " + e + "\n")
 		}
 	}
+	var tg bytes.Buffer
+	report.WriteTargets(&tg, rs)
+	b.WriteString("\n## Targets of issue 16 in this run\n\n")
+	b.Write(tg.Bytes())
 	b.WriteString("\nRaw results: `" + filepath.Join(rel, "results.jsonl") + "`, `" + filepath.Join(rel, "summary.csv") + "`.\n\n")
 	if len(plots) > 0 {
 		b.WriteString("## Latency against load\n\n")

@@ -492,7 +492,15 @@ func WriteCompare(w io.Writer, rs []load.Result) {
 		{fmt.Sprintf("fanout, %d subscribers: deliveries per broker CPU-second", fan), fmt.Sprintf("fan-out to %d, deliveries per broker CPU-second", fan)},
 	}
 	if runs := fixedRuns(rs); len(runs) > 0 {
+		// the highest fixed load at which stompbus ran
+		m := latest(rs)
 		f := runs[len(runs)-1]
+		for i := len(runs) - 1; i >= 0; i-- {
+			if r, ok := m[runs[i].key("stompbus")]; ok && r.Half != nil {
+				f = runs[i]
+				break
+			}
+		}
 		want = append(want, struct{ prefix, label string }{f.label() + ": p99", fmt.Sprintf("p99 ms at a fixed %s deliveries/s to %d", num(f.Rate), f.Subs)})
 	}
 	for _, n := range sizes(rs, "pairs") {
@@ -542,4 +550,89 @@ func present(rows []Row, target string) bool {
 		}
 	}
 	return false
+}
+
+// WriteTargets writes the table of issue 16's targets as this run measured
+// them: one line per target with the figures it rests on and whether it
+// was met.
+func WriteTargets(w io.Writer, rs []load.Result) {
+	m := latest(rs)
+	fan := 0
+	for _, n := range sizes(rs, "fanout") {
+		if n <= 1000 {
+			fan = n
+		}
+	}
+	get := func(scn, target string, n int) (load.Result, bool) {
+		r, ok := m[key(scn, target, n)]
+		return r, ok
+	}
+	perCPU := func(r load.Result, ok bool) float64 {
+		if !ok || r.Half == nil {
+			return 0
+		}
+		return r.Half.PerCPUSec
+	}
+	yes := func(ok bool) string {
+		if ok {
+			return "yes"
+		}
+		return "no"
+	}
+	fmt.Fprintln(w, "| target | figure in this run | met? |")
+	fmt.Fprintln(w, "|---|---|---|")
+	sb, okS := get("fanout", "stompbus", fan)
+	for _, p := range []struct {
+		peer, label string
+		want        float64
+	}{{"ceiling", "the ceiling", 1}, {"centrifugo", "Centrifugo", 2}} {
+		pr, okP := get("fanout", p.peer, fan)
+		a, b := perCPU(sb, okS), perCPU(pr, okP)
+		if a == 0 || b == 0 {
+			fmt.Fprintf(w, "| fanout %d: deliveries per broker CPU-second ≥ %.0f× %s | not measured | – |\n", fan, p.want, p.label)
+			continue
+		}
+		fmt.Fprintf(w, "| fanout %d: deliveries per broker CPU-second ≥ %.0f× %s | %s vs %s: %.2f× (saturation %s vs %s) | %s |\n",
+			fan, p.want, p.label, num(a), num(b), a/b, num(sb.SaturationPerSec), num(pr.SaturationPerSec), yes(a/b >= p.want))
+	}
+	for _, f := range fixedRuns(rs) {
+		s, ok1 := m[f.key("stompbus")]
+		c, ok2 := m[f.key(f.Reference)]
+		label := fmt.Sprintf("p99 at a fixed %s deliveries/s (%.0f%% of the ceiling's saturation) ≤ 1.2× the ceiling's", num(f.Rate), 100*f.Fraction)
+		if !ok1 || !ok2 || s.Half == nil || c.Half == nil || c.Half.Latency.P99 <= 0 {
+			why := "not measured"
+			if ok1 && s.Half == nil {
+				why = short(s.Error)
+			}
+			fmt.Fprintf(w, "| %s | %s | no |\n", label, why)
+			continue
+		}
+		x := s.Half.Latency.P99 / c.Half.Latency.P99
+		fmt.Fprintf(w, "| %s | %s vs %s ms: %.2f× (p50 %s vs %s ms) | %s |\n", label, num(s.Half.Latency.P99), num(c.Half.Latency.P99), x,
+			num(s.Half.Latency.P50), num(c.Half.Latency.P50), yes(x <= 1.2))
+	}
+	for _, n := range sizes(rs, "pairs") {
+		s, ok1 := get("pairs", "stompbus", n)
+		c, ok2 := get("pairs", "ceiling", n)
+		if !ok1 || !ok2 || c.SaturationPerSec == 0 {
+			continue
+		}
+		x := s.SaturationPerSec / c.SaturationPerSec
+		cpu := ""
+		if a, b := perCPU(s, true), perCPU(c, true); a > 0 && b > 0 {
+			cpu = fmt.Sprintf("; per broker CPU-second %.2f×", a/b)
+		}
+		fmt.Fprintf(w, "| pairs (%d): ≥ 0.8× the ceiling | %s vs %s deliveries/s: %.2f×%s | %s |\n", n, num(s.SaturationPerSec), num(c.SaturationPerSec), x, cpu, yes(x >= 0.8))
+	}
+	if x, ok := get("crossnode", "stompbus", fan); ok && x.SaturationPerSec > 0 && okS && sb.SaturationPerSec > 0 {
+		r := x.SaturationPerSec / sb.SaturationPerSec
+		fmt.Fprintf(w, "| crossnode %d: ≥ 0.8× same-node fanout | %s vs %s deliveries/s: %.2f× | %s |\n", fan, num(x.SaturationPerSec), num(sb.SaturationPerSec), r, yes(r >= 0.8))
+	} else {
+		fmt.Fprintf(w, "| crossnode %d: ≥ 0.8× same-node fanout | not measured | – |\n", fan)
+	}
+	for _, n := range sizes(rs, "idle") {
+		if r, ok := get("idle", "stompbus", n); ok && r.RSSAfterKiB > 0 {
+			fmt.Fprintf(w, "| idle %d WebSocket connections: ≤ 4 KiB each | %.2f KiB | %s |\n", n, r.RSSPerConnKiB, yes(r.RSSPerConnKiB <= 4))
+		}
+	}
 }
