@@ -48,3 +48,41 @@ func BenchmarkSend(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFlush runs a fan-out as a publisher's read makes it: one
+// MESSAGE (a small head, a 128-byte shared tail) queued to each of 100
+// loopback connections whose peers read everything, then one Flush. An op
+// is one delivery; allocations per op stay at zero. The time includes the
+// peers' reads, in this process: compare brokers with bench/run.sh.
+//
+//	go test -run '^$' -bench Flush -benchmem ./outbox
+func BenchmarkFlush(b *testing.B) {
+	const conns = 100
+	pool := NewPool(conns)
+	outs := make([]*Outbox, conns)
+	for i := range outs {
+		sc, cc := pair(b)
+		go func() { _, _ = io.Copy(io.Discard, cc) }()
+		outs[i] = New(sc, Config{MaxBytes: 1 << 30, Pool: pool})
+	}
+	head := []byte("MESSAGE\nsubscription:sub-1\n")
+	shared := make([]byte, 128)
+	var f Flusher
+	b.ReportAllocs()
+	b.SetBytes(int64(len(head) + len(shared)))
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		for _, o := range outs {
+			if !o.SendDeferred(head, shared, false, 1, &f) {
+				b.Fatal("refused")
+			}
+			i++
+		}
+		f.Flush()
+		for _, o := range outs[:1] { // keep the queues bounded
+			for o.Queued() > 1<<20 {
+				runtime.Gosched()
+			}
+		}
+	}
+}

@@ -6,8 +6,11 @@
 // the encoding one published message shares with all its subscribers).
 // A writer goroutine exists only while there is something to write: the
 // first Send into an idle outbox starts it, and it drains everything queued
-// in batches, one writev (net.Buffers) per batch, then exits. An idle
-// connection costs no goroutine and no write buffer beyond its arenas.
+// in batches, one writev per batch, then exits. An idle connection costs no
+// goroutine and no write buffer beyond its arenas. On Linux the writev is
+// made through the socket's RawConn with buffers taken straight from the
+// batch (writev_linux.go): the writer's short call chain fits the stack a
+// new goroutine starts with, where net.Buffers' grew it on every burst.
 //
 // When the queued bytes would pass the limit, the consumer is too slow: the
 // outbox refuses the frame, drops what is queued, writes a last frame (the
@@ -34,6 +37,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -128,11 +132,11 @@ type Outbox struct {
 	pongDebt int
 
 	lastWrite atomic.Int64
-	deadline  int64 // the write deadline set last (unix ns); writer only
-	bufs      net.Buffers
-	vectored  bool   // the conn does writev (a plain socket)
-	flat      []byte // a batch copied into one buffer for other conns
-	pubs      []int64
+	deadline  int64           // the write deadline set last (unix ns); writer only
+	vectored  bool            // the conn does writev (a plain socket)
+	raw       syscall.RawConn // its raw socket, once a write asked (writev_linux.go)
+	flat      []byte          // a batch copied into one buffer for other conns
+	own       *vec            // write scratch without a Pool
 	closeOnce sync.Once
 }
 
@@ -355,88 +359,91 @@ func (o *Outbox) writeLoop() {
 	for {
 		o.mu.Lock()
 		if len(o.cur.items) == 0 {
-			o.writing = false
-			if o.cfg.Pool != nil { // idle: hold no buffers
-				o.cfg.Pool.putBatch(o.cur)
-				o.cfg.Pool.putBatch(o.spare)
-				o.cur, o.spare = batch{}, batch{}
-			}
-			done := o.closing
+			done := o.idleLocked()
 			o.mu.Unlock()
 			if done {
 				o.finish()
 			}
 			return
 		}
-		b := o.cur
-		o.cur, o.spare = o.spare, batch{}
-		pong := 0 // the bytes of the pong in b
-		if o.pongItem > 0 {
-			it := b.items[o.pongItem-1]
-			pong = it.end - it.start
-		}
-		o.pongItem = 0
+		b, pong := o.takeLocked()
 		o.mu.Unlock()
-
 		n, err := o.write(&b)
-		var lost uint64
-		if err != nil {
-			lost = unwritten(b.items, n)
-		}
-
-		for i := range b.items {
-			if w := b.items[i].written; w != nil {
-				w(err)
-				b.items[i].written = nil
-			}
-		}
-		o.mu.Lock()
-		o.queued -= len(b.arena)
-		for i := range b.items {
-			o.queued -= len(b.items[i].shared)
-			b.items[i].shared = nil
-		}
-		b.items, b.arena = b.items[:0], b.arena[:0]
-		if cap(b.arena) > 64<<10 { // do not keep a burst's buffer forever
-			b.arena = nil
-		}
-		o.spare = b
-		if err == nil {
-			o.pongDebt -= pong
-		}
-		if err != nil {
-			o.closing = true
-			o.aborted = true // the peer is gone or stuck: nothing to linger for
-			if o.closeErr == nil {
-				o.closeErr = err
-			}
-			o.cfg.Stats.drop(o.dropReasonLocked(), lost+unwritten(o.cur.items, 0))
-			o.cur.items, o.cur.arena = o.cur.items[:0], o.cur.arena[:0]
-			o.queued = 0
-			o.pongItem = 0
-		}
-		o.mu.Unlock()
+		o.settle(b, pong, n, err)
 	}
+}
+
+// idleLocked ends a writer's turn, nothing being queued: an idle outbox
+// holds no buffers. It reports whether the connection must now be closed.
+func (o *Outbox) idleLocked() bool {
+	o.writing = false
+	if o.cfg.Pool != nil {
+		o.cfg.Pool.putBatch(o.cur)
+		o.cfg.Pool.putBatch(o.spare)
+		o.cur, o.spare = batch{}, batch{}
+	}
+	return o.closing
+}
+
+// takeLocked hands the writer what is queued; pong is the bytes of the
+// pong in it.
+func (o *Outbox) takeLocked() (b batch, pong int) {
+	b = o.cur
+	o.cur, o.spare = o.spare, batch{}
+	if o.pongItem > 0 {
+		it := b.items[o.pongItem-1]
+		pong = it.end - it.start
+	}
+	o.pongItem = 0
+	return b, pong
+}
+
+// settle ends the write of batch b, of which n bytes were written: the
+// frames' written callbacks run, its bytes leave the queue and its buffers
+// are kept for the next batch. A failed write closes the outbox and drops
+// (and counts) what is queued.
+func (o *Outbox) settle(b batch, pong int, n int64, err error) {
+	var lost uint64
+	if err != nil {
+		lost = unwritten(b.items, n)
+	}
+	for i := range b.items {
+		if w := b.items[i].written; w != nil {
+			w(err)
+			b.items[i].written = nil
+		}
+	}
+	o.mu.Lock()
+	o.queued -= len(b.arena)
+	for i := range b.items {
+		o.queued -= len(b.items[i].shared)
+		b.items[i].shared = nil
+	}
+	b.items, b.arena = b.items[:0], b.arena[:0]
+	if cap(b.arena) > 64<<10 { // do not keep a burst's buffer forever
+		b.arena = nil
+	}
+	o.spare = b
+	if err == nil {
+		o.pongDebt -= pong
+	}
+	if err != nil {
+		o.closing = true
+		o.aborted = true // the peer is gone or stuck: nothing to linger for
+		if o.closeErr == nil {
+			o.closeErr = err
+		}
+		o.cfg.Stats.drop(o.dropReasonLocked(), lost+unwritten(o.cur.items, 0))
+		o.cur.items, o.cur.arena = o.cur.items[:0], o.cur.arena[:0]
+		o.queued = 0
+		o.pongItem = 0
+	}
+	o.mu.Unlock()
 }
 
 // write writes a batch and returns how many of its bytes were written.
 func (o *Outbox) write(b *batch) (int64, error) {
-	v := vec{bufs: o.bufs[:0], pubs: o.pubs[:0]}
-	if o.cfg.Pool != nil {
-		v = o.cfg.Pool.getVec()
-		defer func() { o.cfg.Pool.putVec(v) }()
-	}
-	bufs, pubs := v.bufs, v.pubs
-	for i := range b.items {
-		it := &b.items[i]
-		bufs = append(bufs, b.arena[it.start:it.end])
-		if len(it.shared) > 0 {
-			bufs = append(bufs, it.shared)
-		}
-		if it.published != 0 {
-			pubs = append(pubs, it.published)
-		}
-	}
+	v := o.getVec()
 	// Setting a deadline costs a runtime timer update; a busy connection
 	// writes far more often than its deadline needs moving.
 	if dl := time.Now().Add(o.cfg.WriteTimeout).UnixNano(); dl-o.deadline > int64(o.cfg.WriteTimeout/8) {
@@ -446,32 +453,74 @@ func (o *Outbox) write(b *batch) (int64, error) {
 	var n int64
 	var err error
 	if o.vectored {
-		// WriteTo consumes the slice it is given; keep our backing array.
-		w := bufs
-		n, err = w.WriteTo(o.conn)
+		n, err = o.writeVectored(v, b)
 	} else {
-		// No writev (TLS): one record for the batch beats one per piece.
-		flat := o.flat[:0]
-		for _, p := range bufs {
-			flat = append(flat, p...)
-		}
-		var nf int
-		nf, err = o.conn.Write(flat)
-		n = int64(nf)
-		if cap(flat) > 64<<10 {
-			flat = nil
-		}
-		o.flat = flat[:0]
+		n, err = o.writeFlat(v, b)
 	}
-	clear(bufs)
 	o.lastWrite.Store(time.Now().UnixNano())
 	if err == nil && o.cfg.OnWrite != nil {
-		o.cfg.OnWrite(len(b.items), pubs)
+		o.cfg.OnWrite(len(b.items), v.pubs)
 	}
-	if o.cfg.Pool != nil {
-		v.bufs, v.pubs = bufs[:0], pubs[:0] // grown; back to the pool
-	} else {
-		o.bufs, o.pubs = bufs[:0], pubs[:0]
-	}
+	o.putVec(v)
 	return n, err
+}
+
+// writeFlat writes a batch copied into one buffer: without writev (TLS),
+// one record for the batch beats one per piece.
+func (o *Outbox) writeFlat(v *vec, b *batch) (int64, error) {
+	flat := o.flat[:0]
+	for i := range b.items {
+		it := &b.items[i]
+		flat = append(flat, b.arena[it.start:it.end]...)
+		flat = append(flat, it.shared...)
+		if it.published != 0 {
+			v.pubs = append(v.pubs, it.published)
+		}
+	}
+	n, err := o.conn.Write(flat)
+	if cap(flat) > 64<<10 {
+		flat = nil
+	}
+	o.flat = flat[:0]
+	return int64(n), err
+}
+
+// writeBuffers writes a batch with net.Buffers (writev where the
+// connection has it).
+func (o *Outbox) writeBuffers(v *vec, b *batch) (int64, error) {
+	bufs := v.bufs[:0]
+	for i := range b.items {
+		it := &b.items[i]
+		bufs = append(bufs, b.arena[it.start:it.end])
+		if len(it.shared) > 0 {
+			bufs = append(bufs, it.shared)
+		}
+		if it.published != 0 {
+			v.pubs = append(v.pubs, it.published)
+		}
+	}
+	// WriteTo consumes the slice it is given; keep our backing array.
+	w := bufs
+	n, err := w.WriteTo(o.conn)
+	clear(bufs) // hold no message past its write
+	v.bufs = bufs[:0]
+	return n, err
+}
+
+// getVec returns the scratch of one write: the pool's, or the outbox's own.
+func (o *Outbox) getVec() *vec {
+	if o.cfg.Pool != nil {
+		return o.cfg.Pool.getVec()
+	}
+	if o.own == nil {
+		o.own = new(vec)
+	}
+	return o.own
+}
+
+func (o *Outbox) putVec(v *vec) {
+	v.pubs = v.pubs[:0]
+	if o.cfg.Pool != nil {
+		o.cfg.Pool.putVec(v)
+	}
 }

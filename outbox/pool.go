@@ -13,13 +13,14 @@ import (
 type Pool struct {
 	mu      sync.Mutex
 	batches freeList[batch]
-	vecs    freeList[vec]
+	vecs    freeList[*vec]
 }
 
 // vec is the scratch space of one write.
 type vec struct {
 	bufs net.Buffers
 	pubs []int64
+	raw  rawWrite // writev_linux.go
 }
 
 // maxPooled bounds a pooled arena; a burst's larger buffer is dropped.
@@ -27,7 +28,7 @@ const maxPooled = 16 << 10
 
 // NewPool returns a pool keeping up to max buffers of each kind.
 func NewPool(max int) *Pool {
-	return &Pool{batches: freeList[batch]{max: max}, vecs: freeList[vec]{max: max}}
+	return &Pool{batches: freeList[batch]{max: max}, vecs: freeList[*vec]{max: max}}
 }
 
 // freeList is a bounded stack of reusable values; the Pool's lock guards it.
@@ -68,16 +69,26 @@ func (p *Pool) putBatch(b batch) {
 	p.mu.Unlock()
 }
 
-func (p *Pool) getVec() vec {
+func (p *Pool) getVec() *vec {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.vecs.get()
+	v := p.vecs.get()
+	p.mu.Unlock()
+	if v == nil {
+		v = new(vec)
+	}
+	return v
 }
 
-func (p *Pool) putVec(v vec) {
-	clear(v.bufs[:cap(v.bufs)])
-	v.bufs, v.pubs = v.bufs[:0], v.pubs[:0]
+// putVec takes back a write's scratch, which holds no message (each
+// write clears what it used).
+func (p *Pool) putVec(v *vec) {
+	if cap(v.bufs) > maxPooledVec || cap(v.pubs) > maxPooledVec || v.raw.tooBig() {
+		return // a burst's: not kept
+	}
 	p.mu.Lock()
 	p.vecs.put(v)
 	p.mu.Unlock()
 }
+
+// maxPooledVec bounds the pieces of a pooled write scratch.
+const maxPooledVec = 4096
