@@ -225,7 +225,7 @@ func TestFaults(t *testing.T) {
 	})
 	s := &suite{t: t, lab: l, rng: rand.New(rand.NewPCG(seed, 1))}
 	for i := range l.nodes {
-		s.nodes = append(s.nodes, newNode(l, i, bin, dir, []string{"-queue-ack-wait", "2s", "-log-level", "info"}))
+		s.nodes = append(s.nodes, newNode(l, i, bin, dir, []string{"-queue-ack-wait", "2s", "-log-level", "info", "-topic-history", historyRule}))
 	}
 	t.Cleanup(func() {
 		for _, n := range s.nodes {
@@ -263,8 +263,8 @@ func TestFaults(t *testing.T) {
 		for _, e := range r.problems() {
 			t.Errorf("run %d (%s): %s", run+1, f.name, e)
 		}
-		t.Logf("  receipted %d (no receipt %d), delivered %d, lost %d, duplicates %d (unflagged %d), topic %d received of %d×3 sent, recovery %s",
-			r.receipted, r.unknown, r.delivered, len(r.lost), r.duplicates, len(r.unflagged), r.topicGot, r.topicSent, r.recovery.Round(time.Millisecond))
+		t.Logf("  receipted %d (no receipt %d), delivered %d, lost %d, duplicates %d (unflagged %d), topic %d received of %d×3 sent, history %d receipted, %d received by 3 subscribers, %d holes, recovery %s",
+			r.receipted, r.unknown, r.delivered, len(r.lost), r.duplicates, len(r.unflagged), r.topicGot, r.topicSent, r.histSent, r.histGot, len(r.histErrs), r.recovery.Round(time.Millisecond))
 		if r.recoveryErr != nil || r.faultErr != nil {
 			break // the cluster is not in a state to go on
 		}
@@ -303,6 +303,7 @@ func (s *suite) runOne(run int, f fault) result {
 	pause(w.stopSend, 2*time.Second)
 	w.stopProducers()
 	lost := w.drain(drainBound)
+	w.hist.readBack(historyReadBound)
 	r := w.check(lost)
 	r.fault, r.recovery, r.recoveryErr, r.faultErr = f.name, rec, recErr, err
 	return r
@@ -329,8 +330,14 @@ func (r result) problems() []string {
 	if len(r.topicErrs) > 0 {
 		p = append(p, fmt.Sprintf("%d topic messages repeated or out of order, e.g. %s", len(r.topicErrs), strings.Join(first(r.topicErrs, 5), "; ")))
 	}
+	if len(r.histErrs) > 0 {
+		p = append(p, fmt.Sprintf("%d topic history problems (holes, repeats, gaps, lost messages), e.g. %s", len(r.histErrs), strings.Join(first(r.histErrs, 5), "; ")))
+	}
 	if r.receipted == 0 {
 		p = append(p, "no SEND got a RECEIPT: the run tested nothing")
+	}
+	if r.histSent == 0 {
+		p = append(p, "no history SEND got a RECEIPT: the history check tested nothing")
 	}
 	return p
 }
@@ -341,6 +348,7 @@ func first(s []string, n int) []string { return s[:min(n, len(s))] }
 func table(results []result) string {
 	type row struct {
 		runs, receipted, lost, dups, unflagged, order int
+		histSent, histHoles                           int
 		maxRec                                        time.Duration
 		failed                                        int
 	}
@@ -359,16 +367,18 @@ func table(results []result) string {
 		rw.dups += r.duplicates
 		rw.unflagged += len(r.unflagged)
 		rw.order += len(r.orderErrs) + len(r.topicErrs)
+		rw.histSent += r.histSent
+		rw.histHoles += len(r.histErrs)
 		rw.maxRec = max(rw.maxRec, r.recovery)
 		if r.recoveryErr != nil || r.faultErr != nil {
 			rw.failed++
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "| fault | runs | receipted | lost | duplicates | unflagged duplicates | order errors | max recovery (bound %s) | not recovered |\n|---|---|---|---|---|---|---|---|---|\n", recoveryBound)
+	fmt.Fprintf(&b, "| fault | runs | receipted | lost | duplicates | unflagged duplicates | order errors | history receipted | history holes | max recovery (bound %s) | not recovered |\n|---|---|---|---|---|---|---|---|---|---|---|\n", recoveryBound)
 	for _, n := range names {
 		rw := rows[n]
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %s | %d |\n", n, rw.runs, rw.receipted, rw.lost, rw.dups, rw.unflagged, rw.order, rw.maxRec.Round(100*time.Millisecond), rw.failed)
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %d | %d | %s | %d |\n", n, rw.runs, rw.receipted, rw.lost, rw.dups, rw.unflagged, rw.order, rw.histSent, rw.histHoles, rw.maxRec.Round(100*time.Millisecond), rw.failed)
 	}
 	return b.String()
 }

@@ -14,13 +14,15 @@ import (
 
 // workload is what runs against the cluster during one fault: a queue
 // producer and a client-individual consumer per node, a topic publisher
-// and a topic subscriber per node. Clients that lose their node connect to
+// and a topic subscriber per node, and a kept (history) topic's publisher
+// and resuming subscribers (history_linux.go). Clients that lose their node connect to
 // the next one. It records what it sent and received; check judges it.
 type workload struct {
 	run   int
 	queue string
 	topic string
 	nodes []*node
+	hist  *history // the topic-history part
 
 	mu         sync.Mutex
 	receipted  map[string]bool   // queue bodies whose SEND got a RECEIPT
@@ -58,7 +60,7 @@ func dial(n *node, login string) (*stomp.Conn, error) {
 }
 
 func newWorkload(run int, nodes []*node) *workload {
-	return &workload{run: run, nodes: nodes,
+	return &workload{run: run, nodes: nodes, hist: newHistory(run, nodes),
 		queue: fmt.Sprintf("/queue/faults.r%d", run), topic: fmt.Sprintf("/topic/faults.r%d", run),
 		receipted: map[string]bool{}, deliveries: map[string][]bool{}, changed: make(chan struct{}, 1),
 		stopSend: make(chan struct{}), stopConsume: make(chan struct{})}
@@ -84,13 +86,14 @@ func pause(stop chan struct{}, d time.Duration) bool {
 // start begins the consumers and topic subscribers, waits until each
 // holds a subscription, then starts the producers.
 func (w *workload) start() {
-	subscribed := make(chan struct{}, 2*len(w.nodes))
+	subscribed := make(chan struct{}, 3*len(w.nodes))
 	for k := range w.nodes {
-		w.wgConsume.Add(2)
+		w.wgConsume.Add(3)
 		go w.consume(k, subscribed)
 		go w.subscribeTopic(k, subscribed)
+		go func() { defer w.wgConsume.Done(); w.hist.subscribe(k, w.stopConsume, subscribed) }()
 	}
-	for range 2 * len(w.nodes) {
+	for range 3 * len(w.nodes) {
 		select {
 		case <-subscribed:
 		case <-time.After(20 * time.Second): // a node may be down: go on
@@ -100,8 +103,9 @@ func (w *workload) start() {
 		w.wgSend.Add(1)
 		go w.produce(k)
 	}
-	w.wgSend.Add(1)
+	w.wgSend.Add(2)
 	go w.publishTopic()
+	go func() { defer w.wgSend.Done(); w.hist.publish(w.stopSend) }()
 }
 
 // produce sends queue messages with receipts, one at a time, about 100 a
@@ -345,6 +349,7 @@ func (w *workload) drain(limit time.Duration) []string {
 		}
 		break
 	}
+	w.hist.caughtUp(historyReadBound)
 	close(w.stopConsume)
 	w.wgConsume.Wait()
 	return missing
@@ -363,6 +368,9 @@ type result struct {
 	topicErrs   []string
 	topicSent   int64
 	topicGot    int64
+	histSent    int      // receipted history messages
+	histGot     int      // history messages the subscribers received
+	histErrs    []string // holes, repeats, gaps, lost history messages
 	recovery    time.Duration
 	recoveryErr error
 	faultErr    error
@@ -374,6 +382,9 @@ func (w *workload) check(lost []string) result {
 	defer w.mu.Unlock()
 	r := result{receipted: len(w.receipted), unknown: w.unknown, lost: append([]string(nil), lost...),
 		orderErrs: w.orderErrs, topicErrs: w.topicErrs, topicSent: w.topicSent.Load(), topicGot: w.topicGot.Load()}
+	w.hist.mu.Lock()
+	r.histSent, r.histGot, r.histErrs = len(w.hist.receipted), w.hist.got, append([]string(nil), w.hist.errs...)
+	w.hist.mu.Unlock()
 	for b, flags := range w.deliveries {
 		r.delivered++
 		r.duplicates += len(flags) - 1
