@@ -48,7 +48,7 @@ func (s *Store) awaitFeeds(ctx context.Context, key string) {
 	var waits []<-chan struct{}
 	s.fmu.Lock()
 	for k, f := range s.feeds {
-		if k == key || (router.IsPattern(k) && match(k, key)) {
+		if k == key || (router.IsPattern(k) && router.Matches(k, key)) {
 			waits = append(waits, f.ready)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stompbus/stompbus/router"
 )
 
 var now = time.Unix(1_800_000_000, 0)
@@ -77,8 +79,8 @@ func TestMatchAgreesWithRouter(t *testing.T) {
 		{"/topic/a", "/topic/ab", false},
 		{"/topic/>", "/topic/x/y", true},
 	} {
-		if got := match(tc.pat, tc.key); got != tc.want {
-			t.Errorf("match(%q, %q) = %v", tc.pat, tc.key, got)
+		if got := router.Matches(tc.pat, tc.key); got != tc.want {
+			t.Errorf("router.Matches(%q, %q) = %v", tc.pat, tc.key, got)
 		}
 	}
 	if n := testing.AllocsPerRun(100, func() { find([]Rule{{Pattern: "/topic/chat.#"}, {Pattern: "/topic/x.*"}}, "/topic/news.today") }); n != 0 {
@@ -137,7 +139,7 @@ func FuzzParseRules(f *testing.F) {
 			if !strings.HasPrefix(r.Pattern, "/topic/") || r.Count < 1 || r.Count > MaxCount {
 				t.Fatalf("%q: bad rule %+v accepted", v, r)
 			}
-			_ = match(r.Pattern, key) // any pattern and key: must not panic
+			_ = router.Matches(r.Pattern, key) // any pattern and key: must not panic
 		}
 		again, err := ParseRules(FormatRules(rs))
 		if err != nil || len(again) != len(rs) {

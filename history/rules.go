@@ -104,51 +104,9 @@ func FormatRules(rules []Rule) string {
 // -1. It does not allocate.
 func find(rules []Rule, key string) int {
 	for i := range rules {
-		if match(rules[i].Pattern, key) {
+		if router.Matches(rules[i].Pattern, key) {
 			return i
 		}
 	}
 	return -1
-}
-
-// match reports whether the literal destination key matches pattern, with
-// the router's wildcard rules (its index; Match in router/match_test.go),
-// without allocating: both are walked segment by
-// segment (a segment starts at '/' or '.').
-func match(pattern, key string) bool {
-	p, k := pattern, key
-	for {
-		ps, prest := nextSeg(p)
-		if ps == "" {
-			return k == ""
-		}
-		if router.IsRestWildcard(ps) && prest == "" {
-			return true
-		}
-		ks, krest := nextSeg(k)
-		if ks == "" {
-			return false
-		}
-		if router.IsOneWildcard(ps) {
-			if len(ks) < 2 || ks[0] != ps[0] {
-				return false
-			}
-		} else if ps != ks {
-			return false
-		}
-		p, k = prest, krest
-	}
-}
-
-// nextSeg splits the first segment (its separator and name) off s.
-func nextSeg(s string) (seg, rest string) {
-	if s == "" {
-		return "", ""
-	}
-	for i := 1; i < len(s); i++ {
-		if s[i] == '/' || s[i] == '.' {
-			return s[:i], s[i:]
-		}
-	}
-	return s, ""
 }

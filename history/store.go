@@ -265,8 +265,8 @@ func (r *rule) filterSubjects(key string) []string {
 // patterns (conservatively: true when unsure).
 func overlap(a, b string) bool {
 	for {
-		as, arest := nextSeg(a)
-		bs, brest := nextSeg(b)
+		as, arest := router.NextSegment(a)
+		bs, brest := router.NextSegment(b)
 		if (router.IsRestWildcard(as) && arest == "") || (router.IsRestWildcard(bs) && brest == "") {
 			return true
 		}
