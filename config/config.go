@@ -10,6 +10,7 @@ import (
 	"github.com/stompbus/stompbus/hook"
 	"github.com/stompbus/stompbus/outbox"
 	"github.com/stompbus/stompbus/queues"
+	"github.com/stompbus/stompbus/ratelimit"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
@@ -75,6 +76,11 @@ type Config struct {
 	TopicHistory     []history.Rule  // topic-history: kept topic destinations (PATTERN=COUNT[/AGE],...)
 	ReadBufferSize   int             // read-buffer-size: per connection
 	UpgradeTimeout   time.Duration   // upgrade-timeout: WebSocket handshake and HTTP request headers
+
+	// SEND rate limits (package ratelimit).
+	RateLimitConnection []ratelimit.Rule // rate-limit-connection: PATTERN=RATE[+RATE],... per connection
+	RateLimitUser       []ratelimit.Rule // rate-limit-user: the same per user (all the user's connections on the node)
+	RateLimitWait       time.Duration    // rate-limit-wait: how long a connection may stay over its limits before ERROR rate limit
 
 	// Connection limits (server.Limits).
 	MaxConnections      int           // max-connections: live connections of the node
@@ -173,6 +179,7 @@ func Default() Config {
 		TopicHistory:     DefaultTopicHistory(),
 		ReadBufferSize:   server.DefaultReadBufferSize,
 		UpgradeTimeout:   server.DefaultUpgradeTimeout,
+		RateLimitWait:    ratelimit.DefaultMaxWait,
 
 		MaxConnections:      server.DefaultMaxConnections,
 		MaxConnectionsPerIP: server.DefaultMaxConnectionsPerIP,

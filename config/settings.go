@@ -13,6 +13,7 @@ import (
 
 	"github.com/stompbus/stompbus/history"
 	"github.com/stompbus/stompbus/queues"
+	"github.com/stompbus/stompbus/ratelimit"
 	"github.com/stompbus/stompbus/server"
 )
 
@@ -350,6 +351,9 @@ var settings = []setting{
 	integer("max-queue-depth", "most waiting messages of one /queue/ destination; SEND beyond is refused", 1, func(c *Config) *int { return &c.MaxQueueDepth }),
 	integer("default-prefetch", "in-flight messages of a client-ack queue subscription without prefetch-count", 1, func(c *Config) *int { return &c.DefaultPrefetch }),
 	historyRules("topic-history", "comma-separated PATTERN=COUNT[/AGE]: /topic/ destinations matching PATTERN keep their last COUNT messages, none older than AGE, cluster-wide, for SUBSCRIBE x-stream-offset; off keeps none", func(c *Config) *[]history.Rule { return &c.TopicHistory }),
+	rateRules("rate-limit-connection", "comma-separated PATTERN=RATE[+RATE]: what one connection may SEND to destinations matching PATTERN (a pattern or # for all), RATE a message count (20/s) or body bytes (64KiB/s) per s, m or h; over it the connection is not read for a while; off: none", ratelimit.Connection, func(c *Config) *[]ratelimit.Rule { return &c.RateLimitConnection }),
+	rateRules("rate-limit-user", "the same as rate-limit-connection for all connections of one user on this node together", ratelimit.User, func(c *Config) *[]ratelimit.Rule { return &c.RateLimitUser }),
+	duration("rate-limit-wait", "a connection over its rate limits, every SEND waiting, for longer than this gets ERROR rate limit with retry-after and is closed", 100*time.Millisecond, func(c *Config) *time.Duration { return &c.RateLimitWait }),
 	duration("queue-ack-wait", "a queue message held by a node that stopped answering goes to another consumer after this", time.Second, func(c *Config) *time.Duration { return &c.QueueAckWait }),
 	oneOf("queue-sync", "always: a queue RECEIPT is sent once the message is flushed to disk (fsync, many stores per fsync; on a majority of replicas in a cluster); interval: JetStream flushes every queue-sync-interval, faster, and an OS crash or power loss can lose what was receipted since the last flush",
 		func(c *Config) *string { return &c.QueueSync }, "always", "interval"),

@@ -22,7 +22,8 @@
 // the session (which never waits: see package session) and re-arms the
 // socket. Before CONNECT (authentication may be slow) and with TLS a
 // connection has its own reader goroutine. Back-pressure on a producer
-// whose queue stores are unanswered is by not reading it: when its
+// whose queue stores are unanswered, that waits for the backend hook, or
+// that is over its SEND rate limits is by not reading it: when its
 // session reports Paused, the worker leaves the socket disarmed (its own
 // reader waits), and the session's Resume re-arms it (wakes the reader).
 //

@@ -22,7 +22,9 @@
 // RECEIPTs and ERRORs still come in frame order. A producer that outruns
 // the storage is held back by not reading its connection: after a Feed,
 // Paused tells the transport to stop reading it, and Info.Resume tells it
-// to read again; a shared worker never waits for it.
+// to read again; a shared worker never waits for it. A client over its
+// SEND rate limits (package ratelimit) is held back the same way, for the
+// time its limits ask, by a timer (ratelimit.go).
 //
 // Concurrency: Feed, Paused and Close are called by the transport's
 // reader, never concurrently. Deliver (the router.Consumer side) is called

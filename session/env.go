@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stompbus/stompbus/frame"
+	"github.com/stompbus/stompbus/ratelimit"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/tracing"
 )
@@ -198,6 +199,9 @@ type Env struct {
 	// Hook, when set, is the application's backend deciding CONNECT,
 	// SUBSCRIBE and SEND (hook.go); nil: no backend is asked.
 	Hook Hook
+	// RateLimits, when set, limits what sessions SEND (ratelimit.go);
+	// nil: no limits.
+	RateLimits *ratelimit.Limiter
 
 	idPrefix string
 	seq      atomic.Uint64

@@ -153,6 +153,9 @@ func (s *Session) accept(cx, cy time.Duration, rcpt []byte, hasRcpt bool) {
 	s.connected = true
 	u := s.user
 	s.userName.Store(&u)
+	if s.env.RateLimits != nil {
+		s.rl = s.env.RateLimits.Open(s.user)
+	}
 
 	cfg := &s.env.Config
 	sx, sy := cfg.HeartBeatSend, cfg.HeartBeatRecv
@@ -300,6 +303,10 @@ func (s *Session) send(f *frame.Frame) error {
 	if err := s.hookAllow(Send, dest, f); err != nil {
 		return err
 	}
+	wait, err := s.takeRate(key, f)
+	if err != nil {
+		return err
+	}
 	s.idBuf = append(append(s.idBuf[:0], s.id...), '-')
 	s.msgN++
 	s.idBuf = strconv.AppendUint(s.idBuf, s.msgN, 10)
@@ -326,7 +333,7 @@ func (s *Session) send(f *frame.Frame) error {
 		t.ops = append(t.ops, op{msg: m})
 		s.txN++
 		s.receipt(f)
-		return nil
+		return s.throttle(wait)
 	}
 	// Topic and user messages are delivered here, on this goroutine; the
 	// writers they reach are woken once, at the end of this Feed.
@@ -341,7 +348,7 @@ func (s *Session) send(f *frame.Frame) error {
 		s.env.Log.Warn("publish", "session", s.id, "destination", key, "err", err)
 	}
 	s.receipt(f)
-	return nil
+	return s.throttle(wait)
 }
 
 // receiptOf returns a frame's receipt header, "" for none.

@@ -106,6 +106,8 @@ type hookState struct {
 	// expire, in Env.Now nanoseconds (under read).
 	cache  [2]map[string]int64
 	cancel context.CancelFunc
+	// timer ends a rate limit's wait (ratelimit.go; under read).
+	timer *time.Timer
 
 	mu sync.Mutex // guards what follows
 	// waiting is set from the start of a call until its answer acted on
@@ -121,9 +123,11 @@ type grant struct {
 }
 
 // mayHold reports whether a frame may hold the session's reading: with a
-// backend hook, or durable subscriptions (durable.go), which use the same
-// hold-and-answer path.
-func (s *Session) mayHold() bool { return s.env.Hook != nil || s.env.Durables != nil }
+// backend hook, durable subscriptions (durable.go) or rate limits
+// (ratelimit.go), which use the same hold-and-answer path.
+func (s *Session) mayHold() bool {
+	return s.env.Hook != nil || s.env.Durables != nil || s.env.RateLimits != nil
+}
 
 // errHold stops the parser on a frame that waits for the backend.
 var errHold = errors.New("waiting for the backend")
@@ -162,13 +166,20 @@ func (s *Session) hookPaused() bool {
 	return h.waiting
 }
 
-// startCall marks a call as started (reader only) and returns its context.
-func (s *Session) startCall() context.Context {
+// hold makes the session act on no more frames, and hold what it is fed,
+// until answer (reader only).
+func (s *Session) hold() {
 	h := &s.hk
 	h.calling = true
 	h.mu.Lock()
 	h.waiting = true
 	h.mu.Unlock()
+}
+
+// startCall marks a call as started (reader only) and returns its context.
+func (s *Session) startCall() context.Context {
+	h := &s.hk
+	s.hold()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	return ctx
@@ -317,5 +328,8 @@ func (s *Session) answer(apply func() error) {
 func (s *Session) stopHook() {
 	if s.hk.cancel != nil {
 		s.hk.cancel()
+	}
+	if s.hk.timer != nil {
+		s.hk.timer.Stop()
 	}
 }

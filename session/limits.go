@@ -27,13 +27,14 @@ const (
 	LimitConnectTimeout                 // no CONNECT in time
 	LimitTokenExpired                   // a session closed because its token expired
 	LimitDestinationLength              // a destination over router.MaxDestinationLength
+	LimitRate                           // a connection over its SEND rate limits for too long
 	NumLimits
 )
 
 var limitNames = [NumLimits]string{
 	"frame_size", "headers", "header_line", "subscriptions", "transactions",
 	"transaction_frames", "unacked", "connect_timeout", "token_expired",
-	"destination_length",
+	"destination_length", "rate",
 }
 
 // String returns the metric label value, e.g. "frame_size".
@@ -71,6 +72,8 @@ func limitOf(message string) (Limit, bool) {
 		return LimitUnacked, true
 	case msgDestinationTooLong:
 		return LimitDestinationLength, true
+	case msgRateLimit:
+		return LimitRate, true
 	}
 	return 0, false
 }

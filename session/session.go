@@ -8,6 +8,7 @@ import (
 
 	"github.com/stompbus/stompbus/frame"
 	"github.com/stompbus/stompbus/outbox"
+	"github.com/stompbus/stompbus/ratelimit"
 	"github.com/stompbus/stompbus/router"
 )
 
@@ -82,8 +83,12 @@ type Session struct {
 	stopped atomic.Bool
 	// ord orders the replies that wait for queue stores (store.go).
 	ord ordered
-	// hk holds what waits for the application's backend (hook.go).
+	// hk holds what waits for the application's backend (hook.go) or
+	// for a rate limit (ratelimit.go).
 	hk hookState
+	// rl is the connection's rate limit buckets, once connected with
+	// limits configured (reader only).
+	rl *ratelimit.Conn
 }
 
 // New starts a session on a connection whose frames go to out.
@@ -225,6 +230,9 @@ func (s *Session) Close() {
 		s.hk.read.Lock()
 		defer s.hk.read.Unlock()
 		s.stopHook()
+	}
+	if s.rl != nil {
+		s.rl.Close()
 	}
 	s.closed = true
 	if s.stopped.Swap(true) {

@@ -38,6 +38,7 @@ import (
 	"github.com/stompbus/stompbus/httpapi"
 	"github.com/stompbus/stompbus/metrics"
 	"github.com/stompbus/stompbus/presence"
+	"github.com/stompbus/stompbus/ratelimit"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
 	"github.com/stompbus/stompbus/webclient"
@@ -152,6 +153,11 @@ func start(cfg *config.Config, log *slog.Logger, version string) (_ *node, err e
 	}
 	if err := n.durs.Register(m.Registerer()); err != nil {
 		return nil, fmt.Errorf("durable subscription metrics: %w", err)
+	}
+	rcl := cfg.RateLimits()
+	rcl.Registerer = m.Registerer()
+	if e.RateLimits, err = ratelimit.New(rcl); err != nil {
+		return nil, fmt.Errorf("rate limits: %w", err)
 	}
 	scfg.Outbox.OnWrite = m.ObserveWrite
 	n.srv = server.New(scfg, e, log)

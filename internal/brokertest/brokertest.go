@@ -21,6 +21,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/stompbus/stompbus/queues/memqueue"
+	"github.com/stompbus/stompbus/ratelimit"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
@@ -39,6 +40,8 @@ type Options struct {
 	Authz session.Authorizer
 	// Hook, when set, is the backend deciding CONNECT, SUBSCRIBE and SEND.
 	Hook session.Hook
+	// RateLimits, when set, limits what clients SEND.
+	RateLimits *ratelimit.Limiter
 	// Log, when set, receives the node's logs.
 	Log *slog.Logger
 	// Tracer, when set, records spans of traced messages.
@@ -70,6 +73,7 @@ func Start(t testing.TB, o Options) *server.Server {
 	e.Tracer = o.Tracer
 	e.Authz = o.Authz
 	e.Hook = o.Hook
+	e.RateLimits = o.RateLimits
 	o.Server.HTTPAddr = "127.0.0.1:0"
 	if o.Server.StompAddr != "off" {
 		o.Server.StompAddr = "127.0.0.1:0"
