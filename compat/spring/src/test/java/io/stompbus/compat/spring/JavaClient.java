@@ -109,7 +109,13 @@ final class JavaClient implements AutoCloseable {
 
   /** Subscribes and waits for the broker's RECEIPT. */
   StompSession.Subscription subscribe(String sub, String destination, String ack) {
+    return subscribe(sub, destination, ack, java.util.Map.of());
+  }
+
+  /** Subscribes with extra headers and waits for the broker's RECEIPT. */
+  StompSession.Subscription subscribe(String sub, String destination, String ack, java.util.Map<String, String> extra) {
     StompHeaders h = new StompHeaders();
+    extra.forEach(h::set);
     h.setDestination(destination);
     h.setId(sub);
     if (ack != null) {
