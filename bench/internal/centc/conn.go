@@ -293,6 +293,10 @@ func (c *Conn) fill() error {
 					return err
 				}
 			case ws.OpClose:
+				// Centrifugo says why in the close frame: code, reason
+				if len(p) >= 2 {
+					return fmt.Errorf("centc: closed by the server: %d %s", binary.BigEndian.Uint16(p), p[2:])
+				}
 				return io.EOF
 			}
 			continue

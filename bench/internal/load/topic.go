@@ -124,8 +124,10 @@ type topicEngine struct {
 	subs   []*subscriber
 	rec    *latency.Recorder
 	step   atomic.Int64
-	wg     sync.WaitGroup
-	cancel context.CancelFunc
+	// pubReadErr is why a publisher's connection ended, when it did
+	pubReadErr atomic.Value
+	wg         sync.WaitGroup
+	cancel     context.CancelFunc
 }
 
 func dialOpts(t Target, i int) stompc.Options {
@@ -185,7 +187,9 @@ func newTopicEngine(ctx context.Context, t Target, cfg TopicConfig, subURL strin
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			_ = p.Read(func([]byte) bool { return true })
+			if err := p.Read(func([]byte) bool { return true }); err != nil {
+				e.pubReadErr.CompareAndSwap(nil, err.Error())
+			}
 		}()
 	}
 	n := cfg.Topics * cfg.SubsPerTopic
@@ -270,6 +274,11 @@ func (e *topicEngine) read(ctx context.Context, s *subscriber) {
 func (e *topicEngine) probe(ctx context.Context) error {
 	deadline := time.Now().Add(30 * time.Second)
 	body := []byte("P-probe")
+	// every probe reaches every subscriber of its topic: at most about
+	// 10,000 probe deliveries a second, so that setting up thousands of
+	// subscribers does not itself overload the broker (Centrifugo then
+	// queues its pings behind probes and drops connections for a late pong)
+	every := min(max(time.Duration(len(e.subs))*100*time.Microsecond, 100*time.Millisecond), time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		waiting := make([]bool, len(e.dests))
 		any := false
@@ -289,11 +298,11 @@ func (e *topicEngine) probe(ctx context.Context) error {
 			if w {
 				e.pubs[i].QueuePublish(e.dests[i], body)
 				if err := e.pubs[i].Flush(); err != nil {
-					return fmt.Errorf("probe: %w", err)
+					return fmt.Errorf("probe: %w (the publisher's connection: %v)", err, e.pubReadErr.Load())
 				}
 			}
 		}
-		t := time.NewTimer(100 * time.Millisecond)
+		t := time.NewTimer(every)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -495,6 +504,9 @@ func Fanout(ctx context.Context, t Target, cfg TopicConfig, scenario string) (re
 			return nil
 		}
 		e.close()
+		// a broker still writing the old backlog out to thousands of
+		// connections would fail the new setup (or slow it): wait for it
+		Settle(ctx, t, 30*time.Second)
 		ne, err := newTopicEngine(ctx, t, cfg, subURL)
 		if err != nil {
 			e = nil
