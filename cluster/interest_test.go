@@ -274,3 +274,31 @@ func TestQuietAgainAfterListenersLeave(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A publish the bus keeps home (a quiet key: the other node does not
+// listen) allocates nothing and, like every publish, takes no lock of the
+// NATS server.
+func TestQuietPublishDoesNotAllocate(t *testing.T) {
+	var cs []*Cluster
+	for _, cfg := range clusterConfigs(t, 2) {
+		c := startCluster(t, cfg)
+		c.lease, c.warmup = time.Hour, 0
+		cs = append(cs, c)
+	}
+	waitReady(t, cs...)
+	a := cs[0]
+	a.NewRouter(router.Config{})
+	cs[1].NewRouter(router.Config{})
+	bus := a.bus.Load()
+	m := message(t, "/topic/alloc", "m", []byte("body"))
+	if err := bus.Publish(m); err != nil {
+		t.Fatal(err)
+	}
+	waitQuiet(t, a, "/topic/alloc")
+	if n := testing.AllocsPerRun(1000, func() { _ = bus.Publish(m) }); n != 0 {
+		t.Fatalf("a quiet publish allocates %.1f times", n)
+	}
+	if _, out := a.BusCounts(); out != 1 {
+		t.Fatalf("%d messages sent, want 1 (the probe)", out)
+	}
+}
