@@ -243,7 +243,7 @@ for t in $targets; do
   # (setting up 10,000 connections to the slower peers alone would take
   # minutes)
   if [ -n "$FANOUT_BIG" ] && [ "$round" = 1 ] && { [ "$t" = stompbus ] || [ "$t" = ceiling ] || [ "$t" = centrifugo ]; }; then
-    bench "$t" fanout -subs "$FANOUT_BIG" "${SEARCH[@]}" -start 10000 -max-p50 "$(p50_bound "$FANOUT_BIG")"
+    bench "$t" fanout -subs "$FANOUT_BIG" "${SEARCH[@]}" -start 10000 -max-p50 "$(p50_bound "$FANOUT_BIG")" -timeout 120s
   fi
   bench "$t" pairs -pairs "$PAIRS" "${SEARCH[@]}"
   if [ "$t" = spring ]; then
