@@ -290,7 +290,7 @@ if [[ " $targets " == *" stompbus "* ]]; then
     P2=$!; STARTED_PIDS+=("$P2")
     wait_port $h1 10; wait_port $h2 10
     for _ in $(seq 1 300); do curl -fs http://127.0.0.1:$h1/readyz >/dev/null 2>&1 && curl -fs http://127.0.0.1:$h2/readyz >/dev/null 2>&1 && break; sleep 0.1; done
-    URL=ws://127.0.0.1:$h1/ws; PID=$P2
+    URL=ws://127.0.0.1:$h1/ws; PID=$P2; PROTO=stomp
     if owns $P1 $h1 && owns $P2 $h2; then
       for n in $FANOUT; do bench stompbus crossnode -url2 ws://127.0.0.1:$h2/ws -subs "$n" "${SEARCH[@]}" -max-p50 "$(p50_bound "$n")"; done
     else
