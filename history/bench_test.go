@@ -111,12 +111,19 @@ func BenchmarkStoreKept(b *testing.B) {
 }
 
 // BenchmarkReplay measures replay from history to one subscriber: 10,000
-// kept messages of 128 bytes delivered to a subscription resuming from the
-// first.
+// kept messages of 128 bytes delivered to a subscription resuming from
+// the first. From JetStream: x-stream-offset first. From memory:
+// offset=1 on a node whose feed of the destination holds them (a live
+// subscriber keeps it).
 func BenchmarkReplay(b *testing.B) {
 	nd := benchNode(b, "/topic/chat.#=100000")
 	const kept = 10000
-	m := router.NewMessage(router.Topic, "/topic/chat.replay", "/topic/chat.replay", []byte("id-1"), nil, make([]byte, 128), 0)
+	const dest = "/topic/chat.replay"
+	live := &countConsumer{want: kept, done: make(chan struct{})}
+	if err := nd.r.Subscribe(&router.Subscription{ID: "live", Consumer: live}, router.Topic, dest); err != nil {
+		b.Fatal(err)
+	}
+	m := router.NewMessage(router.Topic, dest, dest, []byte("id-1"), nil, make([]byte, 128), 0)
 	var wg sync.WaitGroup
 	wg.Add(kept)
 	for i := 0; i < kept; i++ {
@@ -125,25 +132,97 @@ func BenchmarkReplay(b *testing.B) {
 		}
 	}
 	wg.Wait()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		c := &countConsumer{want: kept, done: make(chan struct{})}
-		rp, err := nd.h.Resume(c, "/topic/chat.replay", []byte("first"), nil, nil, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		sub := &router.Subscription{ID: "r", Consumer: rp}
-		if err := nd.r.Subscribe(sub, router.Topic, "/topic/chat.replay"); err != nil {
-			b.Fatal(err)
-		}
-		rp.Start(sub)
-		select {
-		case <-c.done:
-		case <-time.After(time.Minute):
-			b.Fatalf("replayed %d of %d in a minute", c.n.Load(), kept)
-		}
-		nd.r.Unsubscribe(sub)
-		rp.Stop()
+	for _, from := range []string{"first", "offset=1"} {
+		name := map[string]string{"first": "from=jetstream", "offset=1": "from=memory"}[from]
+		b.Run(name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				c := &countConsumer{want: kept, done: make(chan struct{})}
+				rp, err := nd.h.Resume(c, dest, []byte(from), nil, nil, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				sub := &router.Subscription{ID: "r", Consumer: rp}
+				if err := nd.r.Subscribe(sub, router.Topic, dest); err != nil {
+					b.Fatal(err)
+				}
+				rp.Start(sub)
+				select {
+				case <-c.done:
+				case <-time.After(time.Minute):
+					b.Fatalf("replayed %d of %d in a minute", c.n.Load(), kept)
+				}
+				nd.r.Unsubscribe(sub)
+				rp.Stop()
+			}
+			b.ReportMetric(float64(kept*b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
 	}
-	b.ReportMetric(float64(kept*b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkResumeStorm is a reconnect storm: on node 2 of three, N
+// subscriptions resume at once from offsets spread over the last 1,000 of
+// 3,000 kept messages (as clients of a drained node do). One op is one
+// storm; s/storm is the time until every resumer had its history and its
+// receipt, failed the resumes that ended in a gap (a replay that gave up).
+func BenchmarkResumeStorm(b *testing.B) {
+	nodes := startNodes(b, 3, "/topic/chat.#=100000", nil)
+	const kept, spread = 3000, 1000
+	const dest = "/topic/chat.storm"
+	m := router.NewMessage(router.Topic, dest, dest, []byte("id-1"), nil, make([]byte, 128), 0)
+	var wg sync.WaitGroup
+	wg.Add(kept)
+	for i := 0; i < kept; i++ {
+		for nodes[0].h.Append(m, func(error) { wg.Done() }) != nil {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	wg.Wait()
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("resumers=%d", n), func(b *testing.B) {
+			var failed atomic.Int64
+			consumers := nodes[1].h.Stats().Consumers()
+			for i := 0; i < b.N; i++ {
+				var done sync.WaitGroup
+				var subs []*router.Subscription
+				var reps []router.Replay
+				start := time.Now()
+				for j := 0; j < n; j++ {
+					from := kept - spread + 1 + j%spread
+					c := &countConsumer{want: int64(kept - from + 1), done: make(chan struct{})}
+					done.Add(1)
+					rp, err := nodes[1].h.Resume(c, dest, []byte(fmt.Sprintf("offset=%d", from)), nil, func(ok bool) {
+						// History is delivered when the receipt is sent.
+						if !ok || c.n.Load() != c.want {
+							failed.Add(1)
+						}
+						done.Done()
+					}, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					sub := &router.Subscription{ID: fmt.Sprint(j), Consumer: rp}
+					if err := nodes[1].r.Subscribe(sub, router.Topic, dest); err != nil {
+						b.Fatal(err)
+					}
+					rp.Start(sub)
+					subs = append(subs, sub)
+					reps = append(reps, rp)
+				}
+				ok := make(chan struct{})
+				go func() { done.Wait(); close(ok) }()
+				select {
+				case <-ok:
+				case <-time.After(5 * time.Minute):
+					b.Fatalf("storm of %d not over in 5 minutes", n)
+				}
+				b.ReportMetric(time.Since(start).Seconds(), "s/storm")
+				for j, sub := range subs {
+					nodes[1].r.Unsubscribe(sub)
+					reps[j].Stop()
+				}
+			}
+			b.ReportMetric(float64(failed.Load())/float64(b.N), "failed/storm")
+			b.ReportMetric(float64(nodes[1].h.Stats().Consumers()-consumers)/float64(b.N), "consumers/storm")
+		})
+	}
 }

@@ -32,21 +32,32 @@
 // still starting, so a subscriber sees every message sent after its
 // SUBSCRIBE on its node.
 //
-// Resume: see Resumer for the seam between replay and live delivery.
+// Resume: see Resumer for the seam between replay and live delivery. A
+// feed of a kept destination keeps in memory what it delivered lately
+// (its tail, bounded by Config.TailBytes): subscriptions that resume from
+// an offset it holds read their history there, and those that arrive
+// together for an older one (the clients of a drained node) share one
+// JetStream read (a fill) that brings it in front. Other resumes (first,
+// last, timestamp=, patterns, positions memory does not hold) read
+// JetStream themselves; at most Config.MaxReplays such reads talk to
+// JetStream at once on a node, the others wait their turn.
 //
 // Costs: a destination without history pays one pattern match per SEND
 // (Keeps, no allocation) and nothing per delivery. A kept destination pays
 // a JetStream store per message (batched per destination and node) and a
 // delivery that waits for it (a round trip and a replicated write more
 // latency than plain topics), and every node with subscribers to it
-// receives its messages from JetStream.
+// receives its messages from JetStream and keeps the latest in memory,
+// within Config.TailBytes for all destinations together.
 //
 // Concurrency: every exported method is safe for concurrent use and none
 // blocks: Keeps, Append, Listen, Unlisten and Resume are called on session
 // and router paths. The waiting is done by goroutines of this package: a
 // writer per destination while it has messages to store (it exits when
-// none wait), a goroutine per feed, the consumer callbacks of nats.go, and
-// a goroutine per resuming subscription while it replays. A Resumer's
-// Deliver holds its own small lock only until the replay is done. Lock
-// order: Store.wmu, then a writer's mu; Store.fmu alone.
+// none wait), a goroutine per feed, the consumer callbacks of nats.go, a
+// goroutine per resuming subscription while it replays, and one per tail
+// while resumers wait for a fill. A Resumer's Deliver holds its own small
+// lock only until the replay is done. Lock order: Store.wmu, then a
+// writer's mu; Store.fmu alone; a JetStream slot (Store.slots), then a
+// tail's mu; a tail's mu is never held while delivering.
 package history

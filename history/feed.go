@@ -20,15 +20,21 @@ type feed struct {
 	// ready is closed once the consumers exist: everything stored after
 	// that reaches the subscriptions.
 	ready chan struct{}
+	// tail holds what the feed of a kept destination delivered lately;
+	// nil for a pattern, or when Config.TailBytes keeps none.
+	tail *tail
 }
 
 // Listen starts the feed of key (router.History); it does not block.
 func (s *Store) Listen(key string) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	f := &feed{key: key, ctx: ctx, cancel: cancel, ready: make(chan struct{})}
+	if ru := s.ruleOf(key); ru != nil && !router.IsPattern(key) && s.cfg.TailBytes > 0 {
+		f.tail = newTail(s, ru, key, ctx)
+	}
 	s.fmu.Lock()
 	if old := s.feeds[key]; old != nil {
-		old.cancel()
+		old.stop()
 	}
 	s.feeds[key] = f
 	s.fmu.Unlock()
@@ -73,10 +79,33 @@ func (s *Store) awaitFeeds(ctx context.Context, key string) {
 func (s *Store) Unlisten(key string) {
 	s.fmu.Lock()
 	if f := s.feeds[key]; f != nil {
-		f.cancel()
+		f.stop()
 		delete(s.feeds, key)
 	}
 	s.fmu.Unlock()
+}
+
+// stop ends the feed and gives its tail's memory back.
+func (f *feed) stop() {
+	f.cancel()
+	if f.tail != nil {
+		f.tail.close()
+	}
+}
+
+// tailOf returns the tail of key's feed once the feed runs; nil when
+// there is none.
+func (s *Store) tailOf(key string) *tail {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	if f := s.feeds[key]; f != nil {
+		select {
+		case <-f.ready:
+			return f.tail
+		default:
+		}
+	}
+	return nil
 }
 
 // feedReady returns the ready channel of key's feed, nil when there is
@@ -163,6 +192,14 @@ func (s *Store) consume(f *feed, r *rule) (jetstream.ConsumeContext, error) {
 			return
 		}
 		s.stats.fed.Add(1)
+		if f.tail != nil {
+			// Before the router: see tail.
+			at := time.Now()
+			if md, err := msg.Metadata(); err == nil {
+				at = md.Timestamp
+			}
+			f.tail.append(m, at.UnixNano())
+		}
 		s.r.HandleRemote([]router.Remote{{M: m, Key: f.key}})
 	})
 }

@@ -21,13 +21,17 @@ import (
 // router (and the node's feed of its key) before the replay reads
 // anything, and what the feed hands it meanwhile is held in buf. The
 // replay waits until the feed consumes, then reads the kept messages from
-// the asked position until JetStream reports none pending after the one
-// read (so it holds everything stored up to then, and the feed, already
-// running, everything after). It then delivers the held messages it did
-// not replay, sends the RECEIPT, and lets the router's deliveries through.
-// A message is recognised as replayed by its destination's offset and
-// epoch; the same check runs after the switch for feed messages still in
-// flight.
+// the asked position: from the feed's tail when it holds that position
+// (a destination resumed from an offset; see tail), else from JetStream
+// until it reports none pending after the one read (so it holds
+// everything stored up to then, and the feed, already running, everything
+// after). It then delivers the held messages it did not replay, sends the
+// RECEIPT, and lets the router's deliveries through. A message is
+// recognised as replayed by its destination's offset and epoch; the same
+// check runs after the switch for feed messages still in flight. When
+// more than maxHeld messages arrived meanwhile, the oldest held were
+// dropped: a destination's replay then goes on from the last replayed
+// position, and a pattern's reports a gap.
 type Resumer struct {
 	st       *Store
 	inner    router.Consumer
@@ -43,19 +47,26 @@ type Resumer struct {
 
 	live    atomic.Bool
 	gapNext atomic.Bool // the next message delivered carries x-stream-gap:true
-	mu      sync.Mutex  // guards buf and the switch to live
+	mu      sync.Mutex  // guards buf, dropped and the switch to live
 	buf     []*router.Message
+	dropped bool // held messages were dropped for want of room
 	// seen is the last replayed position per destination; written by the
 	// replay goroutine before live is set, read only after.
 	seen map[string]position
+	// fl batches the wake-ups of the subscriber's writer per replayed
+	// batch; replay goroutine only, flushed after each batch.
+	fl outbox.Flusher
 }
 
 var _ router.Replay = (*Resumer)(nil)
 
 // maxHeld bounds the live messages held while the replay runs; beyond it
-// they are dropped, which is safe: they are kept in history, and the
-// replay reads on until it has passed them.
+// the held ones are dropped (see Resumer).
 const maxHeld = 1 << 16
+
+// maxCatchUps bounds how often a replay goes on after held messages were
+// dropped; past it the subscription goes live with a gap.
+const maxCatchUps = 4
 
 // replayBatch is how many kept messages one JetStream fetch asks for.
 const replayBatch = 256
@@ -108,6 +119,7 @@ func (r *Resumer) Deliver(s *router.Subscription, m *router.Message, redelivered
 			if len(r.buf) >= maxHeld {
 				clear(r.buf)
 				r.buf = r.buf[:0]
+				r.dropped = true
 			}
 			r.buf = append(r.buf, m)
 			r.mu.Unlock()
@@ -149,6 +161,26 @@ func (r *Resumer) run() {
 	defer r.st.wg.Done()
 	defer r.cancel()
 	recovered, err := r.replay()
+	r.mu.Lock()
+	for catchUps := 0; err == nil && r.dropped; catchUps++ {
+		// Held messages were dropped: go on from the last replayed
+		// position of the destination, or report the gap.
+		r.dropped = false
+		clear(r.buf)
+		r.buf = r.buf[:0]
+		p, ok := r.seen[r.key]
+		if r.wildcard || !ok || catchUps == maxCatchUps {
+			recovered = false
+			r.gapNext.Store(true)
+			break
+		}
+		r.mu.Unlock()
+		r.start, r.epoch = Start{From: Offset, N: p.offset + 1}, p.epoch
+		var ok2 bool
+		ok2, err = r.replay()
+		recovered = recovered && ok2
+		r.mu.Lock()
+	}
 	if err != nil {
 		if !errors.Is(err, errStopped) && r.ctx.Err() == nil {
 			r.st.log.Warn("history replay failed; going live", "key", r.key, "err", err)
@@ -156,7 +188,6 @@ func (r *Resumer) run() {
 		recovered = false
 		r.gapNext.Store(true)
 	}
-	r.mu.Lock()
 	for i, m := range r.buf {
 		r.buf[i] = nil
 		if r.replayed(m) {
@@ -186,6 +217,17 @@ func (r *Resumer) replay() (bool, error) {
 			return false, errStopped
 		}
 	}
+	if !r.wildcard && r.start.From == Offset {
+		if t := r.st.tailOf(r.key); t != nil {
+			done, err := r.replayTail(t)
+			if err != nil {
+				return false, err
+			}
+			if done {
+				return true, nil
+			}
+		}
+	}
 	recovered := true
 	for _, ru := range r.st.rulesFor(r.key) {
 		ok, err := r.replayRule(ru)
@@ -198,6 +240,61 @@ func (r *Resumer) replay() (bool, error) {
 		r.st.stats.gaps.Add(1)
 	}
 	return recovered, nil
+}
+
+// maxFills bounds the fills one replay waits for before it reads
+// JetStream itself.
+const maxFills = 2
+
+// replayTail delivers the asked history from t, the tail of the node's
+// feed of the destination, waiting for fills while t does not reach back
+// to the asked offset. It reports false when t cannot deliver it (any
+// more), with r.start and r.epoch set to what is still owed.
+func (r *Resumer) replayTail(t *tail) (bool, error) {
+	next, epoch := r.start.N, r.epoch
+	batch := make([]*router.Message, 0, replayBatch)
+	var h held
+	var fillErr error
+	for fills := 0; ; fills++ {
+		if batch, h = t.read(next, epoch, batch[:0]); h == heldYes {
+			break
+		}
+		if h == heldOtherEpoch || fills == maxFills || errors.Is(fillErr, errNoRoom) {
+			r.st.log.Debug("history replay: not in memory, reading JetStream", "key", r.key, "offset", next, "epoch", epoch, "memory", t.String(), "err", fillErr)
+			return false, nil
+		}
+		fillErr = t.awaitFill(r.ctx, next)
+		if r.ctx.Err() != nil {
+			return false, errStopped
+		}
+	}
+	for len(batch) > 0 {
+		epoch = batch[0].Epoch
+		var err error
+		for _, m := range batch {
+			r.seen[r.key] = position{m.Offset, m.Epoch}
+			if err = r.deliver(m, &r.fl); err != nil {
+				break
+			}
+		}
+		r.fl.Flush()
+		if err != nil {
+			return false, err
+		}
+		r.st.stats.fromTail.Add(uint64(len(batch)))
+		next += uint64(len(batch))
+		clear(batch)
+		if err := r.waitBacklog(); err != nil {
+			return false, err
+		}
+		if batch, h = t.read(next, epoch, batch[:0]); h != heldYes {
+			// Trimmed meanwhile, or reset: JetStream has the rest.
+			r.st.log.Debug("history replay: memory moved on, reading JetStream", "key", r.key, "offset", next, "epoch", epoch, "memory", t.String())
+			r.start, r.epoch = Start{From: Offset, N: next}, epoch
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // replayRule replays the messages key may see in rule ru's stream.
@@ -287,7 +384,7 @@ func (r *Resumer) read(ru *rule, cfg jetstream.OrderedConsumerConfig, keep func(
 			if !keep(m, md.Timestamp) {
 				return nil
 			}
-			return r.deliver(m)
+			return r.deliver(m, &r.fl)
 		})
 		if err == nil || errors.Is(err, errStopped) {
 			return n, last, err
@@ -332,16 +429,26 @@ func (r *Resumer) fetchAll(ru *rule, cfg jetstream.OrderedConsumerConfig, after 
 		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cc.OptStartSeq = after + 1
 	}
+	// JetStream answers a few requests at a time well and a storm of
+	// them late: each call waits for one of the node's slots.
+	if err := r.st.acquire(r.ctx); err != nil {
+		return errStopped
+	}
 	ctx, cancel := context.WithTimeout(r.ctx, r.st.cfg.Timeout)
 	c, err := r.st.js.CreateConsumer(ctx, ru.stream, cc)
 	cancel()
+	r.st.release()
 	if err != nil {
 		return err
 	}
+	r.st.stats.consumers.Add(1)
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), r.st.cfg.Timeout)
-		_ = r.st.js.DeleteConsumer(ctx, ru.stream, c.CachedInfo().Name)
-		cancel()
+		defer cancel()
+		if r.st.acquire(ctx) == nil {
+			_ = r.st.js.DeleteConsumer(ctx, ru.stream, c.CachedInfo().Name)
+			r.st.release()
+		}
 	}()
 	// What was pending when the consumer was made is what the replay owes:
 	// anything stored later was stored after the feed started, and the
@@ -351,22 +458,13 @@ func (r *Resumer) fetchAll(ru *rule, cfg jetstream.OrderedConsumerConfig, after 
 		if err := r.waitBacklog(); err != nil {
 			return err
 		}
-		batch, err := c.Fetch(int(min(owed, replayBatch)), jetstream.FetchMaxWait(replayWait))
+		if err := r.st.acquire(r.ctx); err != nil {
+			return errStopped
+		}
+		got, err := r.fetch(c, &owed, fn)
+		r.st.release()
+		r.fl.Flush()
 		if err != nil {
-			return err
-		}
-		got := 0
-		for msg := range batch.Messages() {
-			got++
-			owed--
-			if err := fn(msg); err != nil {
-				return err
-			}
-			if owed == 0 {
-				break
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return err
 		}
 		if got == 0 {
@@ -376,8 +474,32 @@ func (r *Resumer) fetchAll(ru *rule, cfg jetstream.OrderedConsumerConfig, after 
 	return nil
 }
 
+// fetch reads one batch of at most *owed messages from c into fn.
+func (r *Resumer) fetch(c jetstream.Consumer, owed *uint64, fn func(jetstream.Msg) error) (int, error) {
+	batch, err := c.Fetch(int(min(*owed, replayBatch)), jetstream.FetchMaxWait(replayWait))
+	if err != nil {
+		return 0, err
+	}
+	got := 0
+	for msg := range batch.Messages() {
+		got++
+		*owed--
+		if err := fn(msg); err != nil {
+			return got, err
+		}
+		if *owed == 0 {
+			break
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+		return got, err
+	}
+	return got, nil
+}
+
 // deliver hands a replayed message to the subscriber.
-func (r *Resumer) deliver(m *router.Message) error {
+// The writer of its connection is woken by f.Flush (once per batch).
+func (r *Resumer) deliver(m *router.Message, f *outbox.Flusher) error {
 	if r.ctx.Err() != nil {
 		return errStopped
 	}
@@ -385,7 +507,7 @@ func (r *Resumer) deliver(m *router.Message) error {
 		r.gapNext.Store(false)
 		m = withGap(m)
 	}
-	if !r.inner.Deliver(r.sub, m, false, nil) {
+	if !r.inner.Deliver(r.sub, m, false, f) {
 		return errStopped
 	}
 	r.st.stats.replayed.Add(1)

@@ -12,6 +12,7 @@ import (
 type Stats struct {
 	stored, batches, conflicts, failed, refused atomic.Uint64
 	fed, replayed, gaps, bad                    atomic.Uint64
+	fromTail, consumers                         atomic.Uint64
 }
 
 // Stats returns the store's counters.
@@ -35,6 +36,15 @@ func (s *Stats) Fed() uint64 { return s.fed.Load() }
 
 // Replayed is the kept messages delivered to resuming subscriptions.
 func (s *Stats) Replayed() uint64 { return s.replayed.Load() }
+
+// ReplayedFromMemory is the part of Replayed read from the node's tails
+// of recently delivered messages rather than from JetStream.
+func (s *Stats) ReplayedFromMemory() uint64 { return s.fromTail.Load() }
+
+// Consumers is the JetStream consumers made to read history for resuming
+// subscriptions (one per fill of a tail, one per replay read from
+// JetStream).
+func (s *Stats) Consumers() uint64 { return s.consumers.Load() }
 
 // Gaps is the resuming subscriptions whose asked position was no longer
 // kept (x-stream-gap:true).

@@ -31,6 +31,14 @@ type Config struct {
 	// node to be stored; a SEND beyond it is refused (ErrFull). Default
 	// 10000.
 	MaxPending int
+	// TailBytes bounds the memory this node keeps of recently delivered
+	// messages, all kept destinations together, so that resuming
+	// subscriptions read their history there rather than from JetStream
+	// (see tail). Default 64 MiB; negative keeps none.
+	TailBytes int64
+	// MaxReplays bounds the JetStream reads for resuming subscriptions
+	// that run at once on this node; more wait their turn. Default 8.
+	MaxReplays int
 	// Log receives what goes wrong.
 	Log *slog.Logger
 }
@@ -39,6 +47,8 @@ type Config struct {
 const (
 	DefaultTimeout    = 5 * time.Second
 	DefaultMaxPending = 10000
+	DefaultTailBytes  = 64 << 20
+	DefaultMaxReplays = 8
 )
 
 // Headers of a stored message, besides its data (the cluster envelope of
@@ -93,6 +103,10 @@ type Store struct {
 	feeds map[string]*feed
 	// starting counts feeds not yet consuming.
 	starting atomic.Int64
+	// tailBytes is the memory the feeds' tails hold.
+	tailBytes atomic.Int64
+	// slots bounds the JetStream reads of replays and fills at once.
+	slots chan struct{}
 
 	stats Stats
 
@@ -115,12 +129,19 @@ func New(js jetstream.JetStream, cfg Config) *Store {
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = DefaultMaxPending
 	}
+	if cfg.TailBytes == 0 {
+		cfg.TailBytes = DefaultTailBytes
+	}
+	if cfg.MaxReplays <= 0 {
+		cfg.MaxReplays = DefaultMaxReplays
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{cfg: cfg, js: js, log: cfg.Log.With("component", "history"), ctx: ctx, cancel: cancel,
-		ready: make(chan struct{}), writers: make(map[string]*writer), feeds: make(map[string]*feed)}
+		ready: make(chan struct{}), writers: make(map[string]*writer), feeds: make(map[string]*feed),
+		slots: make(chan struct{}, cfg.MaxReplays)}
 	for _, r := range cfg.Rules {
 		id := r.id()
 		s.rules = append(s.rules, rule{Rule: r, stream: streamPrefix + id, prefix: subjectRoot + "." + id})
@@ -144,7 +165,7 @@ func (s *Store) Close() {
 	s.cancel()
 	s.fmu.Lock()
 	for k, f := range s.feeds {
-		f.cancel()
+		f.stop()
 		delete(s.feeds, k)
 	}
 	s.fmu.Unlock()
@@ -221,6 +242,19 @@ func (s *Store) waitReady(ctx context.Context) error {
 		return fmt.Errorf("%w: history streams not ready", router.ErrUnavailable)
 	}
 }
+
+// acquire takes one of the node's JetStream read slots, waiting for one
+// while ctx lasts; release gives it back.
+func (s *Store) acquire(ctx context.Context) error {
+	select {
+	case s.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Store) release() { <-s.slots }
 
 // Keeps reports whether the literal topic key keeps history
 // (router.History). It does not allocate.
