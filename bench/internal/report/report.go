@@ -198,7 +198,7 @@ func Rows(rs []load.Result) []Row {
 			}
 			add(scn, label+": saturation deliveries/s", true, n, func(r load.Result) (float64, string) {
 				if r.SaturationPerSec == 0 {
-					return math.NaN(), "no rate passed"
+					return math.NaN(), noRate(r)
 				}
 				return r.SaturationPerSec, ""
 			})
@@ -635,4 +635,19 @@ func WriteTargets(w io.Writer, rs []load.Result) {
 			fmt.Fprintf(w, "| idle %d WebSocket connections: ≤ 4 KiB each | %.2f KiB | %s |\n", n, r.RSSPerConnKiB, yes(r.RSSPerConnKiB <= 4))
 		}
 	}
+}
+
+// noRate says why a search found no rate: the lowest rate tried and how it
+// failed.
+func noRate(r load.Result) string {
+	var low *load.Step
+	for i := range r.Steps {
+		if low == nil || r.Steps[i].OfferedPerSec < low.OfferedPerSec {
+			low = &r.Steps[i]
+		}
+	}
+	if low == nil {
+		return "no rate passed"
+	}
+	return fmt.Sprintf("no rate passed; at %s/s: %s", num(low.OfferedPerSec), low.Why)
 }
