@@ -168,3 +168,22 @@ func FuzzMatch(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkMatch(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		match("/topic/feed0.*", "/topic/prices.AAPL")
+	}
+}
+
+// The prefix test agrees with match: a destination that matches a pattern
+// starts with its prefix.
+func FuzzPatternPrefix(f *testing.F) {
+	f.Add("/topic/a.*.c", "/topic/a.b.c")
+	f.Add("/topic/#", "/topic")
+	f.Fuzz(func(t *testing.T, p, d string) {
+		if match(p, d) && !strings.HasPrefix(d, newPattern(p).prefix) {
+			t.Fatalf("%q matches %q but does not start with %q", d, p, newPattern(p).prefix)
+		}
+	})
+}

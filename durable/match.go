@@ -1,6 +1,7 @@
 package durable
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -71,7 +72,24 @@ type registry struct {
 // subscriptions follow.
 type snapshot struct {
 	literals map[string]int
-	patterns []string
+	patterns []pattern
+}
+
+// pattern is a wildcard destination and its literal part before the
+// first wildcard segment, which every destination it matches starts with:
+// most patterns are ruled out by that prefix alone.
+type pattern struct {
+	p, prefix string
+}
+
+func newPattern(p string) pattern {
+	for i := 0; i < len(p); i = segEnd(p, i) {
+		seg := p[i:segEnd(p, i)]
+		if router.IsOneWildcard(seg) || router.IsRestWildcard(seg) {
+			return pattern{p: p, prefix: p[:i]}
+		}
+	}
+	return pattern{p: p, prefix: p}
 }
 
 func (g *registry) put(name string, e entry) {
@@ -115,7 +133,7 @@ func (g *registry) rebuild() {
 		if router.IsPattern(e.Destination) {
 			if !seen[e.Destination] {
 				seen[e.Destination] = true
-				s.patterns = append(s.patterns, e.Destination)
+				s.patterns = append(s.patterns, newPattern(e.Destination))
 			}
 			continue
 		}
@@ -134,7 +152,7 @@ func (g *registry) captures(key string) bool {
 		return true
 	}
 	for _, p := range s.patterns {
-		if match(p, key) {
+		if strings.HasPrefix(key, p.prefix) && match(p.p, key) {
 			return true
 		}
 	}

@@ -55,6 +55,11 @@ const (
 	// BucketName is the key-value bucket of durable subscriptions, by
 	// consumer name.
 	BucketName = "STOMPBUS_DURABLE_SUBS"
+	// MaxSubscriptions bounds the durable subscriptions of a cluster (the
+	// stream's consumers; JetStream's own default is 1,000 per stream).
+	// Each is a JetStream consumer, a Raft group of its own when the
+	// stream is replicated: see docs/durable.md for what one costs.
+	MaxSubscriptions = 10_000
 	// subjectRoot prefixes the subject of every captured message.
 	subjectRoot = "stompbus.ds"
 )
@@ -73,6 +78,8 @@ var (
 	// ErrOtherDestination: the user's durable subscription of that id
 	// follows another destination.
 	ErrOtherDestination = errors.New("the durable subscription follows another destination")
+	// ErrTooMany: the cluster holds MaxSubscriptions.
+	ErrTooMany = errors.New("too many durable subscriptions")
 	// ErrNotReady: the store's stream or registry does not exist yet.
 	ErrNotReady = fmt.Errorf("%w: durable subscriptions are not ready (JetStream)", router.ErrUnavailable)
 )
@@ -221,6 +228,7 @@ func (s *Store) makeStreams() (jetstream.KeyValue, error) {
 		Replicas:          s.cfg.Replicas,
 		Discard:           jetstream.DiscardOld,
 		MaxMsgsPerSubject: int64(s.cfg.MaxDepth),
+		MaxConsumers:      MaxSubscriptions,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("durable stream: %w", err)
@@ -357,6 +365,9 @@ func (s *Store) open(user, id, dest string) error {
 		return fmt.Errorf("%w: read durable subscription %q: %v", router.ErrUnavailable, id, err)
 	}
 	if _, err := s.js.CreateOrUpdateConsumer(ctx, StreamName, s.consumerConfig(name, want)); err != nil {
+		if errors.Is(err, jetstream.ErrMaximumConsumersLimit) {
+			return fmt.Errorf("%w: the cluster holds %d durable subscriptions, the limit; UNSUBSCRIBE some with durable:true", ErrTooMany, MaxSubscriptions)
+		}
 		return fmt.Errorf("%w: make the consumer of durable subscription %q: %v", router.ErrUnavailable, id, err)
 	}
 	if !known {
