@@ -12,7 +12,10 @@
 // started listening, or a lease ends. Queues live in NATS JetStream (Queues): one /queue/... is one
 // work-queue stream subject with one durable pull consumer shared by every
 // node, so each message goes to one consumer anywhere, waits while nobody
-// consumes, and survives node restarts.
+// consumes, and survives node restarts. Queues of a -queue-policies entry
+// with a max-length live in a stream of that policy's own
+// (queues_streams.go); TTL, dead-letter destination and delivery limit are
+// applied when a message is pulled (consume.go, deadletter.go).
 //
 // With no external NATS URLs, Start runs an embedded nats-server (with
 // JetStream, its store under the node's data directory) and joins it to the
