@@ -37,7 +37,7 @@ test-go:
 
 # Each fuzz target runs for a bounded time; crashers are kept as seeds in
 # the package's testdata/fuzz.
-FUZZ_TARGETS := frame:FuzzParse wsdeflate:FuzzInflate session:FuzzSessionFrames session:FuzzSessionStream \
+FUZZ_TARGETS := frame:FuzzParse frame:FuzzParseRest wsdeflate:FuzzInflate session:FuzzSessionFrames session:FuzzSessionStream \
 	server:FuzzWSMessagesText server:FuzzClientAddress cluster:FuzzSubjects cluster:FuzzDecodeEnvelope \
 	history:FuzzParseStart history:FuzzParseRules queues:FuzzParsePolicies durable:FuzzParseHeaders durable:FuzzMatch durable:FuzzPatternPrefix
 test-fuzz:
