@@ -5,6 +5,7 @@ package outbox
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -53,6 +54,7 @@ func (o *Outbox) Abort(reason error) {
 		o.closeErr = reason
 	}
 	o.cfg.Stats.drop(o.dropReasonLocked(), unwritten(o.cur.items, 0))
+	o.droppedLocked(o.cur.items, o.closeErr)
 	o.cur.items = o.cur.items[:0]
 	o.cur.arena = o.cur.arena[:0]
 	o.queued = 0
@@ -64,6 +66,7 @@ func (o *Outbox) Abort(reason error) {
 // slowLocked drops the queue and closes with the slow-consumer frame.
 func (o *Outbox) slowLocked() {
 	o.cfg.Stats.drop(DropSlowConsumer, unwritten(o.cur.items, 0))
+	o.droppedLocked(o.cur.items, ErrSlowConsumer)
 	o.cur.items = o.cur.items[:0]
 	o.cur.arena = o.cur.arena[:0]
 	o.queued = 0
@@ -73,6 +76,31 @@ func (o *Outbox) slowLocked() {
 		last = o.cfg.OnSlow()
 	}
 	o.lastLocked(last, ws.StatusPolicyViolation, "slow consumer", ErrSlowConsumer)
+}
+
+// ErrDropped is wrapped by the error a SendWatched callback gets for a
+// frame dropped unwritten.
+var ErrDropped = errors.New("dropped unwritten")
+
+// droppedLocked tells the watched frames among items, about to be dropped
+// unwritten, that they were: their callbacks run with ErrDropped and the
+// reason the outbox is closing.
+func (o *Outbox) droppedLocked(items []item, reason error) {
+	var err error
+	for i := range items {
+		w := items[i].written
+		if w == nil {
+			continue
+		}
+		if err == nil {
+			err = ErrDropped
+			if reason != nil {
+				err = fmt.Errorf("%w: %w", ErrDropped, reason)
+			}
+		}
+		items[i].written = nil
+		w(err)
+	}
 }
 
 // dropReasonLocked is the reason counted for messages dropped now: a

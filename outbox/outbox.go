@@ -203,8 +203,12 @@ func (o *Outbox) SendDeferred(head, shared []byte, binary bool, published int64,
 
 // SendWatched is SendDeferred (SendDeflated when deflated) with written
 // called by the writer once the write that carried the frame ended (nil
-// error: written). A frame dropped unwritten never calls it. For traced
-// messages only: the callback is an allocation.
+// error: written), or, with an error wrapping ErrDropped, when the frame is
+// dropped unwritten (slow consumer, abort, a failed write before its
+// turn). It is called once, unless SendWatched returned false (the frame
+// was not queued); it must not block or call the outbox, since a drop
+// calls it under the outbox's lock. For traced messages only: the callback
+// is an allocation.
 func (o *Outbox) SendWatched(head, shared []byte, binary, deflated bool, published int64, f *Flusher, written func(error)) bool {
 	return o.send(head, shared, binary, deflated, published, f, written)
 }
@@ -434,6 +438,7 @@ func (o *Outbox) settle(b batch, pong int, n int64, err error) {
 			o.closeErr = err
 		}
 		o.cfg.Stats.drop(o.dropReasonLocked(), lost+unwritten(o.cur.items, 0))
+		o.droppedLocked(o.cur.items, o.closeErr)
 		o.cur.items, o.cur.arena = o.cur.items[:0], o.cur.arena[:0]
 		o.queued = 0
 		o.pongItem = 0

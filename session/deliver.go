@@ -1,6 +1,7 @@
 package session
 
 import (
+	"errors"
 	"strconv"
 
 	"github.com/stompbus/stompbus/frame"
@@ -61,11 +62,22 @@ func (s *Session) deflated(m *router.Message) []byte {
 }
 
 // deliverTraced queues a traced message with a write span that ends when
-// the write carrying it does.
+// the write carrying it does, or with an error when the message is not
+// queued or dropped unwritten.
 func (s *Session) deliverTraced(sub *router.Subscription, m *router.Message, head []byte, f *outbox.Flusher) bool {
 	end := s.env.Tracer.StartWrite(m.Trace, sub.ID)
+	var ok bool
 	if z := s.deflated(m); z != nil {
-		return s.out.SendWatched(head, z, m.Binary, true, m.Published, f, end)
+		ok = s.out.SendWatched(head, z, m.Binary, true, m.Published, f, end)
+	} else {
+		ok = s.out.SendWatched(head, m.Shared(s.version), m.Binary, false, m.Published, f, end)
 	}
-	return s.out.SendWatched(head, m.Shared(s.version), m.Binary, false, m.Published, f, end)
+	if !ok {
+		end(errNotQueued)
+	}
+	return ok
 }
+
+// errNotQueued ends the write span of a message the subscriber's
+// connection did not take.
+var errNotQueued = errors.New("not queued: the connection is closing or over its outgoing limit")

@@ -7,7 +7,10 @@
 // whose context replaces the SEND's traceparent in the MESSAGE, so every
 // subscriber continues the trace under the broker's span; a bus span on
 // each node that receives the message from another node; and a write span
-// per subscriber, from queueing to the end of the write that carried it.
+// per subscriber, from queueing to the end of the write that carried it,
+// or, with an error status, to the moment the delivery was given up (the
+// connection did not take it, or dropped it unwritten at a slow-consumer
+// or any other close): every span started ends.
 //
 // Without a tracer (nil *Tracer, the default: no OTLP endpoint) nothing here
 // runs: callers test for nil, and an untraced message carries no context,
@@ -21,6 +24,7 @@ import (
 	"context"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -154,13 +158,17 @@ func headerValue(head []byte, prefix string) []byte {
 
 // StartWrite starts the write span of one delivery of a traced message to
 // a subscriber; the returned function ends it once the write that carried
-// the MESSAGE finished (err is the write's error, nil when it was written).
+// the MESSAGE finished, or the delivery was given up: err is nil when it
+// was written, else the write's error or why the message was dropped
+// unwritten (slow consumer, closed connection), and the span ends with an
+// error status. Call it once.
 func (t *Tracer) StartWrite(parent context.Context, subscription string) func(error) {
 	_, span := t.t.Start(parent, "stompbus.write", trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("messaging.destination.subscription.name", subscription)))
 	return func(err error) {
 		if err != nil {
 			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
 		}
 		span.End()
 	}
