@@ -39,7 +39,7 @@ test-go:
 # the package's testdata/fuzz.
 FUZZ_TARGETS := frame:FuzzParse frame:FuzzParseRest wsdeflate:FuzzInflate session:FuzzSessionFrames session:FuzzSessionStream \
 	server:FuzzWSMessagesText server:FuzzClientAddress cluster:FuzzSubjects cluster:FuzzDecodeEnvelope \
-	history:FuzzParseStart history:FuzzParseRules queues:FuzzParsePolicies durable:FuzzParseHeaders durable:FuzzMatch durable:FuzzPatternPrefix
+	history:FuzzParseStart history:FuzzParseRules queues:FuzzParsePolicies durable/spec:FuzzParseHeaders durable:FuzzMatch durable:FuzzPatternPrefix
 test-fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz ./$$pkg $$fn for $(FUZZTIME)"; \

@@ -2,8 +2,6 @@ package durable
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stompbus/stompbus/cluster"
+	"github.com/stompbus/stompbus/durable/spec"
 	"github.com/stompbus/stompbus/queues"
 	"github.com/stompbus/stompbus/router"
 )
@@ -77,7 +76,7 @@ const (
 var (
 	// ErrOtherDestination: the user's durable subscription of that id
 	// follows another destination.
-	ErrOtherDestination = errors.New("the durable subscription follows another destination")
+	ErrOtherDestination = spec.ErrOtherDestination
 	// ErrTooMany: the cluster holds MaxSubscriptions.
 	ErrTooMany = errors.New("too many durable subscriptions")
 	// ErrNotReady: the store's stream or registry does not exist yet.
@@ -184,16 +183,8 @@ func (s *Store) Close() {
 	s.wg.Wait()
 }
 
-// Name is the JetStream consumer name (and registry key) of user's durable
-// subscription id: a digest, so that names and ids may hold any byte and
-// another user's subscription of the same id is another one.
-func Name(user, id string) string {
-	h := sha256.New()
-	h.Write([]byte(user))
-	h.Write([]byte{0})
-	h.Write([]byte(id))
-	return "d_" + hex.EncodeToString(h.Sum(nil)[:20])
-}
+// Name is spec.Name: the consumer name of user's durable subscription id.
+func Name(user, id string) string { return spec.Name(user, id) }
 
 // setup makes the stream and the bucket, retrying while JetStream is not
 // available yet, then follows the bucket.

@@ -3,7 +3,7 @@ package session
 import (
 	"errors"
 
-	"github.com/stompbus/stompbus/durable"
+	"github.com/stompbus/stompbus/durable/spec"
 	"github.com/stompbus/stompbus/frame"
 	"github.com/stompbus/stompbus/router"
 )
@@ -26,8 +26,8 @@ type Durables interface {
 }
 
 // durableHeaders reads the durable subscription headers of f.
-func durableHeaders(f *frame.Frame) durable.Headers {
-	var h durable.Headers
+func durableHeaders(f *frame.Frame) spec.Headers {
+	var h spec.Headers
 	h.Durable, h.HasDurable = f.Get("durable")
 	h.Persistent, h.HasPersistent = f.Get("persistent")
 	h.AutoDelete, h.HasAutoDelete = f.Get("auto-delete")
@@ -38,7 +38,7 @@ func durableHeaders(f *frame.Frame) durable.Headers {
 // for a durable subscription, or what is wrong with it. A /queue/ is
 // durable already: the headers change nothing there.
 func (s *Session) durableSubscribe(f *frame.Frame, kind router.Kind) (bool, error) {
-	on, err := durable.Parse(durableHeaders(f))
+	on, err := spec.Parse(durableHeaders(f))
 	if err != nil {
 		return false, &Error{Message: "invalid durable subscription", Detail: err.Error(), Cause: err}
 	}
@@ -83,7 +83,7 @@ func (s *Session) subscribeDurable(f *frame.Frame, idb, dest []byte, key string,
 		s.answer(func() error {
 			if err != nil {
 				msg := "durable subscription failed"
-				if errors.Is(err, durable.ErrOtherDestination) {
+				if errors.Is(err, spec.ErrOtherDestination) {
 					msg = "durable subscription exists"
 				}
 				return fail(msg, err)
@@ -94,7 +94,7 @@ func (s *Session) subscribeDurable(f *frame.Frame, idb, dest []byte, key string,
 			s.subSeq++
 			sub := &router.Subscription{
 				ID: id, Destination: shown, Ack: mode, Prefetch: prefetch,
-				Consumer: s, Seq: s.subSeq, Durable: durable.Name(user, id),
+				Consumer: s, Seq: s.subSeq, Durable: spec.Name(user, id),
 				Head: frame.AppendHeader(nil, "subscription", id, escaping(s.version, frame.MESSAGE)),
 			}
 			s.subs.add(sub)
@@ -116,10 +116,10 @@ func (s *Session) subscribeDurable(f *frame.Frame, idb, dest []byte, key string,
 // user's durable subscription of that id, holding the session's frames
 // until it is deleted. del reports whether it took the frame.
 func (s *Session) durableUnsubscribe(f *frame.Frame, sub *router.Subscription) (del bool, err error) {
-	var h durable.Headers
+	var h spec.Headers
 	h.Durable, h.HasDurable = f.Get("durable")
 	h.Persistent, h.HasPersistent = f.Get("persistent")
-	on, err := durable.Parse(h)
+	on, err := spec.Parse(h)
 	if err != nil {
 		return false, &Error{Message: "invalid durable subscription", Detail: err.Error(), Cause: err}
 	}

@@ -1,6 +1,12 @@
-package durable
+// Package spec holds what a session needs to know of durable topic
+// subscriptions without the store (package durable, which needs the
+// cluster): their SUBSCRIBE headers, their names and their errors. It has
+// no state; everything in it is safe for concurrent use.
+package spec
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 )
@@ -59,4 +65,19 @@ func boolHeader(name string, v []byte, has bool) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("%w: %s must be true or false, got %q", ErrHeaders, name, v)
+}
+
+// ErrOtherDestination is wrapped by the store's error when the user's
+// durable subscription of that id follows another destination.
+var ErrOtherDestination = errors.New("the durable subscription follows another destination")
+
+// Name is the JetStream consumer name (and registry key) of user's durable
+// subscription id: a digest, so that names and ids may hold any byte and
+// another user's subscription of the same id is another one.
+func Name(user, id string) string {
+	h := sha256.New()
+	h.Write([]byte(user))
+	h.Write([]byte{0})
+	h.Write([]byte(id))
+	return "d_" + hex.EncodeToString(h.Sum(nil)[:20])
 }
