@@ -7,7 +7,11 @@
 // and calls Session.Close once when the connection is gone. The session
 // never reads from or writes to a socket and owns no goroutine: it parses
 // the bytes in place, acts on each frame through the router, and hands
-// encoded frames to the connection's outbox, which writes them. Heart-beats,
+// encoded frames to the connection's outbox, which writes them. An idle
+// session holds only its STOMP state: the parser is borrowed from the Env
+// while a frame is under way and given back between frames, and what only
+// CONNECT needed (its reply buffer, the upgrade's token and headers) is let
+// go once it is done. Heart-beats,
 // the CONNECT deadline and token expiry run on runtime timers
 // (time.AfterFunc).
 //

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -208,6 +209,23 @@ type Env struct {
 	// scratch lends every session's parser its arrays while it parses,
 	// so idle connections hold none.
 	scratch *frame.Scratch
+	// parsers lends sessions their parser while a frame is under way:
+	// between frames a parser holds nothing worth keeping, so an idle
+	// session holds none (Session.run).
+	parsers sync.Pool
+}
+
+// parser returns a parser for a session speaking v.
+func (e *Env) parser(v frame.Version) *frame.Parser {
+	p, _ := e.parsers.Get().(*frame.Parser)
+	if p == nil {
+		p = frame.NewParser(e.Config.Limits)
+		if e.scratch != nil {
+			p.Lend(e.scratch)
+		}
+	}
+	p.SetVersion(v)
+	return p
 }
 
 // NewEnv returns an Env for node; session and message ids start with the

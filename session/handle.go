@@ -183,9 +183,13 @@ func (s *Session) accept(cx, cy time.Duration, rcpt []byte, hasRcpt bool) {
 	}
 	b = appendLimits(b, cfg)
 	b = append(b, '\n', 0)
-	s.scratch = b
 	s.env.Counters.Sent[frame.CONNECTED].Add(1)
-	s.out.Send(b, nil, false, 0)
+	s.out.Send(b, nil, false, 0) // copies b
+	// An idle session keeps no buffer: CONNECTED is the largest frame it
+	// builds, once; a RECEIPT grows a small one when it comes. What only
+	// CONNECT needed (the upgrade's token and headers) goes too.
+	s.scratch = nil
+	s.info.Token, s.info.HTTP = "", HTTPHeaders{}
 	if hasRcpt {
 		s.reply(s.encodeReceipt(rcpt), false, 0, nil)
 	}

@@ -38,12 +38,16 @@ type Info struct {
 	AuthFailed func() time.Duration
 }
 
-// Session is the STOMP state of one connection.
+// Session is the STOMP state of one connection. An idle connection holds
+// one, so mind its size (TestSessionSize): fields are ordered to leave no
+// padding, and what only some sessions need hangs off a pointer.
 type Session struct {
-	env    *Env
-	out    *outbox.Outbox
-	info   Info
-	id     string
+	env  *Env
+	out  *outbox.Outbox
+	info Info
+	id   string
+	// parser is set while a frame is under way (split across reads) and
+	// during run; between frames it goes back to Env.parsers.
 	parser *frame.Parser
 
 	connected bool
@@ -51,11 +55,11 @@ type Session struct {
 	// version and user are set once, at CONNECT, before any subscription
 	// exists, and only read after: Deliver may read them without a lock.
 	version   frame.Version
+	authed    bool
 	ver       atomic.Uint32          // version, for timer and shutdown goroutines
 	userName  atomic.Pointer[string] // user, for other goroutines (UserName)
 	user      string
 	principal Principal
-	authed    bool
 	msgN      uint64
 
 	subs   subSet
@@ -79,8 +83,8 @@ type Session struct {
 	// settled is set by whichever comes first, CONNECT or the connect
 	// timeout; the other then stands down.
 	settled atomic.Bool
-	expiry  expiry
 	stopped atomic.Bool
+	expiry  expiry
 	// ord orders the replies that wait for queue stores (store.go).
 	ord ordered
 	// hk holds what waits for the application's backend (hook.go) or
@@ -94,14 +98,10 @@ type Session struct {
 // New starts a session on a connection whose frames go to out.
 func New(env *Env, out *outbox.Outbox, info Info) *Session {
 	s := &Session{
-		env:    env,
-		out:    out,
-		info:   info,
-		id:     env.nextID(),
-		parser: frame.NewParser(env.Config.Limits),
-	}
-	if env.scratch != nil {
-		s.parser.Lend(env.scratch)
+		env:  env,
+		out:  out,
+		info: info,
+		id:   env.nextID(),
 	}
 	s.lastRead.Store(env.Now().UnixNano())
 	s.connTimer = time.AfterFunc(env.Config.ConnectTimeout, s.connectTimeout)
@@ -171,10 +171,24 @@ func (s *Session) Feed(data []byte) error {
 // backend's answer). A frame that waits for the backend stops it; the
 // bytes after it are held.
 func (s *Session) run(data []byte) error {
-	err := s.parser.Parse(data, s.handle)
+	p := s.parser
+	if p == nil {
+		v := frame.V12 // until CONNECT negotiated one
+		if s.connected {
+			v = s.version
+		}
+		p = s.env.parser(v)
+		s.parser = p
+	}
+	err := p.Parse(data, s.handle)
 	if err == errHold {
-		s.hk.holdFront(s.parser.Rest())
+		s.hk.holdFront(p.Rest())
 		err = nil
+	}
+	if err == nil && p.Buffered() == 0 {
+		// Between frames: the parser holds nothing (Rest was copied).
+		s.parser = nil
+		s.env.parsers.Put(p)
 	}
 	// Wake the writers of everyone this read published to, once each.
 	s.flusher.Flush()
