@@ -206,7 +206,9 @@ func (s *Server) serveTCP(nc net.Conn, br *bufio.Reader, remote, via string) {
 		_ = tc.SetNoDelay(true)
 	}
 	c := s.open(nc, "tcp", remote, via, session.Info{}, false)
-	buf := s.readBuffer()
+	bp := s.readBuffer()
+	defer s.rbufs.Put(bp)
+	buf := *bp
 	var src io.Reader = nc
 	if br != nil {
 		src = br
@@ -255,13 +257,26 @@ func maxWSPayload(l frame.Limits) int64 { return int64(l.MaxFrameSize) + 4096 }
 
 // preConnectBuffer is the read buffer of a connection that will move to the
 // epoll workers after CONNECT: the frames before that are small, and the
-// buffer is garbage once the workers (with their pooled buffers) take over.
+// buffer goes back to the pool once the workers (with their pooled
+// buffers) take over.
 const preConnectBuffer = 2 << 10
 
-// readBuffer returns the buffer a connection's own reader uses.
-func (s *Server) readBuffer() []byte {
+// readBuffer lends the buffer a connection's own reader uses, from a pool
+// (s.rbufs), so connecting clients do not each leave one behind as
+// garbage; the reader puts it back when it stops. Nothing keeps a slice
+// of it past a Feed (the parser copies a split frame).
+func (s *Server) readBuffer() *[]byte {
+	return s.rbufs.Get().(*[]byte)
+}
+
+// newReadBuffer makes a buffer for s.rbufs: small before CONNECT when the
+// epoll workers read connected clients, ReadBufferSize when every
+// connection keeps its reader.
+func (s *Server) newReadBuffer() any {
+	n := s.cfg.ReadBufferSize
 	if s.poll != nil {
-		return make([]byte, preConnectBuffer)
+		n = preConnectBuffer
 	}
-	return make([]byte, s.cfg.ReadBufferSize)
+	b := make([]byte, n)
+	return &b
 }

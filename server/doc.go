@@ -7,8 +7,11 @@
 // with gobwas/ws's low-level API: the header, then the payload straight
 // out of the read buffer (wsdecode.go), unmasked in place and handed to
 // the same parser TCP uses. Read modes: epoll on Linux (poll_linux.go:
-// an idle connection holds no goroutine and no buffer), or one reader
-// goroutine per connection (read-mode goroutine, TLS, other systems).
+// an idle connection holds no goroutine, no buffer and no WebSocket
+// decoder; a decoder is borrowed only while a frame is split across
+// reads), or one reader goroutine per connection (read-mode goroutine,
+// TLS, other systems). Readers before CONNECT borrow their read buffer
+// from a pool.
 //
 // Every new connection passes the Guard first (limits.go): connections per
 // node and per client address, connection rate, and refusal of addresses

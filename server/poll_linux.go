@@ -51,14 +51,19 @@ type poller struct {
 
 // pconn is one connection registered with the poller.
 type pconn struct {
-	s       *Server
-	c       *conn
-	rc      syscall.RawConn
-	fd      int32
-	gen     uint32
-	mu      sync.Mutex // held while a worker reads and feeds
-	dec     *wsDecoder // nil for plain STOMP
-	stopped bool       // the session ended the connection; no more reads
+	s   *Server
+	c   *conn
+	rc  syscall.RawConn
+	fd  int32
+	gen uint32
+	mu  sync.Mutex // held while a worker reads and feeds
+	// dec decodes a WebSocket connection's frames while one is under way
+	// (split across reads); between frames it goes back to the server's
+	// pool (Server.decoder), so an idle connection holds none.
+	dec     *wsDecoder
+	ws      bool // a WebSocket connection (else plain STOMP)
+	deflate bool // it negotiated permessage-deflate
+	stopped bool // the session ended the connection; no more reads
 }
 
 const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
@@ -93,7 +98,11 @@ func (p *poller) add(s *Server, c *conn, nc net.Conn, dec *wsDecoder) error {
 	if err != nil {
 		return err
 	}
-	pc := &pconn{s: s, c: c, rc: rc, dec: dec}
+	pc := &pconn{s: s, c: c, rc: rc}
+	if dec != nil {
+		pc.ws, pc.deflate = true, dec.deflate
+		pc.keep(dec)
+	}
 	var fd int
 	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
 		return err
@@ -252,10 +261,28 @@ func (p *poller) serve(pc *pconn) {
 // consume hands bytes to the decoder or the session; true means the
 // connection is ending.
 func (pc *pconn) consume(b []byte) bool {
-	if pc.dec != nil {
-		return pc.dec.feed(pc.s, pc.c, b)
+	if !pc.ws {
+		return pc.c.sess.Feed(b) != nil
 	}
-	return pc.c.sess.Feed(b) != nil
+	d := pc.dec
+	if d == nil {
+		d = pc.s.decoder(pc.deflate)
+	}
+	if d.feed(pc.s, pc.c, b) {
+		pc.dec = nil // ending: the decoder is dropped, whatever its state
+		return true
+	}
+	pc.keep(d)
+	return false
+}
+
+// keep holds d while a frame is under way and pools it otherwise.
+func (pc *pconn) keep(d *wsDecoder) {
+	pc.dec = d
+	if d.idle() {
+		pc.dec = nil
+		pc.s.decs.Put(d)
+	}
 }
 
 // resume re-arms a connection its session paused. It may run while a

@@ -94,6 +94,10 @@ type Server struct {
 	refused [numRefusals]atomic.Uint64
 	// counters are the connection counts (slow consumers, limit hits)
 	counters Counters
+	// rbufs lends the read buffers of connections' own readers
+	// (readBuffer); decs the WebSocket decoders of connections the epoll
+	// workers read, between frames (pconn.keep).
+	rbufs, decs sync.Pool
 }
 
 // New returns a server for env; call Start.
@@ -117,6 +121,7 @@ func New(cfg Config, env *session.Env, log *slog.Logger) *Server {
 		cfg.PollWorkers = DefaultPollWorkers
 	}
 	s := &Server{cfg: cfg, env: env, log: log, mux: http.NewServeMux(), conns: make(map[*conn]struct{})}
+	s.rbufs.New = s.newReadBuffer
 	g, err := NewGuard(cfg.Limits, &s.counters)
 	if err != nil {
 		log.Error("connection limits: exempt list ignored", "err", err)

@@ -96,8 +96,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		info.HTTP = session.HTTPHeaders{Cookie: r.Header.Get("Cookie"), Authorization: r.Header.Get("Authorization"), Origin: r.Header.Get("Origin")}
 	}
 	c := s.open(nc, "ws", r.RemoteAddr, via(r), info, deflate.Accepted())
-	dec := newWSDecoder(s.cfg.Limits.StrictUTF8, maxWSPayload(s.env.Config.Limits))
-	dec.deflate = deflate.Accepted()
+	dec := s.decoder(deflate.Accepted())
 	// Frames the client sent right behind the handshake are already in
 	// the handshake's read buffer; readWS reads them first.
 	if err := s.readWS(c, nc, rw.Reader, dec); err != errWatched {
@@ -118,7 +117,9 @@ func bearerToken(r *http.Request) string {
 // reads it). It returns nil when the connection ended on the server's side
 // (an ERROR, a close frame, DISCONNECT).
 func (s *Server) readWS(c *conn, nc net.Conn, br *bufio.Reader, dec *wsDecoder) error {
-	buf := s.readBuffer()
+	bp := s.readBuffer()
+	defer s.rbufs.Put(bp)
+	buf := *bp
 	for {
 		// Until CONNECT succeeds the connection keeps its own reader:
 		// authentication (bcrypt) must not occupy a shared epoll worker.

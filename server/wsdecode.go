@@ -48,6 +48,25 @@ func newWSDecoder(strictUTF8 bool, limit int64) *wsDecoder {
 	return &wsDecoder{msgs: wsMessages{strict: strictUTF8}, limit: limit}
 }
 
+// decoder returns a decoder for a connection (deflate: it negotiated
+// permessage-deflate), from the pool the epoll workers return idle ones to.
+func (s *Server) decoder(deflate bool) *wsDecoder {
+	d, _ := s.decs.Get().(*wsDecoder)
+	if d == nil {
+		d = newWSDecoder(s.cfg.Limits.StrictUTF8, maxWSPayload(s.env.Config.Limits))
+	}
+	d.deflate = deflate
+	return d
+}
+
+// idle reports whether d is between messages with nothing gathered: the
+// next byte starts a new frame header, and a fresh decoder would decode
+// what follows the same way.
+func (d *wsDecoder) idle() bool {
+	return !d.inFrame && d.nhdr == 0 && !d.msgs.open && d.msgs.ntail == 0 &&
+		!d.zstate.IsCompressed() && len(d.zmsg) == 0 && len(d.ctrl) == 0
+}
+
 // headerLen returns the full header length announced by its first two
 // bytes.
 func headerLen(b0, b1 byte) int {
