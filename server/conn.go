@@ -25,6 +25,11 @@ type conn struct {
 	// makes the cleanup run once, whoever notices the end first.
 	poll     atomic.Pointer[pconn]
 	finished atomic.Bool
+	// outClosed is set when the outbox closed the connection, before
+	// OnClose looks at poll: a connection handed to the epoll workers
+	// just then is finished by whichever of the two sees the other
+	// (poller.add checks it after setting poll).
+	outClosed atomic.Bool
 	// wake tells a connection's own reader, paused because its session
 	// has too many unanswered stores, to read again (or that the
 	// connection closed).
@@ -82,6 +87,7 @@ func (s *Server) open(nc net.Conn, transport, remote, via string, info session.I
 		if prev != nil {
 			prev(err)
 		}
+		c.outClosed.Store(true)
 		if pc := c.poll.Load(); pc != nil {
 			pc.closed()
 		}

@@ -122,6 +122,14 @@ func (p *poller) add(s *Server, c *conn, nc net.Conn, dec *wsDecoder) error {
 	}
 	// epoll_ctl ADD reports bytes that arrived before it as an event, so
 	// nothing sent while the connection changed hands waits.
+	if c.outClosed.Load() {
+		// The outbox closed the connection while it changed hands (a
+		// shutdown or an ERROR right after CONNECT), before poll was
+		// set, so its OnClose did not finish it; nor will an event: the
+		// lingering close drains the input and closes the socket, which
+		// leaves the epoll set without a word.
+		pc.closed()
+	}
 	return nil
 }
 
