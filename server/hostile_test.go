@@ -238,6 +238,11 @@ func TestHostileSTOMPAccepted(t *testing.T) {
 			if bytes.Contains(m, []byte("\nmessage-id:forged\n")) || bytes.Contains(m, []byte("\nsubscription:9\n")) || !bytes.Contains(m, []byte("x-evil:a\\nmessage-id\\cforged\\nsubscription\\c9\n")) {
 				t.Fatalf("MESSAGE %q", m)
 			}
+			// Leave the router as found: the next subtest counts
+			// subscriptions, and this one's, removed only once the
+			// server sees the close, would stand in for its own.
+			sub.nc.Close()
+			waitSubscribed(t, srv, 2)
 		})
 	}
 	by.check(t)
