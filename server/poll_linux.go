@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,9 +20,14 @@ import (
 // instance watches every registered socket (level-triggered, one-shot), and
 // when one is readable a worker from a bounded pool reads what is there
 // into a pooled buffer, hands it to the connection's decoder or session,
-// and re-arms the socket. A connection costs no goroutine and no read
-// buffer while it is idle. One-shot arming means at most one worker reads
-// a given connection at a time, which is the session's contract.
+// and re-arms the socket. The epoll instance is itself waited on through
+// Go's netpoller (it is readable while it holds events) and read with
+// non-blocking epoll_wait calls: no thread sits blocked in epoll_wait,
+// which would have the runtime's monitor take its processor away and hand
+// it back on every wake-up, and keep polling every 20 µs while busy. A
+// connection costs no goroutine and no read buffer while it is idle.
+// One-shot arming means at most one worker reads a given connection at a
+// time, which is the session's contract.
 //
 // Lifetimes: a connection leaves the poller when its reader sees EOF or an
 // error, or when its outbox closes it (conn.closed runs the cleanup under
@@ -28,13 +35,15 @@ import (
 // the file descriptor and a generation number, so an event for a closed
 // socket whose number was reused is recognised and dropped.
 type poller struct {
-	// epfd is closed by the wait goroutine when it sees quit, never
-	// under it: a number closed while wait was between two epoll_wait
-	// calls could be reused by another poller's epoll instance, whose
-	// events wait would then take and drop (a one-shot registration
-	// disarmed for good). epmu guards the control calls against that
-	// close.
+	// epfd is closed through epf, whose reference counting keeps the
+	// number from being released while wait is in epoll_wait (a number
+	// closed under it could be reused by another poller's epoll
+	// instance, whose events wait would then take and drop: a one-shot
+	// registration disarmed for good). epmu guards the control calls,
+	// which use the number itself, against that close.
 	epfd     int
+	epf      *os.File        // epfd, waited on through Go's netpoller
+	eprc     syscall.RawConn // epf's
 	epmu     sync.RWMutex
 	epClosed bool
 	log      *slog.Logger
@@ -45,6 +54,8 @@ type poller struct {
 	conns map[int32]*pconn
 	gen   uint32
 	quit  chan struct{}
+	// waited is closed when wait has returned.
+	waited chan struct{}
 
 	closeOnce sync.Once
 }
@@ -73,12 +84,26 @@ func newPoller(workers, bufSize int, log *slog.Logger) (*poller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
+	// Non-blocking, so that os.NewFile registers it with the netpoller.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		_ = unix.Close(fd)
+		return nil, fmt.Errorf("epoll instance non-blocking: %w", err)
+	}
+	epf := os.NewFile(uintptr(fd), "epoll")
+	eprc, err := epf.SyscallConn()
+	if err != nil {
+		_ = epf.Close()
+		return nil, fmt.Errorf("epoll instance: %w", err)
+	}
 	p := &poller{
-		epfd:  fd,
-		log:   log,
-		work:  make(chan *pconn, 4*workers),
-		conns: make(map[int32]*pconn),
-		quit:  make(chan struct{}),
+		epfd:   fd,
+		epf:    epf,
+		eprc:   eprc,
+		log:    log,
+		work:   make(chan *pconn, 4*workers),
+		conns:  make(map[int32]*pconn),
+		quit:   make(chan struct{}),
+		waited: make(chan struct{}),
 	}
 	p.bufs.New = func() any { b := make([]byte, bufSize); return &b }
 	for i := 0; i < workers; i++ {
@@ -158,38 +183,55 @@ func (p *poller) ctl(op, fd int, ev *unix.EpollEvent) error {
 	return unix.EpollCtl(p.epfd, op, fd, ev)
 }
 
-// waitTick bounds each epoll_wait, so that wait notices quit and closes
-// the instance itself.
-const waitTick = 250
-
 func (p *poller) closeEpoll() {
 	p.epmu.Lock()
 	defer p.epmu.Unlock()
 	if !p.epClosed {
 		p.epClosed = true
-		_ = unix.Close(p.epfd)
+		_ = p.epf.Close() // wakes wait; the number is released once wait let go of it
+	}
+}
+
+// events is wait's view of one epoll_wait: the events it returned.
+type events struct {
+	buf []unix.EpollEvent
+	n   int
+	err error
+	fn  func(fd uintptr) bool // take, as a value made once
+}
+
+// take is one non-blocking epoll_wait; it returns false (wait until the
+// instance is readable) when there is nothing to take.
+func (e *events) take(fd uintptr) bool {
+	for {
+		e.n, e.err = unix.EpollWait(int(fd), e.buf, 0)
+		if e.err != unix.EINTR {
+			return e.n > 0 || e.err != nil
+		}
 	}
 }
 
 func (p *poller) wait() {
+	defer close(p.waited)
 	defer p.closeEpoll()
-	events := make([]unix.EpollEvent, 256)
+	e := &events{buf: make([]unix.EpollEvent, 256)}
+	e.fn = e.take
 	for {
-		n, err := unix.EpollWait(p.epfd, events, waitTick)
+		err := p.eprc.Read(e.fn)
 		select {
 		case <-p.quit:
 			return
 		default:
 		}
+		if err == nil {
+			err = e.err
+		}
 		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
 			p.log.Error("epoll_wait", "err", err)
 			return
 		}
-		for i := 0; i < n; i++ {
-			ev := &events[i]
+		for i := 0; i < e.n; i++ {
+			ev := &e.buf[i]
 			p.mu.Lock()
 			pc := p.conns[ev.Fd]
 			p.mu.Unlock()
@@ -205,11 +247,47 @@ func (p *poller) wait() {
 	}
 }
 
+// reader is a worker's state for reads and re-arms; its functions are
+// values made once, so that a read allocates nothing.
+type reader struct {
+	p     *poller
+	buf   []byte
+	n     int
+	err   error
+	ev    unix.EpollEvent
+	read  func(fd uintptr) bool
+	rearm func(fd uintptr)
+}
+
+// readFD is one read of a non-blocking socket. It is a raw system call:
+// it cannot block, and a thread the runtime sees in a system call, with
+// goroutines waiting for its processor (the writers this read's frames
+// woke), is taken over by the runtime's monitor, which then also keeps
+// polling every 20 µs.
+func (r *reader) readFD(fd uintptr) bool {
+	for {
+		n, _, e := syscall.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.buf[0])), uintptr(len(r.buf)))
+		switch e {
+		case 0:
+			r.n, r.err = int(n), nil
+		case syscall.EINTR:
+			continue
+		default:
+			r.n, r.err = 0, e
+		}
+		return true
+	}
+}
+
+func (r *reader) rearmFD(fd uintptr) { _ = r.p.ctl(unix.EPOLL_CTL_MOD, int(fd), &r.ev) }
+
 func (p *poller) worker() {
+	r := &reader{p: p}
+	r.read, r.rearm = r.readFD, r.rearmFD
 	for {
 		select {
 		case pc := <-p.work:
-			p.serve(pc)
+			p.serve(pc, r)
 		case <-p.quit:
 			return
 		}
@@ -218,7 +296,7 @@ func (p *poller) worker() {
 
 // serve reads what a ready connection has, within a fair bound, and
 // re-arms it.
-func (p *poller) serve(pc *pconn) {
+func (p *poller) serve(pc *pconn, r *reader) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	if pc.stopped || pc.c.finished.Load() {
@@ -227,16 +305,15 @@ func (p *poller) serve(pc *pconn) {
 	bp := p.bufs.Get().(*[]byte)
 	defer p.bufs.Put(bp)
 	buf := *bp
+	r.buf = buf
+	defer func() { r.buf = nil }()
 	for turn := 0; turn < 16; turn++ {
-		var n int
-		var rerr error
-		err := pc.rc.Read(func(fd uintptr) bool {
-			n, rerr = unix.Read(int(fd), buf)
-			return true
-		})
+		r.n, r.err = 0, nil
+		err := pc.rc.Read(r.read)
 		if err == nil {
-			err = rerr
+			err = r.err
 		}
+		n := r.n
 		if n > 0 {
 			if pc.consume(buf[:n]) {
 				pc.stopped = true
@@ -250,7 +327,7 @@ func (p *poller) serve(pc *pconn) {
 		}
 		switch {
 		case errors.Is(err, unix.EAGAIN):
-			p.rearm(pc)
+			p.rearmWith(pc, r)
 			return
 		case err != nil:
 			pc.end(err)
@@ -259,11 +336,19 @@ func (p *poller) serve(pc *pconn) {
 			pc.end(io.EOF)
 			return
 		case n < len(buf):
-			p.rearm(pc)
+			p.rearmWith(pc, r)
 			return
 		}
 	}
-	p.rearm(pc)
+	p.rearmWith(pc, r)
+}
+
+// rearmWith is rearm on a worker, with its reader's state.
+func (p *poller) rearmWith(pc *pconn, r *reader) {
+	r.ev = unix.EpollEvent{Events: pollEvents, Fd: pc.fd, Pad: int32(pc.gen)}
+	// The socket may have been closed meanwhile; then there is nothing
+	// left to watch and the error does not matter.
+	_ = pc.rc.Control(r.rearm)
 }
 
 // consume hands bytes to the decoder or the session; true means the
@@ -322,6 +407,7 @@ func (pc *pconn) closed() {
 // close stops the poller; later calls do nothing.
 func (p *poller) close() {
 	p.closeOnce.Do(func() {
-		close(p.quit) // wait closes the epoll instance when it sees this
+		close(p.quit)
+		p.closeEpoll() // wakes wait, which sees quit
 	})
 }
