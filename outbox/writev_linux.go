@@ -61,11 +61,15 @@ type rawWrite struct {
 func (w *rawWrite) tooBig() bool { return cap(w.iov) > maxPooledVec }
 
 // writev writes what is left, IOV_MAX buffers at a time; it returns false
-// (wait until the socket takes more) when the socket is full.
+// (wait until the socket takes more) when the socket is full. The
+// system call is a raw one: on a non-blocking socket it cannot block, and
+// a writer the runtime sees in a system call while other writers wait
+// for its processor (a fan-out wakes many) has that processor taken over
+// by the runtime's monitor, which then keeps polling every 20 µs.
 func (w *rawWrite) writev(fd uintptr) bool {
 	for len(w.rest) > 0 {
 		iov := w.rest[:min(len(w.rest), iovMax)]
-		r, _, e := syscall.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		r, _, e := syscall.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 		switch e {
 		case 0:
 		case syscall.EINTR:
