@@ -25,9 +25,13 @@
 // Live delivery: a message to a kept destination does not take the
 // router's direct path. Each node runs, per key with local subscribers
 // (a kept destination, or a pattern), an ordered JetStream consumer from
-// "now on" (a feed) and hands what it delivers to the router, the
-// publishing node included; so every node delivers a destination's
-// messages in offset order. A SEND published on a node waits (on the
+// after the last message stored when it starts (a feed) and hands what it
+// delivers to the router, the publishing node included; so every node
+// delivers a destination's messages in offset order. The feed owns its
+// position: a consumer that reports trouble or stops is made again by
+// the feed from after the last message it delivered, and a message of a
+// destination further on than the next one is preceded by those
+// missing, read from JetStream (see link). A SEND published on a node waits (on the
 // store's goroutine) for that node's feeds of the destination that are
 // still starting, so a subscriber sees every message sent after its
 // SUBSCRIBE on its node.
@@ -57,7 +61,9 @@
 // none wait), a goroutine per feed, the consumer callbacks of nats.go, a
 // goroutine per resuming subscription while it replays, and one per tail
 // while resumers wait for a fill. A Resumer's Deliver holds its own small
-// lock only until the replay is done. Lock order: Store.wmu, then a
-// writer's mu; Store.fmu alone; a JetStream slot (Store.slots), then a
-// tail's mu; a tail's mu is never held while delivering.
+// lock only until the replay is done. A feed's link holds its mu while
+// it delivers (and reads what its consumer skipped). Lock order:
+// Store.wmu, then a writer's mu; Store.fmu alone; a link's mu, then a
+// JetStream slot (Store.slots), then a tail's mu; a tail's mu is never
+// held while delivering.
 package history

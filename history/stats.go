@@ -12,7 +12,7 @@ import (
 type Stats struct {
 	stored, batches, conflicts, failed, refused atomic.Uint64
 	fed, replayed, gaps, bad                    atomic.Uint64
-	fromTail, consumers                         atomic.Uint64
+	fromTail, consumers, feedGaps               atomic.Uint64
 }
 
 // Stats returns the store's counters.
@@ -33,6 +33,10 @@ func (s *Stats) Refused() uint64 { return s.refused.Load() }
 
 // Fed is the kept messages delivered live to this node's router.
 func (s *Stats) Fed() uint64 { return s.fed.Load() }
+
+// FeedGaps is how often a feed's consumer skipped messages that the feed
+// then read from JetStream (see link).
+func (s *Stats) FeedGaps() uint64 { return s.feedGaps.Load() }
 
 // Replayed is the kept messages delivered to resuming subscriptions.
 func (s *Stats) Replayed() uint64 { return s.replayed.Load() }
