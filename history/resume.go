@@ -434,6 +434,17 @@ func (r *Resumer) fetchAll(ru *rule, cfg jetstream.OrderedConsumerConfig, after 
 	if err := r.st.acquire(r.ctx); err != nil {
 		return errStopped
 	}
+	// A read of all of a destination's messages checks that the server
+	// holding its consumer has them all (see errBehind).
+	var kept uint64
+	check := cc.DeliverPolicy == jetstream.DeliverAllPolicy && len(cc.FilterSubjects) == 1 && !r.wildcard
+	if check {
+		var err error
+		if kept, err = r.st.keptCount(r.ctx, ru.stream, cc.FilterSubjects[0]); err != nil {
+			r.st.release()
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(r.ctx, r.st.cfg.Timeout)
 	c, err := r.st.js.CreateConsumer(ctx, ru.stream, cc)
 	cancel()
@@ -454,6 +465,9 @@ func (r *Resumer) fetchAll(ru *rule, cfg jetstream.OrderedConsumerConfig, after 
 	// anything stored later was stored after the feed started, and the
 	// feed delivers it.
 	owed := c.CachedInfo().NumPending
+	if check && owed < kept {
+		return fmt.Errorf("%w: %d pending, %d kept", errBehind, owed, kept)
+	}
 	for owed > 0 {
 		if err := r.waitBacklog(); err != nil {
 			return err

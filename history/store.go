@@ -342,3 +342,26 @@ func decode(data []byte, h nats.Header) (*router.Message, error) {
 	m.Offset, m.Epoch = p.offset, p.epoch
 	return m, nil
 }
+
+// errBehind is a reading consumer's failure when the server that holds
+// it has fewer of the destination's messages than the stream leader had
+// before it was made: JetStream puts a one-replica consumer on any of
+// the stream's servers, and one restarted with its data lost copies the
+// stream from the others for a while; what such a consumer counts as
+// pending is short. The read goes on with a new consumer.
+var errBehind = errors.New("the consumer's server holds fewer messages than the stream leader")
+
+// keptCount returns how many messages of subject the stream leader holds.
+func (s *Store) keptCount(ctx context.Context, stream, subject string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	st, err := s.js.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return 0, fmt.Errorf("stream %s, subject %s: %w", stream, subject, err)
+	}
+	return info.State.Subjects[subject], nil
+}

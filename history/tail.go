@@ -391,9 +391,15 @@ func (s *Store) readKeptOnce(ctx context.Context, ru *rule, key string, after *u
 		MemoryStorage:     true,
 		Replicas:          1,
 	}
+	var kept uint64 // the leader's count, for a read from the oldest (see errBehind)
 	if *after > 0 {
 		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cc.OptStartSeq = *after + 1
+	} else if len(cc.FilterSubjects) == 1 {
+		var err error
+		if kept, err = s.keptCount(ctx, ru.stream, cc.FilterSubjects[0]); err != nil {
+			return err
+		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	c, err := s.js.CreateConsumer(cctx, ru.stream, cc)
@@ -408,6 +414,9 @@ func (s *Store) readKeptOnce(ctx context.Context, ru *rule, key string, after *u
 		cancel()
 	}()
 	owed := c.CachedInfo().NumPending
+	if owed < kept {
+		return fmt.Errorf("%w: %d pending, %d kept", errBehind, owed, kept)
+	}
 	for owed > 0 {
 		// One fill serves many resumers: it may wait longer than one
 		// replay's fetch.
