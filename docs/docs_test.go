@@ -119,10 +119,21 @@ stop_brokers() {
 held=()
 trap 'stop_brokers; kill "${held[@]}" 2>/dev/null || true' EXIT
 # hold_port sets BUSY_PORT to a loopback port that a process of the test
-# keeps listening on until the script ends.
+# keeps listening on until the script ends. It is below the kernel's
+# ephemeral range, as are the ports next to it that blocks use: other
+# tests running at the same time take ephemeral ports for their outgoing
+# connections, and one of them took a demo node's port (bind: address
+# already in use).
 hold_port() {
-	exec {fd}< <(exec python3 -c 'import socket, sys, time
-s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+	exec {fd}< <(exec python3 -c 'import random, socket, sys, time
+for _ in range(1000):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randrange(20000, 30000)))
+        break
+    except OSError:
+        s.close()
+s.listen()
 print(s.getsockname()[1], flush=True); time.sleep(300)' 2>/dev/null)
 	held+=($!)
 	read -r BUSY_PORT <&$fd
