@@ -4,52 +4,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
-	"os"
 	"runtime"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/stompbus/stompbus/internal/brokertest"
 	"github.com/stompbus/stompbus/router"
 )
 
-func testLog() *slog.Logger {
-	if os.Getenv("STOMPBUS_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-}
+func testLog() *slog.Logger { return brokertest.Log() }
 
-// freePorts finds n loopback ports for route listeners, which must be known
-// before the servers start so that each lists all the others. They are
-// taken below the kernel's ephemeral range (where :0 ports and outgoing
-// connections of every other process on the machine live), so that nothing
-// grabs them between this check and the servers' bind.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ports []int
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-	}()
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > 1000 {
-			t.Fatal("no free port below the ephemeral range")
-		}
-		p := 20000 + rand.IntN(12000)
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			continue
-		}
-		lns = append(lns, ln)
-		ports = append(ports, p)
-	}
-	return ports
-}
+func freePorts(t testing.TB, n int) []int { return brokertest.FreePorts(t, n) }
 
 // clusterConfigs returns configs for n embedded nodes routed to each other
 // (a standalone node for n == 1), each with its own data directory.

@@ -1,13 +1,8 @@
 package durable_test
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
-	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +11,7 @@ import (
 	"github.com/stompbus/stompbus/cluster"
 	"github.com/stompbus/stompbus/durable"
 	"github.com/stompbus/stompbus/internal/brokertest"
+	"github.com/stompbus/stompbus/internal/clustertest"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
@@ -24,116 +20,43 @@ import (
 // wait bounds every wait of these tests for a message or a state.
 const wait = 15 * time.Second
 
-// node is one broker wired as cmd/broker wires it: embedded NATS, the
-// durable store, router, sessions and listeners.
+// node is one broker wired as cmd/broker wires it (embedded NATS, router,
+// sessions and listeners) with the durable store.
 type node struct {
 	name string
 	c    *cluster.Cluster
 	d    *durable.Store
 	r    *router.Router
 	srv  *server.Server
-	once sync.Once
-}
-
-func testLog() *slog.Logger {
-	level := slog.LevelError
-	if os.Getenv("STOMPBUS_TEST_LOG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
 // startNodes starts n nodes routed to each other; tune may change the
 // store's configuration.
 func startNodes(t testing.TB, n int, tune func(*durable.Config)) []*node {
 	t.Helper()
-	ports := freePorts(t, n)
-	var nodes []*node
-	for i := 0; i < n; i++ {
-		cfg := cluster.Config{Node: fmt.Sprintf("n%d", i+1), DataDir: t.TempDir(), Log: testLog()}
-		if n > 1 {
-			cfg.RouteListen = fmt.Sprintf("127.0.0.1:%d", ports[i])
-			for j := 0; j < n; j++ {
-				if j != i {
-					cfg.Routes = append(cfg.Routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[j]))
-				}
-			}
+	stores := make(map[*cluster.Cluster]*durable.Store)
+	add := func(t testing.TB, c *cluster.Cluster, log *slog.Logger) clustertest.Parts {
+		dc := durable.Config{Replicas: c.Replicas(), Log: log}
+		if tune != nil {
+			tune(&dc)
 		}
-		nodes = append(nodes, startNode(t, cfg, tune))
+		d, err := durable.New(c.JetStream(), dc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores[c] = d
+		return clustertest.Parts{
+			Router: router.Config{Durables: d},
+			Env:    func(e *session.Env) { e.Durables = d },
+			Ready:  d.Ready,
+			Close:  d.Close,
+		}
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for _, nd := range nodes {
-		for !nd.c.Ready() || !nd.d.Ready() {
-			if time.Now().After(deadline) {
-				t.Fatalf("node %s not ready within 60s", nd.name)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+	var nodes []*node
+	for _, nd := range clustertest.Start(t, n, add) {
+		nodes = append(nodes, &node{name: nd.Name, c: nd.C, d: stores[nd.C], r: nd.R, srv: nd.Srv})
 	}
 	return nodes
-}
-
-func startNode(t testing.TB, cfg cluster.Config, tune func(*durable.Config)) *node {
-	t.Helper()
-	c, err := cluster.Start(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("start %s: %v", cfg.Node, err)
-	}
-	dc := durable.Config{Replicas: c.Replicas(), Log: cfg.Log}
-	if tune != nil {
-		tune(&dc)
-	}
-	d, err := durable.New(c.JetStream(), dc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := c.NewRouter(router.Config{Durables: d})
-	e := session.NewEnv(cfg.Node, r, session.Config{}, nil, cfg.Log)
-	e.Durables = d
-	srv := server.New(server.Config{HTTPAddr: "127.0.0.1:0", StompAddr: "127.0.0.1:0"}, e, cfg.Log)
-	srv.Ready = c.Ready
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	nd := &node{name: cfg.Node, c: c, d: d, r: r, srv: srv}
-	t.Cleanup(nd.stop)
-	return nd
-}
-
-func (nd *node) stop() {
-	nd.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = nd.srv.Shutdown(ctx)
-		nd.d.Close()
-		_ = nd.c.Close()
-	})
-}
-
-// freePorts finds n loopback ports below the ephemeral range for route
-// listeners, which must be known before the servers start.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ports []int
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-	}()
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > 1000 {
-			t.Fatal("no free port below the ephemeral range")
-		}
-		p := 20000 + rand.IntN(12000)
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			continue
-		}
-		lns = append(lns, ln)
-		ports = append(ports, p)
-	}
-	return ports
 }
 
 // dial connects as login (no passcode: the test nodes check none).

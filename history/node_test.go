@@ -1,14 +1,8 @@
 package history_test
 
 import (
-	"context"
-	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
-	"os"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +11,7 @@ import (
 	"github.com/stompbus/stompbus/cluster"
 	"github.com/stompbus/stompbus/history"
 	"github.com/stompbus/stompbus/internal/brokertest"
+	"github.com/stompbus/stompbus/internal/clustertest"
 	"github.com/stompbus/stompbus/router"
 	"github.com/stompbus/stompbus/server"
 	"github.com/stompbus/stompbus/session"
@@ -25,23 +20,14 @@ import (
 // wait bounds every wait of these tests for a message or a state.
 const wait = 15 * time.Second
 
-// node is one complete broker wired as cmd/broker wires it: embedded
-// NATS, history, router, sessions and listeners.
+// node is one complete broker wired as cmd/broker wires it (embedded
+// NATS, router, sessions and listeners) with history.
 type node struct {
 	name string
 	c    *cluster.Cluster
 	h    *history.Store
 	r    *router.Router
 	srv  *server.Server
-	once sync.Once
-}
-
-func testLog() *slog.Logger {
-	level := slog.LevelError
-	if os.Getenv("STOMPBUS_TEST_LOG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
 // startNodes starts n nodes routed to each other, keeping history by rules.
@@ -51,91 +37,27 @@ func startNodes(t testing.TB, n int, rules string, tune func(*history.Config)) [
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, n)
-	var nodes []*node
-	for i := 0; i < n; i++ {
-		cfg := cluster.Config{Node: fmt.Sprintf("n%d", i+1), DataDir: t.TempDir(), Log: testLog()}
-		if n > 1 {
-			cfg.RouteListen = fmt.Sprintf("127.0.0.1:%d", ports[i])
-			for j := 0; j < n; j++ {
-				if j != i {
-					cfg.Routes = append(cfg.Routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[j]))
-				}
-			}
+	stores := make(map[*cluster.Cluster]*history.Store)
+	add := func(t testing.TB, c *cluster.Cluster, log *slog.Logger) clustertest.Parts {
+		hc := history.Config{Rules: rs, Replicas: c.Replicas(), Log: log}
+		if tune != nil {
+			tune(&hc)
 		}
-		nodes = append(nodes, startNode(t, cfg, rs, tune))
+		h := history.New(c.JetStream(), hc)
+		stores[c] = h
+		return clustertest.Parts{
+			Router: router.Config{History: h},
+			Attach: h.Attach,
+			Env:    func(e *session.Env) { e.History = h },
+			Ready:  h.Ready,
+			Close:  h.Close,
+		}
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for _, nd := range nodes {
-		for !nd.c.Ready() || !nd.h.Ready() {
-			if time.Now().After(deadline) {
-				t.Fatalf("node %s not ready within 60s", nd.name)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+	var nodes []*node
+	for _, nd := range clustertest.Start(t, n, add) {
+		nodes = append(nodes, &node{name: nd.Name, c: nd.C, h: stores[nd.C], r: nd.R, srv: nd.Srv})
 	}
 	return nodes
-}
-
-func startNode(t testing.TB, cfg cluster.Config, rules []history.Rule, tune func(*history.Config)) *node {
-	t.Helper()
-	c, err := cluster.Start(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("start %s: %v", cfg.Node, err)
-	}
-	hc := history.Config{Rules: rules, Replicas: c.Replicas(), Log: cfg.Log}
-	if tune != nil {
-		tune(&hc)
-	}
-	h := history.New(c.JetStream(), hc)
-	r := c.NewRouter(router.Config{History: h})
-	h.Attach(r)
-	e := session.NewEnv(cfg.Node, r, session.Config{}, nil, cfg.Log)
-	e.History = h
-	srv := server.New(server.Config{HTTPAddr: "127.0.0.1:0", StompAddr: "127.0.0.1:0"}, e, cfg.Log)
-	srv.Ready = c.Ready
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	nd := &node{name: cfg.Node, c: c, h: h, r: r, srv: srv}
-	t.Cleanup(nd.stop)
-	return nd
-}
-
-func (nd *node) stop() {
-	nd.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = nd.srv.Shutdown(ctx)
-		nd.h.Close()
-		_ = nd.c.Close()
-	})
-}
-
-// freePorts finds n loopback ports below the ephemeral range for route
-// listeners, which must be known before the servers start.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ports []int
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-	}()
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > 1000 {
-			t.Fatal("no free port below the ephemeral range")
-		}
-		p := 20000 + rand.IntN(12000)
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			continue
-		}
-		lns = append(lns, ln)
-		ports = append(ports, p)
-	}
-	return ports
 }
 
 func dial(t testing.TB, nd *node) *stomp.Conn {

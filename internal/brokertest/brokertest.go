@@ -8,8 +8,10 @@ package brokertest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -236,4 +238,44 @@ func WaitSubscribed(t testing.TB, srv *server.Server, n int, d time.Duration) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// Log is the tests' logger: errors only, everything with
+// STOMPBUS_TEST_LOG set.
+func Log() *slog.Logger {
+	level := slog.LevelError
+	if os.Getenv("STOMPBUS_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// FreePorts finds n loopback ports for listeners that must be known
+// before their servers start (route listeners, each listing all the
+// others). They are taken below the kernel's ephemeral range (where :0
+// ports and the outgoing connections of every other process on the
+// machine live), so that nothing grabs them between this check and the
+// servers' bind.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ports []int
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			t.Fatal("no free port below the ephemeral range")
+		}
+		p := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		lns = append(lns, ln)
+		ports = append(ports, p)
+	}
+	return ports
 }
