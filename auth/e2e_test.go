@@ -9,10 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,7 +19,6 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	stompframe "github.com/go-stomp/stomp/v3/frame"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/crypto/bcrypt"
 
@@ -57,102 +53,12 @@ func (l *logBuf) logger() *slog.Logger {
 }
 
 // raw is a STOMP client that writes frames as given and reads what comes.
-type raw struct {
-	t  *testing.T
-	nc net.Conn
-	w  io.Writer
-	r  *stompframe.Reader
-}
-
-func dialRaw(t *testing.T, srv *server.Server, transport string, hdr http.Header, query string) *raw {
+func dialRaw(t *testing.T, srv *server.Server, transport string, hdr http.Header, query string) *brokertest.Raw {
 	t.Helper()
-	c := &raw{t: t}
-	switch transport {
-	case "tcp":
-		nc, err := net.Dial("tcp", srv.StompAddr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.nc, c.w, c.r = nc, nc, stompframe.NewReader(nc)
-	case "ws":
-		wc, err := brokertest.DialWSRaw("ws://"+srv.HTTPAddr()+"/ws"+query, hdr, "v12.stomp")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.nc, c.w, c.r = wc.Conn, wc, stompframe.NewReader(wc)
+	if transport == "tcp" {
+		return brokertest.DialRawTCP(t, srv.StompAddr(), wait)
 	}
-	t.Cleanup(func() { c.nc.Close() })
-	_ = c.nc.SetDeadline(time.Now().Add(wait))
-	return c
-}
-
-func (c *raw) send(s string) {
-	c.t.Helper()
-	if _, err := c.w.Write([]byte(s)); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
-}
-
-// next returns the next frame, or nil when the server closed the
-// connection.
-func (c *raw) next() *stompframe.Frame {
-	c.t.Helper()
-	for {
-		f, err := c.r.Read()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				c.t.Fatalf("no frame within %s", wait)
-			}
-			return nil
-		}
-		if f != nil {
-			return f
-		}
-	}
-}
-
-func (c *raw) expect(cmd string) *stompframe.Frame {
-	c.t.Helper()
-	f := c.next()
-	if f == nil || f.Command != cmd {
-		c.t.Fatalf("got %v, want %s", describe(f), cmd)
-	}
-	return f
-}
-
-// expectError reads an ERROR with exactly message msg, then the close.
-func (c *raw) expectError(msg string) *stompframe.Frame {
-	c.t.Helper()
-	f := c.expect("ERROR")
-	if got := f.Header.Get("message"); got != msg {
-		c.t.Fatalf("ERROR message %q (body %q), want %q", got, f.Body, msg)
-	}
-	if g := c.next(); g != nil {
-		c.t.Fatalf("after the ERROR: %v, want the connection closed", describe(g))
-	}
-	return f
-}
-
-func describe(f *stompframe.Frame) string {
-	if f == nil {
-		return "connection closed"
-	}
-	return f.Command + " " + f.Header.Get("message") + " " + string(f.Body)
-}
-
-func stompFrame(cmd string, headers ...string) string {
-	var b strings.Builder
-	b.WriteString(cmd + "\n")
-	for i := 0; i+1 < len(headers); i += 2 {
-		b.WriteString(headers[i] + ":" + headers[i+1] + "\n")
-	}
-	b.WriteString("\n\x00")
-	return b.String()
-}
-
-func connect(headers ...string) string {
-	return stompFrame("CONNECT", append([]string{"accept-version", "1.2", "host", "x"}, headers...)...)
+	return brokertest.DialRawWS(t, "ws://"+srv.HTTPAddr()+"/ws"+query, hdr, wait)
 }
 
 type keys struct {
@@ -333,9 +239,9 @@ func TestAuthenticatorsEndToEnd(t *testing.T) {
 					t.Run(tr+"/"+cr.name, func(t *testing.T) {
 						before := counters.AuthFailures.Load()
 						c := dialRaw(t, srv, tr, cr.upgrade, cr.query)
-						c.send(connect(cr.connect...))
+						c.Send(brokertest.Connect(cr.connect...))
 						if cr.user != "" {
-							f := c.expect("CONNECTED")
+							f := c.Expect("CONNECTED")
 							want := cr.user
 							if want == "-" {
 								want = ""
@@ -348,7 +254,7 @@ func TestAuthenticatorsEndToEnd(t *testing.T) {
 							}
 							return
 						}
-						f := c.expectError("authentication failed")
+						f := c.ExpectError("authentication failed")
 						if len(f.Body) != 0 || f.Header.Len() > 3 {
 							t.Fatalf("ERROR says more than it should: %v body %q", f.Header, f.Body)
 						}
@@ -389,8 +295,8 @@ func TestTokenInTheLoginHeaderIsNotLogged(t *testing.T) {
 	tok := token(t, jwt.SigningMethodHS256, []byte(k.secret), "carol", time.Now().Add(time.Hour))
 	for _, tr := range []string{"tcp", "ws"} {
 		c := dialRaw(t, srv, tr, nil, "")
-		c.send(connect("login", tok)) // a client that put its token in the wrong header
-		c.expectError("authentication failed")
+		c.Send(brokertest.Connect("login", tok)) // a client that put its token in the wrong header
+		c.ExpectError("authentication failed")
 	}
 	if out := logs.String(); strings.Contains(out, tok[len(tok)-20:]) || !strings.Contains(out, "token-like login not shown") {
 		t.Fatalf("log:\n%s", out)

@@ -26,11 +26,11 @@ func permissionsNode(t *testing.T, k *keys) *server.Server {
 	return brokertest.Start(t, brokertest.Options{Auth: &auth.Chain{Users: k.users}, Authz: perms})
 }
 
-func login(t *testing.T, srv *server.Server, tr, user, pass string) *raw {
+func login(t *testing.T, srv *server.Server, tr, user, pass string) *brokertest.Raw {
 	t.Helper()
 	c := dialRaw(t, srv, tr, nil, "")
-	c.send(connect("login", user, "passcode", pass))
-	c.expect("CONNECTED")
+	c.Send(brokertest.Connect("login", user, "passcode", pass))
+	c.Expect("CONNECTED")
 	return c
 }
 
@@ -42,33 +42,33 @@ func TestPermissionsEndToEnd(t *testing.T) {
 		frame      string
 		ok         bool
 	}{
-		{"alice", "wonderland", stompFrame("SUBSCRIBE", "id", "1", "destination", "/topic/admin.audit", "receipt", "r"), true},
-		{"alice", "wonderland", stompFrame("SEND", "destination", "/queue/jobs", "receipt", "r"), true},
-		{"alice", "wonderland", stompFrame("SEND", "destination", "/user/bob/queue/notes", "receipt", "r"), true},
-		{"bob", "builder", stompFrame("SUBSCRIBE", "id", "1", "destination", "/topic/chat/room1", "receipt", "r"), true},
-		{"bob", "builder", stompFrame("SUBSCRIBE", "id", "1", "destination", "/topic/chat/#", "receipt", "r"), true},
-		{"bob", "builder", stompFrame("SEND", "destination", "/topic/chat/room1", "receipt", "r"), true},
-		{"bob", "builder", stompFrame("SUBSCRIBE", "id", "1", "destination", "/topic/admin.audit", "receipt", "r"), false},
-		{"bob", "builder", stompFrame("SUBSCRIBE", "id", "1", "destination", "/topic/#", "receipt", "r"), false},
-		{"bob", "builder", stompFrame("SUBSCRIBE", "id", "1", "destination", "/queue/jobs", "receipt", "r"), false},
-		{"bob", "builder", stompFrame("SEND", "destination", "/queue/jobs", "receipt", "r"), false},
-		{"bob", "builder", stompFrame("SEND", "destination", "/user/alice/queue/notes", "receipt", "r"), false},
-		{"bob", "builder", stompFrame("SEND", "destination", "/user/alice/queue/replies", "receipt", "r"), true},
-		{"bob", "builder", stompFrame("SEND", "destination", "/user/bob/queue/notes", "receipt", "r"), true},
+		{"alice", "wonderland", brokertest.Frame("SUBSCRIBE", "id", "1", "destination", "/topic/admin.audit", "receipt", "r"), true},
+		{"alice", "wonderland", brokertest.Frame("SEND", "destination", "/queue/jobs", "receipt", "r"), true},
+		{"alice", "wonderland", brokertest.Frame("SEND", "destination", "/user/bob/queue/notes", "receipt", "r"), true},
+		{"bob", "builder", brokertest.Frame("SUBSCRIBE", "id", "1", "destination", "/topic/chat/room1", "receipt", "r"), true},
+		{"bob", "builder", brokertest.Frame("SUBSCRIBE", "id", "1", "destination", "/topic/chat/#", "receipt", "r"), true},
+		{"bob", "builder", brokertest.Frame("SEND", "destination", "/topic/chat/room1", "receipt", "r"), true},
+		{"bob", "builder", brokertest.Frame("SUBSCRIBE", "id", "1", "destination", "/topic/admin.audit", "receipt", "r"), false},
+		{"bob", "builder", brokertest.Frame("SUBSCRIBE", "id", "1", "destination", "/topic/#", "receipt", "r"), false},
+		{"bob", "builder", brokertest.Frame("SUBSCRIBE", "id", "1", "destination", "/queue/jobs", "receipt", "r"), false},
+		{"bob", "builder", brokertest.Frame("SEND", "destination", "/queue/jobs", "receipt", "r"), false},
+		{"bob", "builder", brokertest.Frame("SEND", "destination", "/user/alice/queue/notes", "receipt", "r"), false},
+		{"bob", "builder", brokertest.Frame("SEND", "destination", "/user/alice/queue/replies", "receipt", "r"), true},
+		{"bob", "builder", brokertest.Frame("SEND", "destination", "/user/bob/queue/notes", "receipt", "r"), true},
 	}
 	for _, tr := range []string{"tcp", "ws"} {
 		for _, tc := range cases {
 			name := tr + "/" + tc.user + "/" + strings.SplitN(tc.frame, "\n", 2)[0] + strings.Split(strings.SplitN(tc.frame, "destination:", 2)[1], "\n")[0]
 			t.Run(name, func(t *testing.T) {
 				c := login(t, srv, tr, tc.user, tc.pass)
-				c.send(tc.frame)
+				c.Send(tc.frame)
 				if tc.ok {
-					if f := c.expect("RECEIPT"); f.Header.Get("receipt-id") != "r" {
+					if f := c.Expect("RECEIPT"); f.Header.Get("receipt-id") != "r" {
 						t.Fatalf("receipt-id %q", f.Header.Get("receipt-id"))
 					}
 					return
 				}
-				f := c.expectError("permission denied")
+				f := c.ExpectError("permission denied")
 				if f.Header.Get("receipt-id") != "r" || !strings.Contains(string(f.Body), tc.user) {
 					t.Fatalf("ERROR %v body %q", f.Header, f.Body)
 				}
@@ -86,22 +86,22 @@ func TestUserDestinationsAreIsolated(t *testing.T) {
 			carol := login(t, srv, tr, "carol", "c4rol")
 			// bob tries every way to read carol's replies.
 			for i, d := range []string{"/user/carol/queue/replies", "/user/queue/replies", "/user/*/queue/replies", "/user/#"} {
-				bob.send(stompFrame("SUBSCRIBE", "id", string(rune('a'+i)), "destination", d, "receipt", "b"+d))
-				bob.expect("RECEIPT")
+				bob.Send(brokertest.Frame("SUBSCRIBE", "id", string(rune('a'+i)), "destination", d, "receipt", "b"+d))
+				bob.Expect("RECEIPT")
 			}
-			carol.send(stompFrame("SUBSCRIBE", "id", "mine", "destination", "/user/queue/replies", "receipt", "c"))
-			carol.expect("RECEIPT")
+			carol.Send(brokertest.Frame("SUBSCRIBE", "id", "mine", "destination", "/user/queue/replies", "receipt", "c"))
+			carol.Expect("RECEIPT")
 			// bob may send to carol's replies queue (rule /user/*/queue/replies).
-			bob.send(stompFrame("SEND", "destination", "/user/carol/queue/replies", "receipt", "s") + "")
-			bob.expect("RECEIPT")
-			m := carol.expect("MESSAGE")
+			bob.Send(brokertest.Frame("SEND", "destination", "/user/carol/queue/replies", "receipt", "s") + "")
+			bob.Expect("RECEIPT")
+			m := carol.Expect("MESSAGE")
 			if m.Header.Get("destination") != "/user/queue/replies" || m.Header.Get("subscription") != "mine" {
 				t.Fatalf("carol got %v", m.Header)
 			}
 			// A marker to bob's own destination proves nothing of carol's
 			// reached him before it.
-			bob.send(stompFrame("SEND", "destination", "/user/bob/queue/replies"))
-			m = bob.expect("MESSAGE")
+			bob.Send(brokertest.Frame("SEND", "destination", "/user/bob/queue/replies"))
+			m = bob.Expect("MESSAGE")
 			if m.Header.Get("destination") != "/user/queue/replies" {
 				t.Fatalf("bob got %v first, want only his own message", m.Header)
 			}
@@ -117,8 +117,8 @@ func TestInvalidUserNamesAreRefused(t *testing.T) {
 		for _, tr := range []string{"tcp", "ws"} {
 			t.Run(tr+"/"+name, func(t *testing.T) {
 				c := dialRaw(t, srv, tr, nil, "")
-				c.send(connect("login", name))
-				c.expectError("invalid login")
+				c.Send(brokertest.Connect("login", name))
+				c.ExpectError("invalid login")
 			})
 		}
 	}
@@ -130,8 +130,8 @@ func TestInvalidUserNamesAreRefused(t *testing.T) {
 	}
 	srv = brokertest.Start(t, brokertest.Options{Auth: hs})
 	c := dialRaw(t, srv, "tcp", nil, "")
-	c.send(connect("passcode", token(t, jwt.SigningMethodHS256, []byte(k.secret), "*", time.Now().Add(time.Hour))))
-	c.expectError("authentication failed")
+	c.Send(brokertest.Connect("passcode", token(t, jwt.SigningMethodHS256, []byte(k.secret), "*", time.Now().Add(time.Hour))))
+	c.ExpectError("authentication failed")
 }
 
 func TestTokenExpiresDuringSession(t *testing.T) {
@@ -150,9 +150,9 @@ func TestTokenExpiresDuringSession(t *testing.T) {
 			before := counters.LimitHits[session.LimitTokenExpired].Load()
 			exp := time.Now().Add(2 * time.Second)
 			c := dialRaw(t, srv, tr, nil, "")
-			c.send(connect("passcode", tok("carol", exp)))
-			c.expect("CONNECTED")
-			f := c.expectError("token expired")
+			c.Send(brokertest.Connect("passcode", tok("carol", exp)))
+			c.Expect("CONNECTED")
+			f := c.ExpectError("token expired")
 			if time.Now().Before(exp.Truncate(time.Second)) {
 				t.Fatalf("closed at %s, before the token's exp %s", time.Now(), exp)
 			}
@@ -166,27 +166,27 @@ func TestTokenExpiresDuringSession(t *testing.T) {
 		t.Run(tr+"/refreshed", func(t *testing.T) {
 			exp := time.Now().Add(2 * time.Second)
 			c := dialRaw(t, srv, tr, nil, "")
-			_ = c.nc.SetDeadline(time.Now().Add(3 * wait))
-			c.send(connect("passcode", tok("carol", exp)))
-			c.expect("CONNECTED")
-			c.send(stompFrame("SEND", "destination", session.RefreshDestination, "passcode", tok("carol", time.Now().Add(time.Hour)), "receipt", "fresh"))
-			if f := c.expect("RECEIPT"); f.Header.Get("receipt-id") != "fresh" {
+			_ = c.Conn.SetDeadline(time.Now().Add(3 * wait))
+			c.Send(brokertest.Connect("passcode", tok("carol", exp)))
+			c.Expect("CONNECTED")
+			c.Send(brokertest.Frame("SEND", "destination", session.RefreshDestination, "passcode", tok("carol", time.Now().Add(time.Hour)), "receipt", "fresh"))
+			if f := c.Expect("RECEIPT"); f.Header.Get("receipt-id") != "fresh" {
 				t.Fatalf("receipt %v", f.Header)
 			}
 			// Let the first token's expiry pass, then prove the session
 			// lives: a subscribe and a message round trip.
 			time.Sleep(time.Until(exp.Add(700 * time.Millisecond)))
-			c.send(stompFrame("SUBSCRIBE", "id", "1", "destination", "/topic/t") + stompFrame("SEND", "destination", "/topic/t", "receipt", "after"))
-			if f := c.next(); f == nil || f.Command == "ERROR" {
-				t.Fatalf("after the first expiry: %v", describe(f))
+			c.Send(brokertest.Frame("SUBSCRIBE", "id", "1", "destination", "/topic/t") + brokertest.Frame("SEND", "destination", "/topic/t", "receipt", "after"))
+			if f := c.Next(); f == nil || f.Command == "ERROR" {
+				t.Fatalf("after the first expiry: %v", brokertest.Describe(f))
 			}
 		})
 		t.Run(tr+"/refresh with the authorization header", func(t *testing.T) {
 			c := dialRaw(t, srv, tr, nil, "")
-			c.send(connect("passcode", tok("carol", time.Now().Add(time.Minute))))
-			c.expect("CONNECTED")
-			c.send(stompFrame("SEND", "destination", session.RefreshDestination, "authorization", "Bearer "+tok("carol", time.Now().Add(time.Hour)), "receipt", "h"))
-			c.expect("RECEIPT")
+			c.Send(brokertest.Connect("passcode", tok("carol", time.Now().Add(time.Minute))))
+			c.Expect("CONNECTED")
+			c.Send(brokertest.Frame("SEND", "destination", session.RefreshDestination, "authorization", "Bearer "+tok("carol", time.Now().Add(time.Hour)), "receipt", "h"))
+			c.Expect("RECEIPT")
 		})
 		for _, bad := range []struct{ name, token string }{
 			{"another user", tok("bob", time.Now().Add(time.Hour))},
@@ -197,10 +197,10 @@ func TestTokenExpiresDuringSession(t *testing.T) {
 			t.Run(tr+"/refresh refused/"+bad.name, func(t *testing.T) {
 				before := counters.AuthFailures.Load()
 				c := dialRaw(t, srv, tr, nil, "")
-				c.send(connect("passcode", tok("carol", time.Now().Add(time.Minute))))
-				c.expect("CONNECTED")
-				c.send(stompFrame("SEND", "destination", session.RefreshDestination, "passcode", bad.token, "receipt", "x"))
-				f := c.expectError("authentication failed")
+				c.Send(brokertest.Connect("passcode", tok("carol", time.Now().Add(time.Minute))))
+				c.Expect("CONNECTED")
+				c.Send(brokertest.Frame("SEND", "destination", session.RefreshDestination, "passcode", bad.token, "receipt", "x"))
+				f := c.ExpectError("authentication failed")
 				if len(f.Body) != 0 {
 					t.Fatalf("ERROR body %q", f.Body)
 				}
@@ -213,9 +213,9 @@ func TestTokenExpiresDuringSession(t *testing.T) {
 	// Without an authenticator there is nothing to refresh.
 	plain := brokertest.Start(t, brokertest.Options{})
 	c := dialRaw(t, plain, "tcp", nil, "")
-	c.send(connect() + stompFrame("SEND", "destination", session.RefreshDestination, "passcode", "x"))
-	c.expect("CONNECTED")
-	c.expectError("token refresh unavailable")
+	c.Send(brokertest.Connect() + brokertest.Frame("SEND", "destination", session.RefreshDestination, "passcode", "x"))
+	c.Expect("CONNECTED")
+	c.ExpectError("token refresh unavailable")
 }
 
 func TestHTTPPublishUsesTheSameRules(t *testing.T) {
@@ -236,8 +236,8 @@ func TestHTTPPublishUsesTheSameRules(t *testing.T) {
 	srv := brokertest.Start(t, o)
 	httpapi.New(httpapi.ForServer(srv, "test")).Mount(srv)
 	sub := login(t, srv, "tcp", "bob", "builder")
-	sub.send(stompFrame("SUBSCRIBE", "id", "1", "destination", "/topic/chat/room", "receipt", "s"))
-	sub.expect("RECEIPT")
+	sub.Send(brokertest.Frame("SUBSCRIBE", "id", "1", "destination", "/topic/chat/room", "receipt", "s"))
+	sub.Expect("RECEIPT")
 
 	post := func(dest, user, pass, bearer string) int {
 		t.Helper()
@@ -281,7 +281,7 @@ func TestHTTPPublishUsesTheSameRules(t *testing.T) {
 	}
 	// The two accepted chat messages reached the STOMP subscriber.
 	for i := 0; i < 2; i++ {
-		if m := sub.expect("MESSAGE"); string(m.Body) != "from http" {
+		if m := sub.Expect("MESSAGE"); string(m.Body) != "from http" {
 			t.Fatalf("body %q", m.Body)
 		}
 	}

@@ -1,6 +1,7 @@
 package hook_test
 
 import (
+	"github.com/stompbus/stompbus/internal/brokertest"
 	"slices"
 	"strconv"
 	"testing"
@@ -25,13 +26,13 @@ func BenchmarkHookDecisions(b *testing.B) {
 			be := newBackend(b, appBackend)
 			n := startNode(b, be, time.Second, ttl, nil)
 			c := dialTCP(b, n)
-			c.send(connect("login", "ann", "passcode", "secret"))
-			c.expect("CONNECTED")
+			c.Send(brokertest.Connect("login", "ann", "passcode", "secret"))
+			c.Expect("CONNECTED")
 			b.ResetTimer()
 			start := time.Now()
 			for i := 0; i < b.N; i++ {
-				c.send(frame("SEND", "destination", "/topic/ok.bench", "receipt", strconv.Itoa(i)))
-				c.expect("RECEIPT")
+				c.Send(brokertest.Frame("SEND", "destination", "/topic/ok.bench", "receipt", strconv.Itoa(i)))
+				c.Expect("RECEIPT")
 			}
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "decisions/s")
 		})
@@ -50,10 +51,10 @@ func BenchmarkHookConnect(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		c := dialTCP(b, n)
 		start := time.Now()
-		c.send(connect("login", "ann", "passcode", "secret"))
-		c.expect("CONNECTED")
+		c.Send(brokertest.Connect("login", "ann", "passcode", "secret"))
+		c.Expect("CONNECTED")
 		lat = append(lat, time.Since(start))
-		c.nc.Close()
+		c.Conn.Close()
 	}
 	b.StopTimer()
 	slices.Sort(lat)

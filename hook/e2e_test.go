@@ -2,9 +2,6 @@ package hook_test
 
 import (
 	"encoding/json"
-	"errors"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	stompframe "github.com/go-stomp/stomp/v3/frame"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -148,102 +144,14 @@ func label(m *dto.Metric, name string) string {
 	return ""
 }
 
-// client is a STOMP client writing frames as given.
-type client struct {
-	t  testing.TB
-	nc net.Conn
-	w  io.Writer
-	r  *stompframe.Reader
-}
-
-func dialTCP(t testing.TB, n *node) *client {
+func dialTCP(t testing.TB, n *node) *brokertest.Raw {
 	t.Helper()
-	nc, err := net.Dial("tcp", n.srv.StompAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	_ = nc.SetDeadline(time.Now().Add(wait))
-	return &client{t: t, nc: nc, w: nc, r: stompframe.NewReader(nc)}
+	return brokertest.DialRawTCP(t, n.srv.StompAddr(), wait)
 }
 
-func dialWS(t testing.TB, n *node, hdr http.Header) *client {
+func dialWS(t testing.TB, n *node, hdr http.Header) *brokertest.Raw {
 	t.Helper()
-	wc, err := brokertest.DialWSRaw("ws://"+n.srv.HTTPAddr()+"/ws", hdr, "v12.stomp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { wc.Close() })
-	_ = wc.Conn.SetDeadline(time.Now().Add(wait))
-	return &client{t: t, nc: wc.Conn, w: wc, r: stompframe.NewReader(wc)}
-}
-
-func (c *client) send(frames ...string) {
-	c.t.Helper()
-	if _, err := c.w.Write([]byte(strings.Join(frames, ""))); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
-}
-
-// next returns the next frame, nil once the server closed the connection.
-func (c *client) next() *stompframe.Frame {
-	c.t.Helper()
-	for {
-		f, err := c.r.Read()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				c.t.Fatalf("no frame within %s", wait)
-			}
-			return nil
-		}
-		if f != nil {
-			return f
-		}
-	}
-}
-
-func (c *client) expect(cmd string) *stompframe.Frame {
-	c.t.Helper()
-	f := c.next()
-	if f == nil || f.Command != cmd {
-		c.t.Fatalf("got %s, want %s", describe(f), cmd)
-	}
-	return f
-}
-
-// expectError reads an ERROR with message msg, then the close.
-func (c *client) expectError(msg string) *stompframe.Frame {
-	c.t.Helper()
-	f := c.expect("ERROR")
-	if got := f.Header.Get("message"); got != msg {
-		c.t.Fatalf("ERROR message %q (body %q), want %q", got, f.Body, msg)
-	}
-	if g := c.next(); g != nil {
-		c.t.Fatalf("after the ERROR: %s, want the connection closed", describe(g))
-	}
-	return f
-}
-
-func describe(f *stompframe.Frame) string {
-	if f == nil {
-		return "connection closed"
-	}
-	return f.Command + " " + f.Header.Get("message") + " " + string(f.Body)
-}
-
-func frame(cmd string, headers ...string) string {
-	var b strings.Builder
-	b.WriteString(cmd + "\n")
-	for i := 0; i+1 < len(headers); i += 2 {
-		b.WriteString(headers[i] + ":" + headers[i+1] + "\n")
-	}
-	b.WriteString("\n\x00")
-	return b.String()
-}
-
-func connect(headers ...string) string {
-	return frame("CONNECT", append([]string{"accept-version", "1.2", "host", "x"}, headers...)...)
+	return brokertest.DialRawWS(t, "ws://"+n.srv.HTTPAddr()+"/ws", hdr, wait)
 }
 
 func TestHookConnect(t *testing.T) {
@@ -251,8 +159,8 @@ func TestHookConnect(t *testing.T) {
 	n := startNode(t, b, time.Second, session.DefaultHookCacheTTL, nil)
 
 	c := dialTCP(t, n)
-	c.send(connect("login", "ann", "passcode", "secret", "x-app", "42"))
-	f := c.expect("CONNECTED")
+	c.Send(brokertest.Connect("login", "ann", "passcode", "secret", "x-app", "42"))
+	f := c.Expect("CONNECTED")
 	if u := f.Header.Get("user-name"); u != "app-ann" {
 		t.Fatalf("user-name %q, want the backend's app-ann", u)
 	}
@@ -270,8 +178,8 @@ func TestHookConnect(t *testing.T) {
 	}
 
 	bad := dialTCP(t, n)
-	bad.send(connect("login", "ann", "passcode", "wrong", "receipt", "r1"))
-	if e := bad.expectError("authentication failed"); e.Header.Get("receipt-id") != "r1" {
+	bad.Send(brokertest.Connect("login", "ann", "passcode", "wrong", "receipt", "r1"))
+	if e := bad.ExpectError("authentication failed"); e.Header.Get("receipt-id") != "r1" {
 		t.Fatalf("ERROR receipt-id %q, want r1", e.Header.Get("receipt-id"))
 	}
 	if v := n.count(t, "connect", "refused"); v != 1 {
@@ -290,12 +198,12 @@ func TestHookRolesApplyPermissions(t *testing.T) {
 	}
 	n := startNode(t, b, time.Second, session.DefaultHookCacheTTL, perms)
 	c := dialTCP(t, n)
-	c.send(connect("login", "ann", "passcode", "secret"),
-		frame("SUBSCRIBE", "id", "1", "destination", "/topic/ok.a", "receipt", "s1"))
-	c.expect("CONNECTED")
-	c.expect("RECEIPT")
-	c.send(frame("SEND", "destination", "/topic/ok.a"))
-	c.expectError("permission denied")
+	c.Send(brokertest.Connect("login", "ann", "passcode", "secret"),
+		brokertest.Frame("SUBSCRIBE", "id", "1", "destination", "/topic/ok.a", "receipt", "s1"))
+	c.Expect("CONNECTED")
+	c.Expect("RECEIPT")
+	c.Send(brokertest.Frame("SEND", "destination", "/topic/ok.a"))
+	c.ExpectError("permission denied")
 	if len(b.calls("/publish")) != 0 {
 		t.Fatal("the backend was asked about a SEND the permissions refused")
 	}
@@ -308,20 +216,20 @@ func TestHookSubscribePublish(t *testing.T) {
 	sub := dialTCP(t, n)
 	// Pipelined behind the CONNECT: held until the backend answered, then
 	// acted on in order.
-	sub.send(connect("login", "ann", "passcode", "secret"),
-		frame("SUBSCRIBE", "id", "1", "destination", "/topic/ok.room", "receipt", "s1"))
-	sub.expect("CONNECTED")
-	if r := sub.expect("RECEIPT"); r.Header.Get("receipt-id") != "s1" {
+	sub.Send(brokertest.Connect("login", "ann", "passcode", "secret"),
+		brokertest.Frame("SUBSCRIBE", "id", "1", "destination", "/topic/ok.room", "receipt", "s1"))
+	sub.Expect("CONNECTED")
+	if r := sub.Expect("RECEIPT"); r.Header.Get("receipt-id") != "s1" {
 		t.Fatalf("RECEIPT %q", r.Header.Get("receipt-id"))
 	}
 	pub := dialTCP(t, n)
-	pub.send(connect("login", "bob", "passcode", "secret"),
-		frame("SEND", "destination", "/topic/ok.room", "x-h", "v"),
-		frame("SEND", "destination", "/topic/ok.room", "receipt", "p2"))
-	pub.expect("CONNECTED")
-	pub.expect("RECEIPT")
+	pub.Send(brokertest.Connect("login", "bob", "passcode", "secret"),
+		brokertest.Frame("SEND", "destination", "/topic/ok.room", "x-h", "v"),
+		brokertest.Frame("SEND", "destination", "/topic/ok.room", "receipt", "p2"))
+	pub.Expect("CONNECTED")
+	pub.Expect("RECEIPT")
 	for i := 0; i < 2; i++ {
-		m := sub.expect("MESSAGE")
+		m := sub.Expect("MESSAGE")
 		if m.Header.Get("user-id") != "app-bob" {
 			t.Fatalf("MESSAGE user-id %q, want app-bob", m.Header.Get("user-id"))
 		}
@@ -338,18 +246,18 @@ func TestHookSubscribePublish(t *testing.T) {
 	}
 
 	refusedSub := dialTCP(t, n)
-	refusedSub.send(connect("login", "cy", "passcode", "secret"),
-		frame("SUBSCRIBE", "id", "1", "destination", "/topic/secret", "receipt", "s9"))
-	refusedSub.expect("CONNECTED")
-	if e := refusedSub.expectError("access refused"); e.Header.Get("receipt-id") != "s9" {
+	refusedSub.Send(brokertest.Connect("login", "cy", "passcode", "secret"),
+		brokertest.Frame("SUBSCRIBE", "id", "1", "destination", "/topic/secret", "receipt", "s9"))
+	refusedSub.Expect("CONNECTED")
+	if e := refusedSub.ExpectError("access refused"); e.Header.Get("receipt-id") != "s9" {
 		t.Fatalf("receipt-id %q", e.Header.Get("receipt-id"))
 	}
 	refusedPub := dialTCP(t, n)
-	refusedPub.send(connect("login", "cy", "passcode", "secret"),
-		frame("SEND", "destination", "/topic/secret"),
-		frame("SEND", "destination", "/topic/ok.room", "body-after", "never"))
-	refusedPub.expect("CONNECTED")
-	refusedPub.expectError("access refused")
+	refusedPub.Send(brokertest.Connect("login", "cy", "passcode", "secret"),
+		brokertest.Frame("SEND", "destination", "/topic/secret"),
+		brokertest.Frame("SEND", "destination", "/topic/ok.room", "body-after", "never"))
+	refusedPub.Expect("CONNECTED")
+	refusedPub.ExpectError("access refused")
 	if v := n.count(t, "publish", "refused"); v != 1 {
 		t.Fatalf("publish refused count %v, want 1", v)
 	}
@@ -366,12 +274,12 @@ func TestHookNoCache(t *testing.T) {
 	b := newBackend(t, appBackend)
 	n := startNode(t, b, time.Second, 0, nil)
 	c := dialTCP(t, n)
-	c.send(connect("login", "ann", "passcode", "secret"),
-		frame("SEND", "destination", "/topic/ok.x"),
-		frame("SEND", "destination", "/topic/ok.x"),
-		frame("SEND", "destination", "/topic/ok.x", "receipt", "r"))
-	c.expect("CONNECTED")
-	c.expect("RECEIPT")
+	c.Send(brokertest.Connect("login", "ann", "passcode", "secret"),
+		brokertest.Frame("SEND", "destination", "/topic/ok.x"),
+		brokertest.Frame("SEND", "destination", "/topic/ok.x"),
+		brokertest.Frame("SEND", "destination", "/topic/ok.x", "receipt", "r"))
+	c.Expect("CONNECTED")
+	c.Expect("RECEIPT")
 	if got := len(b.calls("/publish")); got != 3 {
 		t.Fatalf("%d publish calls, want 3 with -hook-cache-ttl 0", got)
 	}
@@ -384,8 +292,8 @@ func TestHookCookieFromUpgrade(t *testing.T) {
 	n := startNode(t, b, time.Second, session.DefaultHookCacheTTL, nil)
 	origin := "http://" + n.srv.HTTPAddr()
 	c := dialWS(t, n, http.Header{"Cookie": {"sid=s3cr3t"}, "Origin": {origin}, "Authorization": {"Session abc"}})
-	c.send(connect("login", "web"))
-	if f := c.expect("CONNECTED"); f.Header.Get("user-name") != "app-web" {
+	c.Send(brokertest.Connect("login", "web"))
+	if f := c.Expect("CONNECTED"); f.Header.Get("user-name") != "app-web" {
 		t.Fatalf("user-name %q", f.Header.Get("user-name"))
 	}
 	got := b.calls("/connect")
@@ -398,8 +306,8 @@ func TestHookCookieFromUpgrade(t *testing.T) {
 	}
 
 	anon := dialWS(t, n, nil)
-	anon.send(connect("login", "web"))
-	anon.expectError("authentication failed")
+	anon.Send(brokertest.Connect("login", "web"))
+	anon.ExpectError("authentication failed")
 }
 
 // A backend that fails or does not answer in time refuses, within the
@@ -424,8 +332,8 @@ func TestHookFailsClosed(t *testing.T) {
 
 	c := dialTCP(t, n)
 	start := time.Now()
-	c.send(connect("login", "slow"))
-	c.expectError("authentication failed")
+	c.Send(brokertest.Connect("login", "slow"))
+	c.ExpectError("authentication failed")
 	if el := time.Since(start); el < timeout || el > timeout+2*time.Second {
 		t.Fatalf("refused after %s, want about %s", el, timeout)
 	}
@@ -434,8 +342,8 @@ func TestHookFailsClosed(t *testing.T) {
 	}
 
 	br := dialTCP(t, n)
-	br.send(connect("login", "broken"))
-	br.expectError("authentication failed")
+	br.Send(brokertest.Connect("login", "broken"))
+	br.ExpectError("authentication failed")
 	if v := n.count(t, "connect", "error"); v != 1 {
 		t.Fatalf("connect error count %v, want 1", v)
 	}
@@ -443,12 +351,12 @@ func TestHookFailsClosed(t *testing.T) {
 	close(release)
 	// The backend goes away: SUBSCRIBE is refused too.
 	ok := dialTCP(t, n)
-	ok.send(connect("login", "ann", "passcode", "secret"))
-	ok.expect("CONNECTED")
+	ok.Send(brokertest.Connect("login", "ann", "passcode", "secret"))
+	ok.Expect("CONNECTED")
 	b.srv.CloseClientConnections()
 	b.srv.Close()
-	ok.send(frame("SUBSCRIBE", "id", "1", "destination", "/topic/ok.gone"))
-	ok.expectError("access refused")
+	ok.Send(brokertest.Frame("SUBSCRIBE", "id", "1", "destination", "/topic/ok.gone"))
+	ok.ExpectError("access refused")
 	if v := n.count(t, "subscribe", "error"); v != 1 {
 		t.Fatalf("subscribe error count %v, want 1", v)
 	}
@@ -472,20 +380,20 @@ func TestSlowHookDoesNotStallOthers(t *testing.T) {
 	n := startNode(t, b, 2*wait, session.DefaultHookCacheTTL, nil)
 
 	sub := dialTCP(t, n)
-	sub.send(connect("login", "ann", "passcode", "secret"),
-		frame("SUBSCRIBE", "id", "1", "destination", "/topic/ok.fast", "receipt", "s"))
-	sub.expect("CONNECTED")
-	sub.expect("RECEIPT")
+	sub.Send(brokertest.Connect("login", "ann", "passcode", "secret"),
+		brokertest.Frame("SUBSCRIBE", "id", "1", "destination", "/topic/ok.fast", "receipt", "s"))
+	sub.Expect("CONNECTED")
+	sub.Expect("RECEIPT")
 	pub := dialTCP(t, n)
-	pub.send(connect("login", "bob", "passcode", "secret"), frame("SEND", "destination", "/topic/ok.fast", "receipt", "warm"))
-	pub.expect("CONNECTED")
-	pub.expect("RECEIPT")
-	sub.expect("MESSAGE")
+	pub.Send(brokertest.Connect("login", "bob", "passcode", "secret"), brokertest.Frame("SEND", "destination", "/topic/ok.fast", "receipt", "warm"))
+	pub.Expect("CONNECTED")
+	pub.Expect("RECEIPT")
+	sub.Expect("MESSAGE")
 
 	slow := dialTCP(t, n)
-	slow.send(connect("login", "cy", "passcode", "secret"))
-	slow.expect("CONNECTED")
-	slow.send(frame("SUBSCRIBE", "id", "1", "destination", "/topic/ok.slow", "receipt", "late"))
+	slow.Send(brokertest.Connect("login", "cy", "passcode", "secret"))
+	slow.Expect("CONNECTED")
+	slow.Send(brokertest.Frame("SUBSCRIBE", "id", "1", "destination", "/topic/ok.slow", "receipt", "late"))
 	select {
 	case <-asked:
 	case <-time.After(wait):
@@ -494,14 +402,14 @@ func TestSlowHookDoesNotStallOthers(t *testing.T) {
 	// While the backend sits on cy's SUBSCRIBE, bob's messages reach ann.
 	start := time.Now()
 	for i := 0; i < 10; i++ {
-		pub.send(frame("SEND", "destination", "/topic/ok.fast"))
-		sub.expect("MESSAGE")
+		pub.Send(brokertest.Frame("SEND", "destination", "/topic/ok.fast"))
+		sub.Expect("MESSAGE")
 	}
 	if el := time.Since(start); el > time.Second {
 		t.Fatalf("10 deliveries took %s while a hook call was outstanding", el)
 	}
 	close(release)
-	if r := slow.expect("RECEIPT"); r.Header.Get("receipt-id") != "late" {
+	if r := slow.Expect("RECEIPT"); r.Header.Get("receipt-id") != "late" {
 		t.Fatalf("receipt %q", r.Header.Get("receipt-id"))
 	}
 }
