@@ -207,6 +207,41 @@ record_error() { # target scenario message [extra json fields]
   printf '{"scenario":"%s","target":"%s","mode":"%s","error":"%s"%s}\n' "$2" "$1" "$mode" "$3" "${4:+,$4}" >> "$results"
 }
 
+# crossnode: two nodes of an embedded-NATS cluster, publisher on one,
+# subscribers on the other. It runs in every round, right after stompbus's
+# own turn, so that it is compared with the same-node fanout under the same
+# load and as the best of as many rounds (a single crossnode run against the
+# best of three same-node rounds measured the machine's noise as much as the
+# bus).
+crossnode() { # round
+  if grep -q -- -cluster-listen <<<"$("$raw/bin/broker" -h 2>&1)"; then
+    # (the help text is read whole first: grep -q stops at the first match
+    # and, under pipefail, the broker's SIGPIPE would fail the test)
+    log "== crossnode (round $1 of $ROUNDS)"
+    local h1 h2 c1 c2 P1 P2 n
+    h1=$(port); h2=$(port); c1=$(port); c2=$(port)
+    rm -rf "$raw/n1" "$raw/n2"
+    "$raw/bin/broker" -http 127.0.0.1:$h1 -stomp off -node n1 -data "$raw/n1" -cluster-listen 127.0.0.1:$c1 -cluster-routes nats-route://127.0.0.1:$c2 -max-connections 200000 -log-level warn > "$raw/n1.log" 2>&1 &
+    P1=$!; STARTED_PIDS+=("$P1")
+    "$raw/bin/broker" -http 127.0.0.1:$h2 -stomp off -node n2 -data "$raw/n2" -cluster-listen 127.0.0.1:$c2 -cluster-routes nats-route://127.0.0.1:$c1 -max-connections 200000 -log-level warn > "$raw/n2.log" 2>&1 &
+    P2=$!; STARTED_PIDS+=("$P2")
+    wait_port $h1 10; wait_port $h2 10
+    for _ in $(seq 1 300); do curl -fs http://127.0.0.1:$h1/readyz >/dev/null 2>&1 && curl -fs http://127.0.0.1:$h2/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+    URL=ws://127.0.0.1:$h1/ws; PID=$P2; PROTO=stomp
+    if owns $P1 $h1 && owns $P2 $h2; then
+      for n in $FANOUT; do bench stompbus crossnode -url2 ws://127.0.0.1:$h2/ws -subs "$n" "${SEARCH[@]}" -max-p50 "$(p50_bound "$n")"; done
+    else
+      record_error stompbus crossnode "the two nodes did not start; see $raw/n1.log, n2.log"
+    fi
+    kill "$P1" "$P2" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$P1" 2>/dev/null || kill -0 "$P2" 2>/dev/null || break; sleep 0.1; done
+  elif [ "$1" = 1 ]; then
+    for n in $FANOUT; do
+      record_error stompbus crossnode "blocked: cmd/broker has no -cluster-listen/-cluster-routes yet" "\"subscribers\":$n"
+    done
+  fi
+}
+
 for round in $(seq 1 "$ROUNDS"); do
 for t in $targets; do
   log "== $t (round $round of $ROUNDS)"
@@ -257,6 +292,7 @@ for t in $targets; do
   fi
   [ "$round" = 1 ] && bench "$t" slow -subs "$SLOW_SUBS" -rate-from "$results" -hold "$HOLD" -step "$STEP"
   stop_target "$t"
+  [ "$t" = stompbus ] && crossnode "$round"
 done
 done
 
@@ -276,33 +312,6 @@ for t in stompbus centrifugo; do
   bench "$t" fanout-history -subs "$HISTORY_N" "${SEARCH[@]}" -max-p50 "$(p50_bound "$HISTORY_N")"
   stop_target "$t"
 done
-
-# crossnode: needs the cluster flags
-if [[ " $targets " == *" stompbus "* ]]; then
-  # (the help text is read whole first: grep -q stops at the first match
-  # and, under pipefail, the broker's SIGPIPE would fail the test)
-  if grep -q -- -cluster-listen <<<"$("$raw/bin/broker" -h 2>&1)"; then
-    log "== crossnode"
-    h1=$(port); h2=$(port); c1=$(port); c2=$(port)
-    "$raw/bin/broker" -http 127.0.0.1:$h1 -stomp off -node n1 -data "$raw/n1" -cluster-listen 127.0.0.1:$c1 -cluster-routes nats-route://127.0.0.1:$c2 -max-connections 200000 -log-level warn > "$raw/n1.log" 2>&1 &
-    P1=$!; STARTED_PIDS+=("$P1")
-    "$raw/bin/broker" -http 127.0.0.1:$h2 -stomp off -node n2 -data "$raw/n2" -cluster-listen 127.0.0.1:$c2 -cluster-routes nats-route://127.0.0.1:$c1 -max-connections 200000 -log-level warn > "$raw/n2.log" 2>&1 &
-    P2=$!; STARTED_PIDS+=("$P2")
-    wait_port $h1 10; wait_port $h2 10
-    for _ in $(seq 1 300); do curl -fs http://127.0.0.1:$h1/readyz >/dev/null 2>&1 && curl -fs http://127.0.0.1:$h2/readyz >/dev/null 2>&1 && break; sleep 0.1; done
-    URL=ws://127.0.0.1:$h1/ws; PID=$P2; PROTO=stomp
-    if owns $P1 $h1 && owns $P2 $h2; then
-      for n in $FANOUT; do bench stompbus crossnode -url2 ws://127.0.0.1:$h2/ws -subs "$n" "${SEARCH[@]}" -max-p50 "$(p50_bound "$n")"; done
-    else
-      record_error stompbus crossnode "the two nodes did not start; see $raw/n1.log, n2.log"
-    fi
-    kill "$P1" "$P2" 2>/dev/null
-  else
-    for n in $FANOUT; do
-      record_error stompbus crossnode "blocked: cmd/broker has no -cluster-listen/-cluster-routes yet" "\"subscribers\":$n"
-    done
-  fi
-fi
 
 # profile stompbus during fanout (the pprof variant: same broker packages)
 if [[ " $targets " == *" stompbus "* ]]; then
