@@ -67,14 +67,17 @@ func testFairShare(t *testing.T, bs []*broker, mode stomp.AckMode, k int, backlo
 	var wg sync.WaitGroup
 	conns := make([]*stomp.Conn, k)
 	for i := range conns {
-		conns[i] = brokertest.DialTCP(t, bs[i%len(bs)].srv)
+		// Room for every ACK: without it go-stomp could wait on itself
+		// with ACKs queued (brokertest.AckRoom), and the broker kept the
+		// messages of the ACKs it dropped.
+		conns[i] = brokertest.DialTCP(t, bs[i%len(bs)].srv, brokertest.AckRoom(n))
 		t.Cleanup(func() { _ = conns[i].Disconnect() })
 	}
 	for i, c := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sub, err := c.Subscribe(dest, mode, stomp.SubscribeOpt.Header("prefetch-count", "1000"))
+			sub, err := c.Subscribe(dest, mode, stomp.SubscribeOpt.Header("prefetch-count", fmt.Sprint(n)))
 			if err != nil {
 				t.Error(err)
 				return
@@ -88,7 +91,10 @@ func testFairShare(t *testing.T, bs []*broker, mode stomp.AckMode, k int, backlo
 						return
 					}
 					if mode != stomp.AckAuto {
-						_ = c.Ack(m)
+						if err := c.Ack(m); err != nil {
+							t.Errorf("consumer %d: ack: %v", i, err)
+							return
+						}
 					}
 					mu.Lock()
 					got[i]++

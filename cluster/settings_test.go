@@ -47,7 +47,7 @@ func TestRestartAppliesQueueDepth(t *testing.T) {
 
 	cfg.Queues.MaxDepth = 10 // below the 50 held: kept at 50
 	b = startBrokers(t, []Config{cfg})[0]
-	c := brokertest.DialTCP(t, b.srv)
+	c := brokertest.DialTCP(t, b.srv, brokertest.AckRoom(100))
 	defer func() { _ = c.MustDisconnect() }()
 	s, err := c.Subscribe("/queue/depth", stomp.AckClientIndividual, stomp.SubscribeOpt.Header("prefetch-count", "100"))
 	if err != nil {

@@ -103,6 +103,21 @@ func DialTCP(t testing.TB, srv *server.Server, opts ...func(*stomp.Conn) error) 
 	return c
 }
 
+// AckRoom is a go-stomp connection option for a consumer that acks each
+// message as it reads it, with prefetch unacknowledged messages allowed:
+// it gives the connection's write queue room for every ACK that can wait.
+// go-stomp has one goroutine that both hands each MESSAGE to its
+// subscription's channel (16 deep) and writes the queued frames (20 by
+// default). With a larger prefetch, Ack can find the write queue full while
+// that goroutine waits for the reader to take the next MESSAGE: neither
+// moves until Ack gives up (MsgSendTimeout, 10s) and drops the ACK, and the
+// broker keeps that message unacknowledged for as long as the connection
+// lives. The broker sends no more than prefetch unacknowledged messages, so
+// no more than prefetch ACKs ever wait.
+func AckRoom(prefetch int) func(*stomp.Conn) error {
+	return stomp.ConnOpt.WriteChannelCapacity(prefetch + 4) // + SUBSCRIBE, UNSUBSCRIBE, DISCONNECT
+}
+
 // DialWS connects go-stomp over WebSocket (subprotocol v12.stomp).
 func DialWS(t testing.TB, srv *server.Server, opts ...func(*stomp.Conn) error) *stomp.Conn {
 	t.Helper()
