@@ -2,8 +2,8 @@ package faults
 
 import (
 	"bufio"
-	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,16 +14,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-stomp/stomp/v3"
+	stompframe "github.com/go-stomp/stomp/v3/frame"
 )
 
 // TestReceiptAfterFsync proves the durability of a queue RECEIPT on a
 // single node from the broker's system calls: strace records every write,
-// writev and fsync of the broker, and for each of 40 SENDs (one at a time,
-// each with a receipt, every other one to a queue of a policy with a
-// max-length and so of another stream) an fsync must complete after the
-// write that put the message in JetStream's file and before the write
-// that sends its RECEIPT.
+// writev and fsync of the broker, and for each of 40 SENDs (every other one
+// to a queue of a policy with a max-length and so of another stream) an
+// fsync of the file JetStream wrote the message to must have begun after
+// that write and completed before the write that sends its RECEIPT. The
+// SENDs come from 4 producers at once, each waiting for its RECEIPT before
+// its next SEND, so stores arrive while flushes run (the group commit's
+// concurrent flushes) as well as one by one.
 // The same test with -queue-sync interval must find RECEIPTs without such
 // an fsync (which shows the check can fail).
 func TestReceiptAfterFsync(t *testing.T) {
@@ -34,12 +36,12 @@ func TestReceiptAfterFsync(t *testing.T) {
 		t.Skip("needs strace and root")
 	}
 	bin := buildBroker(t)
-	const n = 40
+	const n = 40 // a multiple of producers
 	always := traceReceipts(t, bin, "always", n)
 	if len(always.unsynced) > 0 {
 		t.Errorf("queue-sync always: %d of %d RECEIPTs sent with no fsync after the message was written, e.g. %v", len(always.unsynced), n, first(always.unsynced, 5))
 	}
-	t.Logf("queue-sync always: %d fsync calls for %d receipted messages sent one at a time (%.2f per message)", always.syncs, n, float64(always.syncs)/n)
+	t.Logf("queue-sync always: %d fsync calls for %d receipted messages from %d producers at once (%.2f per message)", always.syncs, n, producers, float64(always.syncs)/n)
 	interval := traceReceipts(t, bin, "interval", n)
 	if len(interval.unsynced) == 0 {
 		t.Errorf("queue-sync interval: every RECEIPT followed an fsync; the check cannot tell the modes apart")
@@ -60,7 +62,7 @@ func traceReceipts(t *testing.T, bin, mode string, n int) traced {
 	t.Helper()
 	dir := t.TempDir()
 	trace := filepath.Join(dir, "strace.log")
-	cmd := exec.Command("strace", "-f", "-qq", "-s", "256", "-y", "-e", "trace=write,pwrite64,writev,fsync,fdatasync", "-o", trace,
+	cmd := exec.Command("strace", "-f", "-qq", "-s", "4096", "-y", "-e", "trace=write,pwrite64,writev,fsync,fdatasync", "-o", trace,
 		bin, "-node", "s1", "-data", filepath.Join(dir, "data"), "-stomp", "127.0.0.1:0", "-http", "127.0.0.1:0",
 		"-queue-sync", mode, "-queue-sync-interval", "1s",
 		// Every other message goes to a queue of a policy with a
@@ -116,24 +118,67 @@ func traceReceipts(t *testing.T, bin, mode string, n int) traced {
 	case <-time.After(60 * time.Second):
 		t.Fatal("broker under strace did not listen within 60s")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	c, err := stomp.DialWithContext(ctx, "tcp", a, stomp.ConnOpt.Logger(quiet{}))
-	cancel()
-	if err != nil {
-		t.Fatal(err)
+	errs := make(chan error, producers)
+	for p := 0; p < producers; p++ {
+		go func() { errs <- produce(a, mode, p, n/producers) }()
 	}
-	for i := 0; i < n; i++ {
-		// The body and the receipt id name the message; go-stomp makes the
-		// receipt id itself, so the body carries the sequence and the
-		// RECEIPT is matched by order (one SEND at a time).
-		dest := []string{"/queue/durable", "/queue/durable.bounded"}[i%2]
-		if err := c.Send(dest, "text/plain", []byte(fmt.Sprintf("durable-%s-%03d", mode, i)), stomp.SendOpt.Receipt); err != nil {
-			t.Fatalf("send %d: %v", i, err)
+	for p := 0; p < producers; p++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
-	_ = c.Disconnect()
 	stop()
 	return readTrace(t, trace, mode, n)
+}
+
+// producers send at once in TestReceiptAfterFsync.
+const producers = 4
+
+// msgName names message i of producer p: its body and its receipt id.
+func msgName(mode string, p, i int) string { return fmt.Sprintf("durable-%s-p%d-%03d", mode, p, i) }
+
+// produce sends n messages from producer p, each with a receipt named as
+// the message, waiting for each RECEIPT before the next SEND.
+func produce(addr, mode string, p, n int) error {
+	nc, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(60 * time.Second))
+	r := stompframe.NewReader(nc)
+	expect := func(cmd, receipt string) error {
+		f, err := r.Read()
+		for err == nil && f == nil { // heart-beats
+			f, err = r.Read()
+		}
+		if err != nil {
+			return fmt.Errorf("producer %d: waiting for %s: %w", p, cmd, err)
+		}
+		if f.Command != cmd || f.Header.Get("receipt-id") != receipt {
+			return fmt.Errorf("producer %d: got %s %q (%s), want %s %s", p, f.Command, f.Header.Get("receipt-id"), f.Header.Get("message"), cmd, receipt)
+		}
+		return nil
+	}
+	if _, err := nc.Write([]byte("CONNECT\naccept-version:1.2\nhost:x\n\n\x00")); err != nil {
+		return err
+	}
+	if err := expect("CONNECTED", ""); err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		name := msgName(mode, p, i)
+		dest := []string{"/queue/durable", "/queue/durable.bounded"}[i%2]
+		if _, err := fmt.Fprintf(nc, "SEND\ndestination:%s\nreceipt:%s\n\n%s\x00", dest, name, name); err != nil {
+			return err
+		}
+		if err := expect("RECEIPT", name); err != nil {
+			return err
+		}
+	}
+	_, err = nc.Write([]byte("DISCONNECT\n\n\x00"))
+	return err
+
 }
 
 // syscallRE reads "PID name(FD</path>" at the start of a strace line (-y).
@@ -142,10 +187,11 @@ var syscallRE = regexp.MustCompile(`^(\d+)\s+(\w+)\(\d+<([^>]*)>`)
 // resumedRE reads "PID <... name resumed>".
 var resumedRE = regexp.MustCompile(`^(\d+)\s+<\.\.\. (\w+) resumed>`)
 
-// readTrace walks the strace log in order: for message i, the write that
-// carries its body into a file, then the i-th RECEIPT frame the broker
-// writes to a socket; the RECEIPT is durable when an fsync of that same
-// file (any descriptor of it) completed between the two.
+// readTrace walks the strace log in order: the writes that carry
+// message bodies into a file, the fsyncs of those files, and the RECEIPT
+// frames the broker writes to its sockets. A RECEIPT is durable when an
+// fsync of the file its message went to (any descriptor of it) began after
+// the message was written and completed before the RECEIPT was written.
 func readTrace(t *testing.T, path, mode string, n int) traced {
 	t.Helper()
 	f, err := os.Open(path)
@@ -153,27 +199,34 @@ func readTrace(t *testing.T, path, mode string, n int) traced {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	bodyRE := regexp.MustCompile(`durable-` + mode + `-p\d+-\d{3}`)
+	receiptRE := regexp.MustCompile(`receipt-id:(durable-` + mode + `-p\d+-\d{3})`)
+	type stored struct {
+		file string
+		at   int // the file's write count when it was written
+	}
 	var res traced
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	next := 0                       // the message whose store is awaited
-	storedIn := make([]string, n)   // file each message was written to
-	lastWritten := map[string]int{} // file → last message written to it
-	syncedUpTo := map[string]int{}  // file → last message written before its latest completed fsync
-	pending := map[string]string{}  // pid → file of its unfinished fsync
+	msgs := map[string]stored{}
+	writes := map[string]int{}     // file → writes seen
+	syncedUpTo := map[string]int{} // file → writes before the start of its latest completed fsync
+	type open struct {
+		file string
+		upTo int
+	}
+	pending := map[string]open{} // pid → its unfinished fsync
 	receipts := 0
-	synced := func(file string) {
+	synced := func(o open) {
 		res.syncs++
-		if w, ok := lastWritten[file]; ok {
-			syncedUpTo[file] = w
-		}
+		syncedUpTo[o.file] = max(syncedUpTo[o.file], o.upTo)
 	}
 	for sc.Scan() {
 		line := sc.Text()
 		if m := resumedRE.FindStringSubmatch(line); m != nil {
 			if (m[2] == "fsync" || m[2] == "fdatasync") && strings.Contains(line, "= 0") {
-				if file, ok := pending[m[1]]; ok {
-					synced(file)
+				if o, ok := pending[m[1]]; ok {
+					synced(o)
 				}
 			}
 			delete(pending, m[1])
@@ -186,26 +239,35 @@ func readTrace(t *testing.T, path, mode string, n int) traced {
 		pid, call, file := m[1], m[2], m[3]
 		switch {
 		case call == "fsync" || call == "fdatasync":
+			o := open{file: file, upTo: writes[file]}
 			if strings.Contains(line, "<unfinished ...>") {
-				pending[pid] = file
+				pending[pid] = o
 			} else if strings.Contains(line, "= 0") {
-				synced(file)
+				synced(o)
 			}
-		case next < n && strings.HasPrefix(file, "/") && strings.Contains(line, fmt.Sprintf("durable-%s-%03d", mode, next)):
-			storedIn[next] = file
-			lastWritten[file] = next
-			next++
-		case strings.Contains(line, `RECEIPT\n`) && !strings.HasPrefix(file, "/"):
-			if receipts < n {
-				if w, ok := syncedUpTo[storedIn[receipts]]; !ok || w < receipts || storedIn[receipts] == "" {
-					res.unsynced = append(res.unsynced, fmt.Sprintf("message %d (in %s)", receipts, storedIn[receipts]))
+		case strings.HasPrefix(file, "/"):
+			bodies := bodyRE.FindAllString(line, -1)
+			if len(bodies) == 0 {
+				continue
+			}
+			writes[file]++
+			for _, b := range bodies {
+				if _, ok := msgs[b]; !ok {
+					msgs[b] = stored{file: file, at: writes[file]}
 				}
 			}
-			receipts++
+		default:
+			for _, rm := range receiptRE.FindAllStringSubmatch(line, -1) {
+				receipts++
+				st, ok := msgs[rm[1]]
+				if !ok || syncedUpTo[st.file] < st.at {
+					res.unsynced = append(res.unsynced, fmt.Sprintf("%s (in %q)", rm[1], st.file))
+				}
+			}
 		}
 	}
-	if receipts < n || next < n {
-		t.Fatalf("queue-sync %s: the trace shows %d stores and %d RECEIPTs of %d messages", mode, next, receipts, n)
+	if receipts < n || len(msgs) < n {
+		t.Fatalf("queue-sync %s: the trace shows %d stores and %d RECEIPTs of %d messages", mode, len(msgs), receipts, n)
 	}
 	return res
 }
