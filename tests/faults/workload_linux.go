@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-stomp/stomp/v3"
+	"github.com/go-stomp/stomp/v3/frame"
 )
 
 // workload is what runs against the cluster during one fault: a queue
@@ -154,6 +155,34 @@ func (w *workload) produce(k int) {
 
 // consume takes queue messages with ack:client-individual and acks each.
 func (w *workload) consume(k int, subscribed chan<- struct{}) {
+	w.follow(k, fmt.Sprintf("consumer-%d", k), w.queue, stomp.AckClientIndividual, subscribed, func(node string, c *stomp.Conn) func(*stomp.Message) {
+		last := map[string]int{} // producer → last first-delivery seq on this connection
+		conn := fmt.Sprintf("consumer %d on %s", k, node)
+		return func(m *stomp.Message) {
+			body := string(m.Body)
+			red := m.Header.Get("redelivered") == "true"
+			prod, seq := splitBody(body)
+			w.mu.Lock()
+			w.deliveries[body] = append(w.deliveries[body], red)
+			if !red {
+				if prev, ok := last[prod]; ok && seq <= prev {
+					w.orderErrs = append(w.orderErrs, fmt.Sprintf("%s: %s after seq %d", conn, body, prev))
+				}
+				last[prod] = seq
+			}
+			w.mu.Unlock()
+			w.note()
+			_ = c.Ack(m)
+		}
+	}, stomp.SubscribeOpt.Header("prefetch-count", "20"))
+}
+
+// follow keeps subscriber k subscribed to dest until the consumers stop,
+// moving to the next node whenever its connection or subscription fails.
+// Each connection gets its own handler from onConn (its per-connection
+// checks), called with every message it receives.
+func (w *workload) follow(k int, login, dest string, ack stomp.AckMode, subscribed chan<- struct{},
+	onConn func(node string, c *stomp.Conn) func(*stomp.Message), opts ...func(*frame.Frame) error) {
 	defer w.wgConsume.Done()
 	first := true
 	for at := k; ; at++ {
@@ -162,14 +191,15 @@ func (w *workload) consume(k int, subscribed chan<- struct{}) {
 			return
 		default:
 		}
-		c, err := dial(w.nodes[at%len(w.nodes)], fmt.Sprintf("consumer-%d", k))
+		nd := w.nodes[at%len(w.nodes)]
+		c, err := dial(nd, login)
 		if err != nil {
 			if !pause(w.stopConsume, 200*time.Millisecond) {
 				return
 			}
 			continue
 		}
-		sub, err := c.Subscribe(w.queue, stomp.AckClientIndividual, stomp.SubscribeOpt.Header("prefetch-count", "20"))
+		sub, err := c.Subscribe(dest, ack, opts...)
 		if err != nil {
 			_ = c.MustDisconnect()
 			if !pause(w.stopConsume, 200*time.Millisecond) {
@@ -181,8 +211,7 @@ func (w *workload) consume(k int, subscribed chan<- struct{}) {
 			first = false
 			subscribed <- struct{}{}
 		}
-		last := map[string]int{} // producer → last first-delivery seq on this connection
-		conn := fmt.Sprintf("consumer %d on %s", k, w.nodes[at%len(w.nodes)].name)
+		handle := onConn(nd.name, c)
 	read:
 		for {
 			select {
@@ -193,20 +222,7 @@ func (w *workload) consume(k int, subscribed chan<- struct{}) {
 				if !ok || m.Err != nil {
 					break read
 				}
-				body := string(m.Body)
-				red := m.Header.Get("redelivered") == "true"
-				prod, seq := splitBody(body)
-				w.mu.Lock()
-				w.deliveries[body] = append(w.deliveries[body], red)
-				if !red {
-					if prev, ok := last[prod]; ok && seq <= prev {
-						w.orderErrs = append(w.orderErrs, fmt.Sprintf("%s: %s after seq %d", conn, body, prev))
-					}
-					last[prod] = seq
-				}
-				w.mu.Unlock()
-				w.note()
-				_ = c.Ack(m)
+				handle(m)
 			}
 		}
 		_ = c.MustDisconnect()
@@ -264,56 +280,19 @@ func (w *workload) publishTopic() {
 // subscribeTopic checks that one subscriber connection never sees a topic
 // message twice or out of order (topics are at-most-once: gaps are allowed).
 func (w *workload) subscribeTopic(k int, subscribed chan<- struct{}) {
-	defer w.wgConsume.Done()
-	first := true
-	for at := k; ; at++ {
-		select {
-		case <-w.stopConsume:
-			return
-		default:
-		}
-		c, err := dial(w.nodes[at%len(w.nodes)], fmt.Sprintf("topic-%d", k))
-		if err != nil {
-			if !pause(w.stopConsume, 200*time.Millisecond) {
-				return
-			}
-			continue
-		}
-		sub, err := c.Subscribe(w.topic, stomp.AckAuto)
-		if err != nil {
-			_ = c.MustDisconnect()
-			if !pause(w.stopConsume, 200*time.Millisecond) {
-				return
-			}
-			continue
-		}
-		if first {
-			first = false
-			subscribed <- struct{}{}
-		}
+	w.follow(k, fmt.Sprintf("topic-%d", k), w.topic, stomp.AckAuto, subscribed, func(node string, _ *stomp.Conn) func(*stomp.Message) {
 		last := -1
-	read:
-		for {
-			select {
-			case <-w.stopConsume:
-				_ = c.Disconnect()
-				return
-			case m, ok := <-sub.C:
-				if !ok || m.Err != nil {
-					break read
-				}
-				_, seq := splitBody(string(m.Body))
-				if seq <= last {
-					w.mu.Lock()
-					w.topicErrs = append(w.topicErrs, fmt.Sprintf("topic subscriber %d on %s: %s after %d", k, w.nodes[at%len(w.nodes)].name, m.Body, last))
-					w.mu.Unlock()
-				}
-				last = seq
-				w.topicGot.Add(1)
+		return func(m *stomp.Message) {
+			_, seq := splitBody(string(m.Body))
+			if seq <= last {
+				w.mu.Lock()
+				w.topicErrs = append(w.topicErrs, fmt.Sprintf("topic subscriber %d on %s: %s after %d", k, node, m.Body, last))
+				w.mu.Unlock()
 			}
+			last = seq
+			w.topicGot.Add(1)
 		}
-		_ = c.MustDisconnect()
-	}
+	})
 }
 
 // stopProducers stops the producers and waits for them.
