@@ -74,6 +74,7 @@ type Config struct {
 	QueueMaxDeliver  int             // queue-max-deliveries: deliveries of a message before it is dead-lettered; 0 unlimited
 	QueuePolicies    []queues.Policy // queue-policies: max-length, ttl, dead-letter, max-deliveries per queue pattern
 	TopicHistory     []history.Rule  // topic-history: kept topic destinations (PATTERN=COUNT[/AGE],...)
+	TopicHistoryMem  int             // topic-history-memory: bytes of recent history kept in memory for resumes
 	ReadBufferSize   int             // read-buffer-size: per connection
 	UpgradeTimeout   time.Duration   // upgrade-timeout: WebSocket handshake and HTTP request headers
 
@@ -177,6 +178,7 @@ func Default() Config {
 		QueueDeadLetter:  true,
 		QueueMaxDeliver:  20,
 		TopicHistory:     DefaultTopicHistory(),
+		TopicHistoryMem:  history.DefaultTailBytes,
 		ReadBufferSize:   server.DefaultReadBufferSize,
 		UpgradeTimeout:   server.DefaultUpgradeTimeout,
 		RateLimitWait:    ratelimit.DefaultMaxWait,

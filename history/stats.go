@@ -45,6 +45,10 @@ func (s *Stats) Replayed() uint64 { return s.replayed.Load() }
 // of recently delivered messages rather than from JetStream.
 func (s *Stats) ReplayedFromMemory() uint64 { return s.fromTail.Load() }
 
+// MemoryBytes is the memory the node's tails of recently delivered
+// messages hold now (bounded by Config.TailBytes).
+func (s *Store) MemoryBytes() int64 { return s.tailBytes.Load() }
+
 // Consumers is the JetStream consumers made to read history for resuming
 // subscriptions (one per fill of a tail, one per replay read from
 // JetStream).

@@ -292,6 +292,10 @@ type History struct {
 	Stored, Replayed, Gaps, Conflicts, Failed func() uint64
 	// Kept returns the messages and bytes kept in history, cluster-wide.
 	Kept func() (messages, bytes uint64)
+	// FromMemory is the part of Replayed read from the node's memory;
+	// Memory the bytes that memory holds now.
+	FromMemory func() uint64
+	Memory     func() int64
 }
 
 // WatchHistory registers the topic history's counts.
@@ -306,4 +310,6 @@ func (m *Metrics) WatchHistory(h History) {
 	c("history_store_failures_total", "Topic messages this node could not store in history.", h.Failed)
 	m.gaugeFunc("history_messages", "Messages kept in topic history, cluster-wide.", nil, func() float64 { n, _ := h.Kept(); return float64(n) })
 	m.gaugeFunc("history_bytes", "Bytes of the messages kept in topic history, cluster-wide.", nil, func() float64 { _, b := h.Kept(); return float64(b) })
+	c("history_replayed_from_memory_total", "Kept messages this node delivered to resuming subscriptions from its memory of recent messages (part of history_replayed_total).", h.FromMemory)
+	m.gaugeFunc("history_memory_bytes", "Bytes of recently delivered kept messages this node holds in memory for resuming subscriptions (bounded by -topic-history-memory).", nil, func() float64 { return float64(h.Memory()) })
 }

@@ -63,7 +63,7 @@ func TestDefaultHistoryAndMetrics(t *testing.T) {
 	fmt.Fprint(sub, "SUBSCRIBE\nid:2\ndestination:/topic/prices\nx-stream-offset:first\n\n\x00")
 	expect(sr, "ERROR", "keeps no history")
 
-	want := []string{"stompbus_history_stored_total 3\n", "stompbus_history_replayed_total 3\n", "stompbus_history_messages 3\n", "stompbus_history_gaps_total 0\n"}
+	want := []string{"stompbus_history_stored_total 3\n", "stompbus_history_replayed_total 3\n", "stompbus_history_messages 3\n", "stompbus_history_gaps_total 0\n", "stompbus_history_replayed_from_memory_total ", "stompbus_history_memory_bytes "}
 	var body string
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		_, body, _ = get("http://" + p.httpAddr + "/metrics")

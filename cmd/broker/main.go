@@ -214,7 +214,11 @@ func (n *node) sessionEnv(version string, authn session.Authenticator, authz ses
 	rcfg := cfg.Router()
 	rcfg.Tracer = tracer
 	if len(cfg.TopicHistory) > 0 {
-		n.hist = history.New(n.cl.JetStream(), history.Config{Rules: cfg.TopicHistory, Replicas: n.cl.Replicas(), Log: log})
+		mem := int64(cfg.TopicHistoryMem)
+		if mem == 0 {
+			mem = -1 // history.Config: keep none
+		}
+		n.hist = history.New(n.cl.JetStream(), history.Config{Rules: cfg.TopicHistory, Replicas: n.cl.Replicas(), TailBytes: mem, Log: log})
 		rcfg.History = n.hist
 	}
 	n.durs, err = durable.New(n.cl.JetStream(), durable.Config{Replicas: n.cl.Replicas(), MaxDepth: cfg.MaxQueueDepth, AckWait: cfg.QueueAckWait, Log: log})
@@ -247,7 +251,7 @@ func (n *node) watch(m *metrics.Metrics) {
 	if h := n.hist; h != nil {
 		st := h.Stats()
 		m.WatchHistory(metrics.History{Stored: st.Stored, Replayed: st.Replayed, Gaps: st.Gaps,
-			Conflicts: st.Conflicts, Failed: st.Failed, Kept: h.Kept})
+			Conflicts: st.Conflicts, Failed: st.Failed, Kept: h.Kept, FromMemory: st.ReplayedFromMemory, Memory: h.MemoryBytes})
 	}
 	m.WatchCluster(metrics.Cluster{
 		BusCounts:    n.cl.BusCounts,
