@@ -157,7 +157,7 @@ func New(conn net.Conn, cfg Config) *Outbox {
 	return o
 }
 
-// LastWrite returns when bytes were last written (unix nanoseconds).
+// LastWrite returns when the last write began (unix nanoseconds).
 func (o *Outbox) LastWrite() int64 { return o.lastWrite.Load() }
 
 // Queued returns the bytes queued and not yet written.
@@ -449,12 +449,7 @@ func (o *Outbox) settle(b batch, pong int, n int64, err error) {
 // write writes a batch and returns how many of its bytes were written.
 func (o *Outbox) write(b *batch) (int64, error) {
 	v := o.getVec()
-	// Setting a deadline costs a runtime timer update; a busy connection
-	// writes far more often than its deadline needs moving.
-	if dl := time.Now().Add(o.cfg.WriteTimeout).UnixNano(); dl-o.deadline > int64(o.cfg.WriteTimeout/8) {
-		_ = o.conn.SetWriteDeadline(time.Unix(0, dl))
-		o.deadline = dl
-	}
+	now := o.armDeadline()
 	var n int64
 	var err error
 	if o.vectored {
@@ -462,12 +457,33 @@ func (o *Outbox) write(b *batch) (int64, error) {
 	} else {
 		n, err = o.writeFlat(v, b)
 	}
-	o.lastWrite.Store(time.Now().UnixNano())
+	o.wrote(v, b, now, err)
+	return n, err
+}
+
+// armDeadline moves the write deadline when it has come an eighth of the
+// timeout closer, and returns the time (unix ns); writer only. Setting a
+// deadline costs a runtime timer update; a busy connection writes far
+// more often than its deadline needs moving. The clock is read once per
+// write: lastWrite is set from the same reading (it is used at a
+// heartbeat's resolution).
+func (o *Outbox) armDeadline() int64 {
+	now := time.Now().UnixNano()
+	if dl := now + int64(o.cfg.WriteTimeout); dl-o.deadline > int64(o.cfg.WriteTimeout/8) {
+		_ = o.conn.SetWriteDeadline(time.Unix(0, dl))
+		o.deadline = dl
+	}
+	return now
+}
+
+// wrote ends the write of b that began at now: it records the time and
+// the frames written, and gives the write scratch back.
+func (o *Outbox) wrote(v *vec, b *batch, now int64, err error) {
+	o.lastWrite.Store(now)
 	if err == nil && o.cfg.OnWrite != nil {
 		o.cfg.OnWrite(len(b.items), v.pubs)
 	}
 	o.putVec(v)
-	return n, err
 }
 
 // writeFlat writes a batch copied into one buffer: without writev (TLS),

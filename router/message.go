@@ -66,17 +66,23 @@ type Message struct {
 	// shared is the escaped (1.1/1.2) encoding of everything after the
 	// per-subscription headers, ending with the body and the NUL.
 	shared []byte
-	// raw is the unescaped encoding for 1.0 subscribers; it is built only
-	// when a header needs escaping and a 1.0 subscriber exists.
-	needsEscape bool
-	rawOnce     sync.Once
-	raw         []byte
-	src         rawSource
+	// esc is set only when a header needs escaping: what builds the
+	// unescaped encoding 1.0 subscribers need. It sits behind a pointer
+	// so that the common message is smaller to allocate and to scan.
+	esc *escaped
 	// deflated is shared compressed on its own (permessage-deflate without
 	// context takeover), made by the first compressed subscriber's
 	// delivery and then shared by all of them; nil when not worth it.
 	deflateOnce sync.Once
 	deflated    []byte
+}
+
+// escaped is the 1.0 encoding of a message whose headers need escaping:
+// raw is built only when a 1.0 subscriber exists, from src.
+type escaped struct {
+	once sync.Once
+	raw  []byte
+	src  rawSource
 }
 
 // rawSource keeps what is needed to build the 1.0 encoding later.
@@ -90,13 +96,14 @@ type rawSource struct {
 // Shared returns the part of the MESSAGE frame shared by all subscribers,
 // encoded for a subscriber speaking version v.
 func (m *Message) Shared(v frame.Version) []byte {
-	if v != frame.V10 || !m.needsEscape {
+	e := m.esc
+	if v != frame.V10 || e == nil {
 		return m.shared
 	}
-	m.rawOnce.Do(func() {
-		m.raw = encodeShared(nil, m.src.dest, m.ID, m.src.sender, m.src.headers, m.src.body, false)
+	e.once.Do(func() {
+		e.raw = encodeShared(nil, e.src.dest, m.ID, e.src.sender, e.src.headers, e.src.body, false)
 	})
-	return m.raw
+	return e.raw
 }
 
 // Deflated returns the shared part compressed for a permessage-deflate
@@ -106,7 +113,7 @@ func (m *Message) Shared(v frame.Version) []byte {
 // first, so a broadcast is compressed once however many compressed
 // subscribers it reaches.
 func (m *Message) Deflated(v frame.Version) []byte {
-	if v == frame.V10 && m.needsEscape {
+	if v == frame.V10 && m.esc != nil {
 		return nil
 	}
 	m.deflateOnce.Do(func() { m.deflated = wsdeflate.Compress(m.shared) })
@@ -169,13 +176,12 @@ func NewMessageBy(sender string, kind Kind, key, dest string, id []byte, headers
 	m.idOff = bytes.IndexByte(m.shared, '\n') + 1 + len(idPrefix)
 	m.ID = m.shared[m.idOff : m.idOff+len(id)]
 	if esc {
-		m.needsEscape = true
-		m.src = rawSource{
+		m.esc = &escaped{src: rawSource{
 			dest:    dest,
 			sender:  sender,
 			headers: cloneHeaders(headers),
 			body:    m.shared[len(m.shared)-len(body)-1 : len(m.shared)-1],
-		}
+		}}
 	}
 	return m
 }

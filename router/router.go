@@ -451,6 +451,20 @@ func (r *Router) PublishBatched(m *Message, f *outbox.Flusher) (int, error) {
 		}
 		return 0, nil
 	}
+	return r.publishNotKept(m, f)
+}
+
+// PublishNotKept is PublishBatched for a message its caller has just found
+// no history keeps (Queue kind excluded, KeepsHistory false): a session
+// makes that check to choose between storing a SEND and delivering it, and
+// the check, a match of the key against every history rule, is then not
+// made a second time per SEND.
+func (r *Router) PublishNotKept(m *Message, f *outbox.Flusher) (int, error) {
+	r.capture(m)
+	return r.publishNotKept(m, f)
+}
+
+func (r *Router) publishNotKept(m *Message, f *outbox.Flusher) (int, error) {
 	r.stats.published[m.Kind].Add(1)
 	n := r.deliverLocal(m, f)
 	if r.bus != nil {

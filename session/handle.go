@@ -325,7 +325,9 @@ func (s *Session) send(f *frame.Frame) error {
 		defer trace.End()
 		headers = trace.Headers // traceparent names the broker's route span
 	}
-	m := router.NewMessageBy(sender, kind, key, shown, s.idBuf, headers, f.Body, s.env.Now().UnixNano())
+	// Published is when this read began (Feed's clock reading): one
+	// clock read per read, not one per SEND of a batch.
+	m := router.NewMessageBy(sender, kind, key, shown, s.idBuf, headers, f.Body, s.lastRead.Load())
 	if trace != nil {
 		m.Trace = trace.Route
 	}
@@ -348,7 +350,7 @@ func (s *Session) send(f *frame.Frame) error {
 		if err := s.enqueue(m, receiptOf(f)); err != nil {
 			return err
 		}
-	} else if _, err := s.env.Router.PublishBatched(m, &s.flusher); err != nil {
+	} else if _, err := s.env.Router.PublishNotKept(m, &s.flusher); err != nil {
 		s.env.Log.Warn("publish", "session", s.id, "destination", key, "err", err)
 	}
 	s.receipt(f)

@@ -69,7 +69,7 @@ func (s *Session) endTx(f *frame.Frame) error {
 				continue
 			}
 			if o.msg != nil {
-				if _, err := s.env.Router.PublishBatched(o.msg, &s.flusher); err != nil {
+				if _, err := s.env.Router.PublishNotKept(o.msg, &s.flusher); err != nil {
 					return &Error{Message: "commit failed", Detail: err.Error(), Cause: err}
 				}
 				continue
