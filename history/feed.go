@@ -27,6 +27,9 @@ type feed struct {
 	// tail holds what the feed of a kept destination delivered lately;
 	// nil for a pattern, or when Config.TailBytes keeps none.
 	tail *tail
+	// links are the feed's consumers, one per rule; set before ready is
+	// closed.
+	links []*link
 }
 
 // Listen starts the feed of key (router.History); it does not block.
@@ -150,6 +153,7 @@ func (s *Store) runFeed(f *feed) {
 	}
 	started = true
 	s.starting.Add(-1)
+	f.links = links
 	close(f.ready)
 	// Remake the consumers that report trouble, from after the last
 	// message they delivered; not more often than backoff says.
