@@ -4,20 +4,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stompbus/stompbus/queues"
+	"github.com/stompbus/stompbus/queues/pull"
 	"github.com/stompbus/stompbus/router"
 )
 
-// Consuming a queue: each local subscription pulls from the queue's one
-// durable consumer as much as its prefetch allows, and keeps what it holds
-// unacknowledged in a queues.Ledger.
+// Consuming a queue: each local subscription is a pull.Sub on the queue's
+// one durable consumer, pulling as much as its prefetch allows.
 
 // durableName names the consumer of a queue: JetStream names may not hold
 // '.', '*', '>' or path separators, so it is a digest of the key.
@@ -78,48 +76,51 @@ func (q *Queues) remember(key string, c jetstream.Consumer) {
 	q.mu.Unlock()
 }
 
-// Pull requests: how long one waits for messages, and the heartbeat the
-// server sends while it waits; fairPull is the most messages one asks for.
-const (
-	fairPull      = 16
-	pullWait      = 12 * time.Second
-	pullHeartbeat = 2 * time.Second
-)
-
-// qsub is one local queue subscription.
-type qsub struct {
-	q       *Queues
-	s       *router.Subscription
-	lim     limits // of its queue
-	deliver func(*router.Message, bool) bool
-	ctx     context.Context
-	cancel  context.CancelFunc
-	room    chan struct{} // signalled when in-flight messages are settled
-
-	mu        sync.Mutex
-	cancelled bool
-	held      queues.Ledger[jetstream.Msg]
-	returned  []jetstream.Msg // pulled after the cancel, given back by Cancel
-}
+// fairPull is the most messages one pull request asks for.
+const fairPull = 16
 
 // Consume starts pulling messages of s's queue for s.
 func (q *Queues) Consume(s *router.Subscription, deliver func(*router.Message, bool) bool) error {
-	ctx, cancel := context.WithCancel(q.ctx)
-	qs := &qsub{q: q, s: s, lim: q.limitsOf(s.Key()), deliver: deliver, ctx: ctx, cancel: cancel, room: make(chan struct{}, 1)}
+	key := s.Key()
+	lim := q.limitsOf(key)
+	p := pull.New(q.ctx, pull.Config{
+		Sub:             s,
+		Deliver:         deliver,
+		DefaultPrefetch: q.cfg.DefaultPrefetch,
+		AutoBatch:       q.cfg.AutoBatch,
+		MaxPull:         fairPull,
+		Consumer: func(ctx context.Context) (jetstream.Consumer, error) {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			return q.consumer(ctx, key)
+		},
+		Lost: func() {
+			q.mu.Lock()
+			delete(q.consumers, key)
+			q.mu.Unlock()
+		},
+		Admit:  func(msg jetstream.Msg) (*router.Message, bool, bool) { return q.admit(msg, key, lim) },
+		Reject: func(msg jetstream.Msg) error { return q.reject(msg, queues.Rejected, key, lim) },
+		Log:    q.log.With("queue", key),
+	})
 	q.mu.Lock()
-	q.subs[s] = qs
-	q.users[s.Key()]++
+	q.subs[s] = p
+	q.users[key]++
 	q.mu.Unlock()
 	q.wg.Add(1)
-	go qs.run()
+	go func() {
+		defer q.wg.Done()
+		p.Run()
+	}()
 	return nil
 }
 
-// Cancel stops s and returns its unacknowledged messages.
+// Cancel stops s; its pull goroutine gives its unacknowledged messages
+// back once its pull has ended (Cancel itself waits for nothing).
 func (q *Queues) Cancel(s *router.Subscription) {
 	q.mu.Lock()
-	qs := q.subs[s]
-	if qs != nil {
+	p := q.subs[s]
+	if p != nil {
 		delete(q.subs, s)
 		if q.users[s.Key()]--; q.users[s.Key()] <= 0 {
 			delete(q.users, s.Key())
@@ -127,222 +128,59 @@ func (q *Queues) Cancel(s *router.Subscription) {
 		}
 	}
 	q.mu.Unlock()
-	if qs == nil {
-		return
-	}
-	qs.mu.Lock()
-	qs.cancelled = true
-	qs.mu.Unlock()
-	qs.cancel()
-	// run gives the held messages back once its pull has ended
-	// (returnHeld); Cancel itself waits for nothing.
-}
-
-// returnHeld gives back the messages a cancelled subscription held, when
-// its pull loop has ended. A pull request outlives its client-side cancel
-// until the server learns its inbox is gone; a message returned before
-// that would be handed to the dead request and stay away for the whole
-// AckWait. So the messages go back only after the loop's fetch ended (it
-// unsubscribes), with a short delay that lets the unsubscribe land first.
-func (qs *qsub) returnHeld() {
-	qs.mu.Lock()
-	held := qs.held.Drain()
-	back := qs.returned
-	qs.returned = nil
-	qs.mu.Unlock()
-	for _, m := range held {
-		_ = m.NakWithDelay(returnDelay)
-	}
-	for _, m := range back {
-		_ = m.NakWithDelay(returnDelay)
+	if p != nil {
+		p.Cancel()
 	}
 }
-
-// returnDelay holds back a message given back by a cancelled subscription
-// until the server has dropped that subscription's pull request.
-const returnDelay = 50 * time.Millisecond
 
 // Ack settles id (and, for ack:client, everything before it) as o says:
 // Accept acknowledges, Requeue gives back at once (NAK), Reject ends the
-// message's deliveries (TERM) and counts it.
+// message's deliveries (dead-lettered or TERM) and counts it.
 func (q *Queues) Ack(s *router.Subscription, id []byte, o router.Outcome) error {
 	q.mu.Lock()
-	qs := q.subs[s]
+	p := q.subs[s]
 	q.mu.Unlock()
-	if qs == nil {
+	if p == nil {
 		return fmt.Errorf("%w: %q", router.ErrUnknownAck, id)
 	}
-	qs.mu.Lock()
-	settled, ok := qs.held.Settle(s.Ack, id)
-	qs.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("%w: no unacknowledged message %q on subscription %q", router.ErrUnknownAck, id, s.ID)
-	}
-	var first error
-	for _, m := range settled {
-		var err error
-		switch o {
-		case router.Requeue:
-			err = m.Nak()
-		case router.Reject:
-			err = q.reject(m, queues.Rejected, s.Key(), qs.lim)
-		default:
-			err = m.Ack()
-		}
-		if err != nil && first == nil {
-			first = err
-		}
-	}
-	select {
-	case qs.room <- struct{}{}:
-	default:
-	}
-	if first != nil {
-		return fmt.Errorf("%w: settle %q: %v", router.ErrUnavailable, id, first)
-	}
-	return nil
+	return p.Settle(id, o)
 }
 
 // Holds reports whether id is unacknowledged on s.
 func (q *Queues) Holds(s *router.Subscription, id []byte) bool {
 	q.mu.Lock()
-	qs := q.subs[s]
+	p := q.subs[s]
 	q.mu.Unlock()
-	if qs == nil {
-		return false
-	}
-	qs.mu.Lock()
-	defer qs.mu.Unlock()
-	return qs.held.Holds(id)
+	return p != nil && p.Holds(id)
 }
 
-// free returns how many more messages the subscription may take now.
-func (qs *qsub) free() int {
-	qs.mu.Lock()
-	defer qs.mu.Unlock()
-	return queues.Free(qs.s, qs.held.Len(), qs.q.cfg.DefaultPrefetch, qs.q.cfg.AutoBatch)
-}
-
-// run pulls from the queue's consumer while the subscription lives.
-func (qs *qsub) run() {
-	defer qs.q.wg.Done()
-	defer qs.returnHeld()
-	var cons jetstream.Consumer
-	delay := 50 * time.Millisecond
-	backoff := func() bool {
-		select {
-		case <-qs.ctx.Done():
-			return false
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 500*time.Millisecond)
-		return true
-	}
-	for qs.ctx.Err() == nil {
-		if cons == nil {
-			ctx, cancel := context.WithTimeout(qs.ctx, 2*time.Second)
-			c, err := qs.q.consumer(ctx, qs.s.Key())
-			cancel()
-			if err != nil {
-				qs.q.log.Debug("cluster queues: consumer not ready", "queue", qs.s.Key(), "err", err)
-				if !backoff() {
-					return
-				}
-				continue
-			}
-			cons = c
-		}
-		n := qs.free()
-		if n <= 0 {
-			select {
-			case <-qs.ctx.Done():
-				return
-			case <-qs.room:
-			}
-			continue
-		}
-		// A pull asks for a few messages at a time, whatever the prefetch:
-		// JetStream hands what arrives to the waiting pulls round robin, but
-		// one pull for a whole prefetch takes a backlog at once while the
-		// other consumers' pulls are still on their way.
-		n = min(n, fairPull)
-		// A pull lasts at most pullWait and the server's heartbeats show
-		// it alive: a request lost while the consumer had no leader (it
-		// gets no answer at all) is noticed after two missed heartbeats.
-		pctx, pcancel := context.WithTimeout(qs.ctx, pullWait)
-		batch, err := cons.Fetch(n, jetstream.FetchContext(pctx), jetstream.FetchHeartbeat(pullHeartbeat))
-		if err != nil {
-			pcancel()
-			qs.q.log.Debug("cluster queues: pull failed", "queue", qs.s.Key(), "err", err)
-			if !backoff() {
-				return
-			}
-			continue
-		}
-		for msg := range batch.Messages() {
-			qs.handle(msg)
-		}
-		pcancel()
-		if err := batch.Error(); err != nil && qs.ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
-			qs.q.log.Debug("cluster queues: pull ended", "queue", qs.s.Key(), "err", err)
-			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
-				qs.q.mu.Lock()
-				delete(qs.q.consumers, qs.s.Key())
-				qs.q.mu.Unlock()
-				cons = nil
-			}
-			if !backoff() {
-				return
-			}
-			continue
-		}
-		delay = 50 * time.Millisecond
-	}
-}
-
-// handle hands one pulled message to the subscriber, or returns it.
-func (qs *qsub) handle(msg jetstream.Msg) {
+// admit turns a message pulled from queue key into its delivery, or
+// settles it: undecodable (dropped), older than the queue's TTL, or
+// delivered more often than its limit (both dead-lettered or discarded,
+// counted).
+func (q *Queues) admit(msg jetstream.Msg, key string, lim limits) (*router.Message, bool, bool) {
 	m, err := decodeEnvelope(msg.Data())
 	if err != nil {
-		qs.q.log.Warn("cluster queues: dropping an undecodable message", "queue", qs.s.Key(), "err", err)
+		q.log.Warn("cluster queues: dropping an undecodable message", "queue", key, "err", err)
 		_ = msg.Term()
-		return
+		return nil, false, false
 	}
 	redelivered := false
 	if md, err := msg.Metadata(); err == nil {
-		if qs.lim.ttl > 0 && time.Since(md.Timestamp) > qs.lim.ttl {
+		if lim.ttl > 0 && time.Since(md.Timestamp) > lim.ttl {
 			// Expired: dead-lettered (or discarded) at the head of the
 			// queue, when it would be delivered, as RabbitMQ's quorum
 			// queues do; counted either way.
-			_ = qs.q.reject(msg, queues.Expired, qs.s.Key(), qs.lim)
-			return
+			_ = q.reject(msg, queues.Expired, key, lim)
+			return nil, false, false
 		}
 		if md.NumDelivered > 1 {
 			redelivered = true
-			if limit := qs.lim.maxDeliveries; limit > 0 && md.NumDelivered > uint64(limit) {
-				_ = qs.q.reject(msg, queues.DeliveryLimit, qs.s.Key(), qs.lim)
-				return
+			if limit := lim.maxDeliveries; limit > 0 && md.NumDelivered > uint64(limit) {
+				_ = q.reject(msg, queues.DeliveryLimit, key, lim)
+				return nil, false, false
 			}
 		}
 	}
-	qs.mu.Lock()
-	if qs.cancelled {
-		qs.returned = append(qs.returned, msg)
-		qs.mu.Unlock()
-		return
-	}
-	if !qs.deliver(m, redelivered) {
-		qs.mu.Unlock()
-		// The connection is closing or over its limit: let another
-		// consumer have it, a little later so it does not bounce here.
-		_ = msg.NakWithDelay(100 * time.Millisecond)
-		return
-	}
-	if qs.s.Ack == router.AckAuto {
-		qs.mu.Unlock()
-		_ = msg.Ack()
-		return
-	}
-	qs.held.Add(string(m.ID), msg)
-	qs.mu.Unlock()
+	return m, redelivered, true
 }

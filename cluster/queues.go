@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stompbus/stompbus/queues"
+	"github.com/stompbus/stompbus/queues/pull"
 	"github.com/stompbus/stompbus/router"
 )
 
@@ -145,7 +146,7 @@ type Queues struct {
 	mu        sync.Mutex
 	consumers map[string]jetstream.Consumer // by queue key, while users[key] > 0
 	users     map[string]int                // local subscriptions per queue key
-	subs      map[*router.Subscription]*qsub
+	subs      map[*router.Subscription]*pull.Sub
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -158,7 +159,7 @@ func newQueues(js jetstream.JetStream, cfg QueueConfig, durable *syncer, log *sl
 	ctx, cancel := context.WithCancel(context.Background())
 	q := &Queues{cfg: cfg.withDefaults(), js: js, log: log, durable: durable, consumers: make(map[string]jetstream.Consumer),
 		users: make(map[string]int),
-		subs:  make(map[*router.Subscription]*qsub), storing: make(map[*nats.Msg]store),
+		subs:  make(map[*router.Subscription]*pull.Sub), storing: make(map[*nats.Msg]store),
 		storeWake: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
 	// A JetStream context of its own for asynchronous stores: its ack
 	// handlers settle them, and every store gets an answer (an ack, an
@@ -207,15 +208,13 @@ func (q *Queues) progressLoop() {
 		case <-t.C:
 		}
 		q.mu.Lock()
-		subs := make([]*qsub, 0, len(q.subs))
+		subs := make([]*pull.Sub, 0, len(q.subs))
 		for _, s := range q.subs {
 			subs = append(subs, s)
 		}
 		q.mu.Unlock()
 		for _, s := range subs {
-			s.mu.Lock()
-			s.held.Each(func(m jetstream.Msg) { _ = m.InProgress() })
-			s.mu.Unlock()
+			s.Progress()
 		}
 	}
 }

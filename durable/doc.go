@@ -29,13 +29,14 @@
 // later; a message published there meanwhile is not kept for it.
 //
 // Delivery: an attached durable subscription is consumed like a queue
-// subscription (package cluster): it pulls from its consumer as far as its
-// prefetch allows, keeps what is unacknowledged in a queues.Ledger, and is
-// never in the router's index, so it gets each message once, from the
-// store. ack:auto acknowledges on delivery; client and client-individual
-// on ACK, and what a session held unacknowledged when it ended comes again
-// (redelivered:true) to the next session: at-least-once. Two sessions of
-// the user attached to the same subscription share its messages.
+// subscription (package cluster), a pull.Sub: it pulls from its consumer
+// as far as its prefetch allows, keeps what is unacknowledged in a
+// queues.Ledger, and is never in the router's index, so it gets each
+// message once, from the store. ack:auto acknowledges on delivery; client
+// and client-individual on ACK, and what a session held unacknowledged
+// when it ended comes again (redelivered:true) to the next session: at-
+// least-once. Two sessions of the user attached to the same subscription
+// share its messages.
 //
 // Concurrency: every exported method is safe for concurrent use. Captures
 // reads an immutable snapshot (no lock, no allocation) and Capture only

@@ -16,6 +16,7 @@ import (
 	"github.com/stompbus/stompbus/cluster"
 	"github.com/stompbus/stompbus/durable/spec"
 	"github.com/stompbus/stompbus/queues"
+	"github.com/stompbus/stompbus/queues/pull"
 	"github.com/stompbus/stompbus/router"
 )
 
@@ -110,7 +111,7 @@ type Store struct {
 	wake    chan struct{}
 
 	mu   sync.Mutex
-	subs map[*router.Subscription]*dsub
+	subs map[*router.Subscription]*pull.Sub
 
 	stats Stats
 
@@ -151,7 +152,7 @@ func New(js jetstream.JetStream, cfg Config) (*Store, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{cfg: cfg, js: js, log: cfg.Log.With("component", "durable"), wake: make(chan struct{}, 1),
-		subs: make(map[*router.Subscription]*dsub), ctx: ctx, cancel: cancel}
+		subs: make(map[*router.Subscription]*pull.Sub), ctx: ctx, cancel: cancel}
 	var err error
 	s.ajs, err = jetstream.New(js.Conn(),
 		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {

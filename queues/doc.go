@@ -2,8 +2,10 @@
 //
 // Ledger is a subscription's unacknowledged messages with STOMP's ack
 // rules (client acknowledges everything up to a message, client-individual
-// one message): the JetStream queues of package cluster and Memory both
-// keep their in-flight messages in it, so the ack logic exists once.
+// one message): the JetStream subscriptions of package pull (the queues of
+// package cluster, the durable subscriptions of package durable) and
+// package memqueue keep their in-flight messages in it, so the ack logic
+// exists once.
 //
 // Counts are the messages settled without another delivery (dead-lettered
 // or discarded, by Reason) and the SENDs a full queue refused, for the
