@@ -167,7 +167,9 @@ func NewMessageBy(sender string, kind Kind, key, dest string, id []byte, headers
 			esc = true
 		}
 	}
-	m.shared = encodeShared(make([]byte, 0, size), dest, id, sender, headers, body, true)
+	// With nothing to escape the escaped encoding is the plain one: it is
+	// made without looking at every byte again.
+	m.shared = encodeShared(make([]byte, 0, size), dest, id, sender, headers, body, esc)
 	// Headers count too: a text frame with invalid UTF-8 anywhere makes
 	// browsers drop the connection.
 	m.Binary = !Textual(ctype) || !utf8.Valid(m.shared)

@@ -33,3 +33,39 @@ func TestSenderHeader(t *testing.T) {
 		t.Fatalf("an anonymous message names a sender: %q", anon.Shared(frame.V12))
 	}
 }
+
+// A message's shared encoding is the 1.2-escaped one whatever the sender
+// put in it: when nothing needs escaping NewMessageBy encodes without the
+// escaping pass, and the bytes must be the same as with it; when something
+// does, they are escaped (and 1.0 subscribers get their own encoding).
+func TestSharedEncodingEscapedOrNot(t *testing.T) {
+	cases := []struct {
+		name, dest, sender string
+		headers            []frame.Header
+	}{
+		{"plain", "/topic/a.b", "alice", []frame.Header{{Key: []byte("content-type"), Value: []byte("text/plain")}, {Key: []byte("x-n"), Value: []byte("1")}}},
+		{"anonymous", "/topic/a", "", nil},
+		{"cr in a value", "/topic/a", "bob", []frame.Header{{Key: []byte("x"), Value: []byte("v\r")}}},
+		{"colon in a key", "/topic/a", "bob", []frame.Header{{Key: []byte("x:y"), Value: []byte("v")}}},
+		{"newline in a value", "/topic/a", "", []frame.Header{{Key: []byte("x"), Value: []byte("a\nb")}}},
+		{"backslash in the sender", "/topic/a", `b\ob`, nil},
+		{"colon in the destination", "/topic/a:b", "", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			body := []byte("body")
+			m := NewMessageBy(c.sender, Topic, c.dest, c.dest, []byte("m-1"), c.headers, body, 0)
+			want := encodeShared(nil, c.dest, []byte("m-1"), c.sender, c.headers, body, true)
+			if got := m.Shared(frame.V12); !bytes.Equal(got, want) {
+				t.Fatalf("shared encoding\n got %q\nwant %q", got, want)
+			}
+			if string(m.ID) != "m-1" {
+				t.Fatalf("ID %q", m.ID)
+			}
+			raw := encodeShared(nil, c.dest, []byte("m-1"), c.sender, c.headers, body, false)
+			if got := m.Shared(frame.V10); !bytes.Equal(got, raw) {
+				t.Fatalf("1.0 encoding\n got %q\nwant %q", got, raw)
+			}
+		})
+	}
+}
