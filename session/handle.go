@@ -297,7 +297,7 @@ func (s *Session) send(f *frame.Frame) error {
 	if string(dest) == RefreshDestination {
 		return s.refresh(f)
 	}
-	kind, key, shown, err := router.Resolve(string(dest))
+	kind, key, shown, err := router.Resolve(s.destString(dest))
 	if err != nil {
 		return destinationError(err)
 	}
@@ -355,6 +355,16 @@ func (s *Session) send(f *frame.Frame) error {
 	}
 	s.receipt(f)
 	return s.throttle(wait)
+}
+
+// destString returns dest as a string, the one made for the previous SEND
+// when it names the same destination: a publisher mostly sends to one, and
+// the string (kept by the message as its key) then costs no allocation.
+func (s *Session) destString(dest []byte) string {
+	if string(dest) != s.lastDest {
+		s.lastDest = string(dest)
+	}
+	return s.lastDest
 }
 
 // receiptOf returns a frame's receipt header, "" for none.

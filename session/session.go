@@ -71,6 +71,8 @@ type Session struct {
 
 	idBuf   []byte
 	scratch []byte
+	// lastDest is the destination of the last SEND (destString).
+	lastDest string
 	// flusher batches the writer wake-ups of the topic and user messages
 	// one Feed publishes (reader goroutine only).
 	flusher outbox.Flusher
