@@ -24,6 +24,13 @@ func durableName(key string) string {
 	return "q_" + hex.EncodeToString(sum[:20])
 }
 
+// consumer returns the durable consumer of queue key, made if need be.
+// The first subscribers of a queue on a node share one look-up or
+// creation: JetStream shows a consumer being made (its info) a moment
+// before it serves pull requests, and a subscriber that looked it up in
+// that moment had its first pull refused (no responders) and backed off
+// while the creator's subscriber took the backlog (TestFairConsumers,
+// under load).
 func (q *Queues) consumer(ctx context.Context, key string) (jetstream.Consumer, error) {
 	q.mu.Lock()
 	c := q.consumers[key]
@@ -31,6 +38,20 @@ func (q *Queues) consumer(ctx context.Context, key string) (jetstream.Consumer, 
 	if c != nil {
 		return c, nil
 	}
+	ch := q.making.DoChan(key, func() (any, error) { return q.makeConsumer(ctx, key) })
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(jetstream.Consumer), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("jetstream consumer for %s: %w", key, ctx.Err())
+	}
+}
+
+// makeConsumer looks the consumer of key up, or creates it.
+func (q *Queues) makeConsumer(ctx context.Context, key string) (jetstream.Consumer, error) {
 	if !q.ready.Load() {
 		return nil, fmt.Errorf("%w: queue storage (JetStream) is not ready", router.ErrUnavailable)
 	}

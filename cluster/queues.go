@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/stompbus/stompbus/queues"
 	"github.com/stompbus/stompbus/queues/pull"
@@ -145,6 +146,7 @@ type Queues struct {
 
 	mu        sync.Mutex
 	consumers map[string]jetstream.Consumer // by queue key, while users[key] > 0
+	making    singleflight.Group            // consumer look-ups and creations, by queue key
 	users     map[string]int                // local subscriptions per queue key
 	subs      map[*router.Subscription]*pull.Sub
 
