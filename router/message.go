@@ -150,15 +150,19 @@ const SenderHeader = "user-id"
 // the sender connected as), which subscribers see in its user-id header;
 // an empty sender (anonymous, or the broker itself) adds none.
 func NewMessageBy(sender string, kind Kind, key, dest string, id []byte, headers []frame.Header, body []byte, now int64) *Message {
-	m := &Message{Kind: kind, Key: key, Published: now}
 	esc := frame.NeedsEscape([]byte(dest)) || frame.NeedsEscape([]byte(sender))
 	var ctype []byte
-	size := len(dest) + len(id) + len(body) + 2*len(sender) + 64
+	// plain is the encoding's size when nothing needs escaping (64 covers
+	// the names of the broker's headers, content-length's digits and
+	// the NUL); size allows for escaping.
+	plain := len(dest) + len(id) + len(body) + len(sender) + 64
+	size := plain + len(sender)
 	for i := range headers {
 		h := &headers[i]
 		if skipped(h.Key) {
 			continue
 		}
+		plain += len(h.Key) + len(h.Value) + 2
 		size += 2*(len(h.Key)+len(h.Value)) + 2
 		if ctype == nil && string(h.Key) == "content-type" {
 			ctype = h.Value
@@ -167,9 +171,15 @@ func NewMessageBy(sender string, kind Kind, key, dest string, id []byte, headers
 			esc = true
 		}
 	}
+	if !esc {
+		size = plain
+	}
+	m, buf := allocMessage(size)
+	m.Kind, m.Key, m.Published = kind, key, now
 	// With nothing to escape the escaped encoding is the plain one: it is
 	// made without looking at every byte again.
-	m.shared = encodeShared(make([]byte, 0, size), dest, id, sender, headers, body, esc)
+	m.shared = encodeShared(buf, dest, id, sender, headers, body, esc)
+	m.shared = m.shared[:len(m.shared):len(m.shared)] // nobody appends into the room left
 	// Headers count too: a text frame with invalid UTF-8 anywhere makes
 	// browsers drop the connection.
 	m.Binary = !Textual(ctype) || !utf8.Valid(m.shared)
@@ -187,6 +197,50 @@ func NewMessageBy(sender string, kind Kind, key, dest string, id []byte, headers
 	}
 	return m
 }
+
+// allocMessage returns a zero Message and a buffer of capacity size for
+// its shared encoding, allocated together when the encoding is small (a
+// SEND's mostly are): one allocation per message instead of two. The
+// buffer then lies inside the message's memory block, which it keeps alive
+// while a writer holds it, as it would its own. The arrays make each block
+// fill a size class of the Go allocator (448, 576, 768 and 1,024 bytes
+// with the 176-byte Message).
+func allocMessage(size int) (*Message, []byte) {
+	switch {
+	case size <= len(message272{}.b):
+		x := new(message272)
+		return &x.m, x.b[:0]
+	case size <= len(message400{}.b):
+		x := new(message400)
+		return &x.m, x.b[:0]
+	case size <= len(message592{}.b):
+		x := new(message592)
+		return &x.m, x.b[:0]
+	case size <= len(message848{}.b):
+		x := new(message848)
+		return &x.m, x.b[:0]
+	}
+	return new(Message), make([]byte, 0, size)
+}
+
+type (
+	message272 struct {
+		m Message
+		b [272]byte
+	}
+	message400 struct {
+		m Message
+		b [400]byte
+	}
+	message592 struct {
+		m Message
+		b [592]byte
+	}
+	message848 struct {
+		m Message
+		b [848]byte
+	}
+)
 
 // FromShared rebuilds a message from the shared encoding another node made
 // (the cluster envelope). It keeps shared without copying.
