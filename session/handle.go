@@ -297,7 +297,7 @@ func (s *Session) send(f *frame.Frame) error {
 	if string(dest) == RefreshDestination {
 		return s.refresh(f)
 	}
-	kind, key, shown, err := router.Resolve(s.destString(dest))
+	kind, key, shown, err := s.resolveSend(dest)
 	if err != nil {
 		return destinationError(err)
 	}
@@ -357,14 +357,29 @@ func (s *Session) send(f *frame.Frame) error {
 	return s.throttle(wait)
 }
 
-// destString returns dest as a string, the one made for the previous SEND
-// when it names the same destination: a publisher mostly sends to one, and
-// the string (kept by the message as its key) then costs no allocation.
-func (s *Session) destString(dest []byte) string {
-	if string(dest) != s.lastDest {
-		s.lastDest = string(dest)
+// resolveSend is router.Resolve for a SEND's destination, remembered for
+// the next SEND: a publisher mostly sends to one destination, which then
+// costs neither a string (an allocation) nor the checks again.
+func (s *Session) resolveSend(dest []byte) (router.Kind, string, string, error) {
+	if r := s.lastSend; r != nil && string(dest) == r.dest {
+		return r.kind, r.key, r.shown, nil
 	}
-	return s.lastDest
+	d := string(dest)
+	kind, key, shown, err := router.Resolve(d)
+	if err != nil {
+		return 0, "", "", err
+	}
+	if s.lastSend == nil {
+		s.lastSend = new(sendDest)
+	}
+	*s.lastSend = sendDest{dest: d, kind: kind, key: key, shown: shown}
+	return kind, key, shown, nil
+}
+
+// sendDest is a SEND destination as router.Resolve classified it.
+type sendDest struct {
+	dest, key, shown string
+	kind             router.Kind
 }
 
 // receiptOf returns a frame's receipt header, "" for none.

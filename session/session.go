@@ -71,8 +71,9 @@ type Session struct {
 
 	idBuf   []byte
 	scratch []byte
-	// lastDest is the destination of the last SEND (destString).
-	lastDest string
+	// lastSend is the destination of the last SEND, resolved
+	// (resolveSend); nil until the first.
+	lastSend *sendDest
 	// flusher batches the writer wake-ups of the topic and user messages
 	// one Feed publishes (reader goroutine only).
 	flusher outbox.Flusher
