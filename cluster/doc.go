@@ -19,8 +19,10 @@
 //
 // With no external NATS URLs, Start runs an embedded nats-server (with
 // JetStream, its store under the node's data directory) and joins it to the
-// other nodes' embedded servers through NATS routes; with URLs it connects
-// to an existing NATS cluster and runs no server. Ops is the nodes'
+// other nodes' embedded servers through NATS routes, and the node connects
+// to it over loopback TCP (in-process only when the server has no client
+// listener: an in-process pipe makes each write wait for its reader); with
+// URLs it connects to an existing NATS cluster and runs no server. Ops is the nodes'
 // operations exchange on core NATS (subjects stompbus.ops.*): stats for GET
 // /api/v1/stats and disconnect requests for DELETE
 // /api/v1/connections/{session}, answered by the node holding the session.
