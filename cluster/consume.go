@@ -110,6 +110,7 @@ func (q *Queues) Consume(s *router.Subscription, deliver func(*router.Message, b
 		DefaultPrefetch: q.cfg.DefaultPrefetch,
 		AutoBatch:       q.cfg.AutoBatch,
 		MaxPull:         fairPull,
+		Conn:            q.js.Conn(),
 		Consumer: func(ctx context.Context) (jetstream.Consumer, error) {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()

@@ -34,6 +34,7 @@ func (st *Store) Consume(s *router.Subscription, deliver func(*router.Message, b
 		DefaultPrefetch: st.cfg.DefaultPrefetch,
 		AutoBatch:       autoBatch,
 		MaxPull:         fairPull,
+		Conn:            st.js.Conn(),
 		Consumer: func(ctx context.Context) (jetstream.Consumer, error) {
 			ctx, cancel := context.WithTimeout(ctx, st.cfg.Timeout)
 			defer cancel()

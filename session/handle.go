@@ -56,6 +56,12 @@ func (s *Session) dispatch(f *frame.Frame) error {
 		if r, ok := f.Get("receipt"); ok {
 			b = s.encodeReceipt(r)
 		}
+		// The subscriptions end before the RECEIPT: once the client has
+		// it, nothing more is taken for this session, and a queue or
+		// durable message pulled meanwhile is given back at once rather
+		// than refused by the closing connection (and so delivered again
+		// late, after later messages).
+		s.unsubscribeAll()
 		s.closed = true
 		s.reply(b, true, outbox.CloseNormal, nil)
 		return errDisconnect

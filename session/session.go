@@ -265,6 +265,15 @@ func (s *Session) Close() {
 	if t := s.outTimer.Load(); t != nil {
 		t.Stop()
 	}
+	s.unsubscribeAll()
+	s.txs = nil
+	if s.connected && s.env.OnClose != nil {
+		s.env.OnClose(s)
+	}
+}
+
+// unsubscribeAll removes the session's subscriptions.
+func (s *Session) unsubscribeAll() {
 	for _, sub := range s.subs.all() {
 		s.env.Router.Unsubscribe(sub)
 		if r, ok := sub.Consumer.(router.Replay); ok {
@@ -272,10 +281,6 @@ func (s *Session) Close() {
 		}
 	}
 	s.subs.clear()
-	s.txs = nil
-	if s.connected && s.env.OnClose != nil {
-		s.env.OnClose(s)
-	}
 }
 
 // Shutdown tells the client the node is going down: an ERROR frame with

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stompbus/stompbus/queues"
@@ -22,10 +24,6 @@ const (
 	Wait      = 12 * time.Second
 	Heartbeat = 2 * time.Second
 )
-
-// returnDelay holds back a message given back by a cancelled subscription
-// until the server has dropped that subscription's pull request.
-const returnDelay = 50 * time.Millisecond
 
 // refusedDelay holds back a message the subscriber's connection refused
 // (closing, or over its limit), so that it does not bounce back to it.
@@ -46,6 +44,10 @@ type Config struct {
 	DefaultPrefetch, AutoBatch int
 	// MaxPull is the most messages one pull request asks for.
 	MaxPull int
+	// Conn is the NATS connection of the JetStream context the consumer
+	// comes from; the Sub subscribes its own inbox there for the pulls'
+	// answers.
+	Conn *nats.Conn
 	// Consumer returns the JetStream consumer to pull from. An error
 	// wrapping ErrGone ends Run; any other is retried, backing off.
 	Consumer func(ctx context.Context) (jetstream.Consumer, error)
@@ -70,6 +72,7 @@ type Sub struct {
 
 	mu        sync.Mutex
 	cancelled bool
+	inbox     *nats.Subscription // the pulls' answers; nil until Run subscribed
 	held      queues.Ledger[jetstream.Msg]
 	returned  []jetstream.Msg // pulled after the cancel, given back by Run
 }
@@ -84,11 +87,18 @@ func New(ctx context.Context, cfg Config) *Sub {
 }
 
 // Cancel stops the Sub; Run gives its unacknowledged messages back once
-// its pull has ended. Cancel waits for nothing.
+// its pull has ended. Cancel waits for nothing, but the unsubscribe of the
+// Sub's inbox is on the connection when it returns: a message published
+// through the same connection after that (on this node) is not sent to
+// the Sub's pull any more.
 func (p *Sub) Cancel() {
 	p.mu.Lock()
 	p.cancelled = true
+	inbox := p.inbox
 	p.mu.Unlock()
+	if inbox != nil {
+		_ = inbox.Drain() // writes the unsubscribe; Run waits for the rest
+	}
 	p.cancel()
 }
 
@@ -156,10 +166,37 @@ func (p *Sub) free() int {
 
 // Run pulls while the Sub lives, then gives back what it holds. It
 // returns after Cancel, when ctx ends, or when Consumer says ErrGone.
+//
+// The pulls' answers come to one inbox the Sub subscribes for its whole
+// life (nats.go's Fetch subscribes one per pull and drops what arrives
+// after the fetch ended). A pull request lives on the server until it is
+// answered in full, expires, or the server learns nobody listens to its
+// inbox any more; a message sent to it in between would be lost until the
+// consumer's AckWait (30 s by default) delivers it again, late and out of
+// order. So the Sub ends by draining its inbox: the server drops the
+// request once it processed the unsubscribe, and every message it sent
+// before that still arrives and is given back at once.
 func (p *Sub) Run() {
-	defer p.giveBack()
+	inbox := p.cfg.Conn.NewInbox()
+	msgs := make(chan *nats.Msg, 4*max(p.cfg.MaxPull, 1)+16)
+	sub, err := p.cfg.Conn.ChanSubscribe(inbox, msgs)
+	if err != nil {
+		p.cfg.Log.Warn("pull: cannot subscribe the pulls' inbox", "subscription", p.cfg.Sub.ID, "err", err)
+		p.giveBack()
+		return
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	p.mu.Lock()
+	p.inbox = sub
+	cancelled := p.cancelled
+	p.mu.Unlock()
+	defer p.drain(sub, msgs)
+	if cancelled {
+		return
+	}
 	log := p.cfg.Log
 	var cons jetstream.Consumer
+	var next string // the consumer's pull API subject
 	delay := 50 * time.Millisecond
 	backoff := func() bool {
 		select {
@@ -184,6 +221,8 @@ func (p *Sub) Run() {
 				continue
 			}
 			cons = c
+			info := c.CachedInfo()
+			next = "$JS.API.CONSUMER.MSG.NEXT." + info.Stream + "." + info.Name
 		}
 		n := p.free()
 		if n <= 0 {
@@ -199,36 +238,128 @@ func (p *Sub) Run() {
 		// one pull for a whole prefetch takes a backlog at once while the
 		// other consumers' pulls are still on their way.
 		n = min(n, p.cfg.MaxPull)
-		pctx, pcancel := context.WithTimeout(p.ctx, Wait)
-		batch, err := cons.Fetch(n, jetstream.FetchContext(pctx), jetstream.FetchHeartbeat(Heartbeat))
-		if err != nil {
-			pcancel()
-			log.Debug("pull: request failed", "subscription", p.cfg.Sub.ID, "err", err)
+		switch end := p.pull(next, inbox, n, msgs); end {
+		case pullDone:
+			delay = 50 * time.Millisecond
+		case pullCancelled:
+			return
+		case pullConsumerGone:
+			log.Debug("pull: consumer deleted", "subscription", p.cfg.Sub.ID)
+			if p.cfg.Lost != nil {
+				p.cfg.Lost()
+			}
+			cons = nil
 			if !backoff() {
 				return
 			}
-			continue
-		}
-		for msg := range batch.Messages() {
-			p.handle(msg)
-		}
-		pcancel()
-		if err := batch.Error(); err != nil && p.ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
-			log.Debug("pull: ended", "subscription", p.cfg.Sub.ID, "err", err)
-			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
-				if p.cfg.Lost != nil {
-					p.cfg.Lost()
-				}
-				cons = nil
-			}
+		default:
+			log.Debug("pull: ended", "subscription", p.cfg.Sub.ID, "why", end)
 			if !backoff() {
 				return
 			}
-			continue
 		}
-		delay = 50 * time.Millisecond
 	}
 }
+
+// How a pull ended.
+type pullEnd string
+
+const (
+	pullDone         pullEnd = "done"             // answered in full, or expired
+	pullCancelled    pullEnd = "cancelled"        // the Sub ended
+	pullConsumerGone pullEnd = "consumer deleted" // 409 Consumer Deleted
+	pullSilent       pullEnd = "no heartbeat"     // the server stopped answering
+	pullRefused      pullEnd = "refused"          // another status (no responders, leadership change, ...)
+	pullUnsent       pullEnd = "request not sent" // the connection refused the request
+)
+
+// pull asks for n messages on inbox and hands them over as they come,
+// until n came, the request ended, or the Sub ends. The request waits at
+// most Wait on the server, which sends a heartbeat every Heartbeat while
+// it waits: two missed heartbeats mean a request lost (its server gone or
+// the consumer without a leader). Messages answering an earlier request
+// that arrive now are handed over too (they count as this one's).
+func (p *Sub) pull(next, inbox string, n int, msgs <-chan *nats.Msg) pullEnd {
+	req := fmt.Appendf(nil, `{"batch":%d,"expires":%d,"idle_heartbeat":%d}`, n, Wait.Nanoseconds(), Heartbeat.Nanoseconds())
+	if err := p.cfg.Conn.PublishRequest(next, inbox, req); err != nil {
+		return pullUnsent
+	}
+	silent := time.NewTimer(2 * Heartbeat)
+	defer silent.Stop()
+	for got := 0; got < n; {
+		select {
+		case <-p.ctx.Done():
+			return pullCancelled
+		case <-silent.C:
+			return pullSilent
+		case m := <-msgs:
+			silent.Reset(2 * Heartbeat)
+			if status := m.Header.Get("Status"); status != "" && len(m.Data) == 0 {
+				switch {
+				case status == "100": // heartbeat (or flow control)
+					if m.Reply != "" {
+						_ = m.Respond(nil)
+					}
+					continue
+				case status == "404" || status == "408": // nothing more: no messages, expired
+					return pullDone
+				case status == "409" && strings.Contains(strings.ToLower(m.Header.Get("Description")), "consumer deleted"):
+					return pullConsumerGone
+				default:
+					return pullRefused
+				}
+			}
+			got++
+			p.handle(jsMsg{m})
+		}
+	}
+	return pullDone
+}
+
+// drain ends the Sub's inbox subscription once the server has dropped
+// its pull (see Run), handing what still arrives to handle (which gives it
+// back), then gives back what the Sub held.
+func (p *Sub) drain(sub *nats.Subscription, msgs <-chan *nats.Msg) {
+	p.mu.Lock()
+	p.cancelled = true // what arrives now goes back
+	p.mu.Unlock()
+	closed := sub.StatusChanged(nats.SubscriptionClosed)
+	if err := sub.Drain(); err == nil || sub.IsDraining() {
+		timeout := time.NewTimer(drainWait)
+		defer timeout.Stop()
+	wait:
+		for {
+			select {
+			case m := <-msgs:
+				if m.Header.Get("Status") == "" || len(m.Data) > 0 {
+					p.handle(jsMsg{m})
+				}
+			case <-closed:
+				break wait
+			case <-timeout.C:
+				p.cfg.Log.Warn("pull: the inbox did not drain in time", "subscription", p.cfg.Sub.ID, "wait", drainWait)
+				_ = sub.Unsubscribe()
+				break wait
+			}
+		}
+	}
+	for {
+		select {
+		case m := <-msgs:
+			if m.Header.Get("Status") == "" || len(m.Data) > 0 {
+				p.handle(jsMsg{m})
+			}
+			continue
+		default:
+		}
+		break
+	}
+	p.giveBack()
+}
+
+// drainWait bounds the wait for the server to confirm the unsubscribe of
+// a Sub's inbox (a round trip; longer only when the connection is down).
+const drainWait = 5 * time.Second
 
 // handle hands one pulled message to the subscriber, or gives it back.
 func (p *Sub) handle(msg jetstream.Msg) {
@@ -258,12 +389,12 @@ func (p *Sub) handle(msg jetstream.Msg) {
 	p.mu.Unlock()
 }
 
-// giveBack returns what a cancelled Sub held, once its pull has ended. A
-// pull request outlives its client-side cancel until the server learns
-// its inbox is gone; a message given back before that would be handed to
-// the dead request and stay away for the whole AckWait. So the messages
-// go back only after Run's fetch ended (it unsubscribes), with a short
-// delay that lets the unsubscribe land first.
+// giveBack returns what a cancelled Sub held, and what reached it after
+// the cancel, once its inbox is drained (the server no longer sends to
+// it). Each goes back after returnDelay rather than at once: JetStream
+// delivers messages given back at once in whatever order it processed
+// them, but those whose delay ran out together in stream order, so the
+// next subscriber gets them in the order they were first delivered.
 func (p *Sub) giveBack() {
 	p.mu.Lock()
 	held := p.held.Drain()
@@ -277,3 +408,7 @@ func (p *Sub) giveBack() {
 		_ = m.NakWithDelay(returnDelay)
 	}
 }
+
+// returnDelay is how long a message given back by a cancelled Sub waits
+// before it is delivered again (see giveBack).
+const returnDelay = 50 * time.Millisecond

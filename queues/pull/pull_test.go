@@ -66,7 +66,7 @@ type sub struct {
 	rejected  atomic.Int32
 }
 
-func start(t *testing.T, c jetstream.Consumer) *sub {
+func start(t *testing.T, nc *nats.Conn, c jetstream.Consumer) *sub {
 	t.Helper()
 	s := &sub{got: make(chan delivery, 16), done: make(chan struct{})}
 	s.Sub = New(context.Background(), Config{
@@ -79,6 +79,7 @@ func start(t *testing.T, c jetstream.Consumer) *sub {
 			return true
 		},
 		DefaultPrefetch: 100, AutoBatch: 100, MaxPull: 16,
+		Conn:     nc,
 		Consumer: func(context.Context) (jetstream.Consumer, error) { return c, nil },
 		Admit: func(msg jetstream.Msg) (*router.Message, bool, bool) {
 			md, err := msg.Metadata()
@@ -128,7 +129,7 @@ func TestSub(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a := start(t, c)
+	a := start(t, js.Conn(), c)
 	if d1, d2 := a.recv(t), a.recv(t); d1.id != "1" || d2.id != "2" || d1.redelivered || d2.redelivered {
 		t.Fatalf("first deliveries %v %v, want 1 and 2, not redelivered", d1, d2)
 	}
@@ -157,7 +158,7 @@ func TestSub(t *testing.T) {
 	}
 	// 2 and 4 were held: they come again, redelivered (after a short
 	// delay: 5 and 6 may come first).
-	b := start(t, c)
+	b := start(t, js.Conn(), c)
 	got := map[string]bool{}
 	for range 4 {
 		d := b.recv(t)
@@ -166,5 +167,46 @@ func TestSub(t *testing.T) {
 	}
 	if want := map[string]bool{"2": true, "4": true, "5": false, "6": false}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("second subscription got %v (id: redelivered), want %v", got, want)
+	}
+}
+
+// TestCancelledSubTakesNothing: a message published through the same
+// connection right after Cancel (without waiting) goes to the next subscriber at once, not
+// to the cancelled Sub's pull (which the server would hold it for until
+// the AckWait, a minute here), 20 times over.
+func TestCancelledSubTakesNothing(t *testing.T) {
+	js, c := startJS(t)
+	for i := range 20 {
+		a := start(t, js.Conn(), c)
+		// a's pull is waiting on the server: a message now reaches it.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if _, err := js.Publish(ctx, "t.x", []byte(fmt.Sprintf("a%d", i))); err != nil {
+			t.Fatal(err)
+		}
+		if d := a.recv(t); d.id != fmt.Sprintf("a%d", i) {
+			t.Fatalf("round %d: a got %v", i, d)
+		}
+		a.settle(t, fmt.Sprintf("a%d", i), router.Accept)
+		a.Cancel()
+		// Right behind the Cancel on the connection, not waiting for
+		// JetStream's answer (as a capture or another session's SEND does).
+		body := fmt.Sprintf("b%d", i)
+		if err := js.Conn().Publish("t.x", []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		<-a.done
+		b := start(t, js.Conn(), c)
+		select {
+		case d := <-b.got:
+			if d.id != body || d.redelivered {
+				t.Fatalf("round %d: the next subscriber got %v, want %s not redelivered", i, d, body)
+			}
+			b.settle(t, body, router.Accept)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: %s did not reach the next subscriber within 5s: the cancelled Sub's pull took it", i, body)
+		}
+		b.Cancel()
+		<-b.done
 	}
 }
