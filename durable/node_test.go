@@ -1,12 +1,14 @@
 package durable_test
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/go-stomp/stomp/v3"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stompbus/stompbus/cluster"
 	"github.com/stompbus/stompbus/durable"
@@ -86,6 +88,47 @@ func durableSub(t testing.TB, c *stomp.Conn, dest, id string, ack stomp.AckMode)
 		t.Fatalf("durable subscribe %s (id %s) failed: %v", dest, id, err)
 	}
 	return sub
+}
+
+// attach attaches to the durable subscription id that holds a backlog,
+// without waiting: a RECEIPT asked for after the SUBSCRIBE may come after
+// the backlog's messages, which go-stomp stops reading (it blocks its
+// reader) once 36 wait unread.
+func attach(t testing.TB, c *stomp.Conn, dest, id string, ack stomp.AckMode) *stomp.Subscription {
+	t.Helper()
+	sub, err := c.Subscribe(dest, ack,
+		stomp.SubscribeOpt.Id(id),
+		stomp.SubscribeOpt.Header("durable", "true"),
+		stomp.SubscribeOpt.Header("auto-delete", "false"))
+	if err != nil {
+		t.Fatalf("subscribe %s: %v", dest, err)
+	}
+	return sub
+}
+
+// waitStored waits until the stream of durable subscriptions has stored n
+// messages in all: a topic SEND's RECEIPT does not wait for its capture
+// (docs/durable.md), so a test that needs a message kept before its next
+// step waits for it here.
+func waitStored(t testing.TB, nd *node, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		st, err := nd.c.JetStream().Stream(ctx, durable.StreamName)
+		if err == nil {
+			var info *jetstream.StreamInfo
+			if info, err = st.Info(ctx); err == nil && info.State.LastSeq >= n {
+				cancel()
+				return
+			}
+		}
+		cancel()
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s: %d messages not stored for durable subscriptions within %s (%v)", nd.name, n, wait, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // send publishes body to dest with a receipt.
