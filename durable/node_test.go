@@ -77,21 +77,15 @@ func dial(t testing.TB, nd *node, login string) *stomp.Conn {
 // acts on the SEND that follows only after the SUBSCRIBE.
 func durableSub(t testing.TB, c *stomp.Conn, dest, id string, ack stomp.AckMode) *stomp.Subscription {
 	t.Helper()
-	sub, err := c.Subscribe(dest, ack,
-		stomp.SubscribeOpt.Id(id),
-		stomp.SubscribeOpt.Header("durable", "true"),
-		stomp.SubscribeOpt.Header("auto-delete", "false"))
-	if err != nil {
-		t.Fatalf("subscribe %s: %v", dest, err)
-	}
+	sub := attach(t, c, dest, id, ack)
 	if err := c.Send("/topic/sync-"+id, "text/plain", nil, stomp.SendOpt.Receipt); err != nil {
 		t.Fatalf("durable subscribe %s (id %s) failed: %v", dest, id, err)
 	}
 	return sub
 }
 
-// attach attaches to the durable subscription id that holds a backlog,
-// without waiting: a RECEIPT asked for after the SUBSCRIBE may come after
+// attach makes or attaches to the durable subscription id without
+// waiting, as for one that holds a backlog: a RECEIPT asked for after the SUBSCRIBE may come after
 // the backlog's messages, which go-stomp stops reading (it blocks its
 // reader) once 36 wait unread.
 func attach(t testing.TB, c *stomp.Conn, dest, id string, ack stomp.AckMode) *stomp.Subscription {
