@@ -71,6 +71,15 @@ func (s *Server) finish(c *conn, err error) {
 // trusted proxy at via, when not empty) and builds its outbox and session;
 // deflate says a WebSocket client negotiated permessage-deflate.
 func (s *Server) open(nc net.Conn, transport, remote, via string, info session.Info, deflate bool) *conn {
+	// Counted before Shutdown waits for the connections, or not at all: a
+	// handshake that ends after Shutdown began is refused (nil).
+	s.mu.Lock()
+	if s.shut {
+		s.mu.Unlock()
+		return nil
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
 	c := &conn{transport: transport, remote: remote, opened: time.Now(), wake: make(chan struct{}, 1)}
 	ocfg := s.cfg.Outbox
 	ocfg.WebSocket = transport == "ws"
@@ -98,7 +107,6 @@ func (s *Server) open(nc net.Conn, transport, remote, via string, info session.I
 	info.AuthFailed = func() time.Duration { return s.guard.AuthFailed(c.remote) }
 	info.Resume = c.resume
 	c.sess = session.New(s.env, c.out, info)
-	s.wg.Add(1)
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
@@ -212,6 +220,11 @@ func (s *Server) serveTCP(nc net.Conn, br *bufio.Reader, remote, via string) {
 		_ = tc.SetNoDelay(true)
 	}
 	c := s.open(nc, "tcp", remote, via, session.Info{}, false)
+	if c == nil { // the node is shutting down
+		s.guard.Release(remote)
+		_ = nc.Close()
+		return
+	}
 	bp := s.readBuffer()
 	defer s.rbufs.Put(bp)
 	buf := *bp

@@ -87,7 +87,10 @@ type Server struct {
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
-	wg    sync.WaitGroup
+	// shut is set once Shutdown collected the connections to drain;
+	// open counts no connection after it.
+	shut bool
+	wg   sync.WaitGroup
 	// counts by transport, for the connections gauge
 	nWS, nTCP atomic.Int64
 	// refused counts connections refused by origin and while draining
@@ -259,6 +262,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	cancel()
 
 	s.mu.Lock()
+	s.shut = true // no connection is counted after this (see open)
 	live := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		live = append(live, c)

@@ -96,6 +96,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		info.HTTP = session.HTTPHeaders{Cookie: r.Header.Get("Cookie"), Authorization: r.Header.Get("Authorization"), Origin: r.Header.Get("Origin")}
 	}
 	c := s.open(nc, "ws", r.RemoteAddr, via(r), info, deflate.Accepted())
+	if c == nil { // the node is shutting down
+		s.guard.Release(r.RemoteAddr)
+		_ = nc.Close()
+		return
+	}
 	dec := s.decoder(deflate.Accepted())
 	// Frames the client sent right behind the handshake are already in
 	// the handshake's read buffer; readWS reads them first.
