@@ -11,6 +11,7 @@ import (
 	"github.com/go-stomp/stomp/v3"
 
 	"github.com/stompbus/stompbus/durable"
+	"github.com/stompbus/stompbus/internal/brokertest"
 )
 
 // A durable subscription keeps what is published while its user is away
@@ -66,9 +67,7 @@ func TestDurableUnsubscribeDeletes(t *testing.T) {
 	pub := dial(t, nd, "pub")
 	a := dial(t, nd, "alice")
 	sub := durableSub(t, a, "/topic/news", "d1", stomp.AckAuto)
-	if err := sub.Unsubscribe(stomp.SubscribeOpt.Header("durable", "true")); err != nil {
-		t.Fatal(err)
-	}
+	brokertest.Unsubscribe(t, sub, stomp.SubscribeOpt.Header("durable", "true"))
 	if nd.d.Captures("/topic/news") {
 		t.Fatal("the node still keeps /topic/news after the durable subscription was deleted")
 	}
@@ -86,9 +85,7 @@ func TestDurableUnsubscribeDetaches(t *testing.T) {
 	pub := dial(t, nd, "pub")
 	a := dial(t, nd, "alice")
 	sub := durableSub(t, a, "/topic/news", "d1", stomp.AckAuto)
-	if err := sub.Unsubscribe(); err != nil {
-		t.Fatal(err)
-	}
+	brokertest.Unsubscribe(t, sub)
 	send(t, pub, "/topic/news", "kept")
 	sub2 := durableSub(t, a, "/topic/news", "d1", stomp.AckAuto)
 	expectBodies(t, sub2, []string{"kept"})

@@ -9,6 +9,8 @@ import (
 
 	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
+
+	"github.com/stompbus/stompbus/internal/brokertest"
 )
 
 // resumeOpts are the SUBSCRIBE headers for x-stream-offset and
@@ -53,9 +55,7 @@ func TestResumeDeliversWhatWasMissed(t *testing.T) {
 			t.Fatal("MESSAGE without x-stream-epoch")
 		}
 	}
-	if err := sub.Unsubscribe(); err != nil {
-		t.Fatal(err)
-	}
+	brokertest.Unsubscribe(t, sub)
 	for i := 10; i < 510; i++ {
 		send(t, pub, dest, fmt.Sprintf("m%d", i))
 	}

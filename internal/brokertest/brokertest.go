@@ -8,6 +8,7 @@ package brokertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/go-stomp/stomp/v3"
+	"github.com/go-stomp/stomp/v3/frame"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
@@ -293,4 +295,18 @@ func FreePorts(t testing.TB, n int) []int {
 		ports = append(ports, p)
 	}
 	return ports
+}
+
+// Unsubscribe unsubscribes sub (go-stomp waits for the server's RECEIPT).
+// go-stomp signals that RECEIPT on a condition variable without the
+// variable's lock, so its wait can miss a RECEIPT that arrives while the
+// wait starts, and then reports ErrUnsubscribeReceiptTimeout after 30 s
+// although the subscription ended; what counts is that it ended.
+func Unsubscribe(t testing.TB, sub *stomp.Subscription, opts ...func(*frame.Frame) error) {
+	t.Helper()
+	err := sub.Unsubscribe(opts...)
+	if err == nil || (errors.Is(err, &stomp.ErrUnsubscribeReceiptTimeout) && !sub.Active()) {
+		return
+	}
+	t.Fatalf("unsubscribe %s: %v", sub.Destination(), err)
 }
