@@ -294,7 +294,7 @@ func (p *Sub) pull(next, inbox string, n int, msgs <-chan *nats.Msg) pullEnd {
 			return pullSilent
 		case m := <-msgs:
 			silent.Reset(2 * Heartbeat)
-			if status := m.Header.Get("Status"); status != "" && len(m.Data) == 0 {
+			if status := statusOf(m); status != "" {
 				switch {
 				case status == "100": // heartbeat (or flow control)
 					if m.Reply != "" {
@@ -331,9 +331,7 @@ func (p *Sub) drain(sub *nats.Subscription, msgs <-chan *nats.Msg) {
 		for {
 			select {
 			case m := <-msgs:
-				if m.Header.Get("Status") == "" || len(m.Data) > 0 {
-					p.handle(jsMsg{m})
-				}
+				p.giveBackLate(m)
 			case <-closed:
 				break wait
 			case <-timeout.C:
@@ -346,15 +344,30 @@ func (p *Sub) drain(sub *nats.Subscription, msgs <-chan *nats.Msg) {
 	for {
 		select {
 		case m := <-msgs:
-			if m.Header.Get("Status") == "" || len(m.Data) > 0 {
-				p.handle(jsMsg{m})
-			}
-			continue
+			p.giveBackLate(m)
 		default:
+			p.giveBack()
+			return
 		}
-		break
 	}
-	p.giveBack()
+}
+
+// giveBackLate takes a message that reached the inbox after the cancel
+// (handle keeps it for giveBack); status messages are dropped.
+func (p *Sub) giveBackLate(m *nats.Msg) {
+	if statusOf(m) == "" {
+		p.handle(jsMsg{m})
+	}
+}
+
+// statusOf returns the status of a JetStream status message (heartbeat,
+// no messages, request expired, ...): a message with no data and a
+// Status header. A message of the stream returns "".
+func statusOf(m *nats.Msg) string {
+	if len(m.Data) > 0 {
+		return ""
+	}
+	return m.Header.Get("Status")
 }
 
 // drainWait bounds the wait for the server to confirm the unsubscribe of
