@@ -38,7 +38,7 @@ test-go:
 # Each fuzz target runs for a bounded time; crashers are kept as seeds in
 # the package's testdata/fuzz.
 FUZZ_TARGETS := frame:FuzzParse frame:FuzzParseRest wsdeflate:FuzzInflate session:FuzzSessionFrames session:FuzzSessionStream \
-	server:FuzzWSMessagesText server:FuzzClientAddress cluster:FuzzSubjects cluster:FuzzDecodeEnvelope \
+	server:FuzzWSMessagesText server:FuzzClientAddress server:FuzzFrontHead cluster:FuzzSubjects cluster:FuzzDecodeEnvelope \
 	history:FuzzParseStart history:FuzzParseRules queues:FuzzParsePolicies durable/spec:FuzzParseHeaders durable:FuzzMatch durable:FuzzPatternPrefix
 test-fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -13,6 +13,13 @@
 // TLS, other systems). Readers before CONNECT borrow their read buffer
 // from a pool.
 //
+// On a plain HTTP listener a front door (front.go) reads each
+// connection's first request head itself and serves a /ws handshake
+// through the same handler chain without net/http's connection state,
+// whose buffers a hijack never gives back; every other request goes to
+// net/http with the bytes already read replayed. TLS listeners are served
+// by net/http alone.
+//
 // Every new connection passes the Guard first (limits.go): connections per
 // node and per client address, connection rate, and refusal of addresses
 // with too many authentication failures; the WebSocket Origin allow-list is

@@ -77,7 +77,10 @@ type Server struct {
 	proxies *proxies
 
 	httpLn, stompLn net.Listener
-	poll            *poller
+	// front reads the plain HTTP listener's WebSocket handshakes (front.go);
+	// nil with TLS.
+	front *front
+	poll  *poller
 
 	ready    atomic.Bool
 	draining atomic.Bool
@@ -212,12 +215,18 @@ func (s *Server) Start() error {
 	}
 	s.httpLn, s.stompLn = ln, sl
 	s.http = &http.Server{Handler: s.lineLimit(s.realClient(s.mux)), ReadHeaderTimeout: s.cfg.UpgradeTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	served := ln
+	if s.cfg.TLS == nil {
+		s.front = newFront(s, ln)
+		go s.front.accept()
+		served = s.front
+	}
 	// Ready before the listening lines: a harness that reads them may ask
 	// /readyz at once.
 	s.ready.Store(true)
 	s.log.Info("listening", "transport", "http", "addr", ln.Addr().String(), "tls", s.cfg.TLS != nil)
 	go func() {
-		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.http.Serve(served); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http server stopped", "err", err)
 		}
 	}()

@@ -89,6 +89,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = nc.SetDeadline(time.Time{})
+	if rc, ok := nc.(*replayTCP); ok {
+		if tc, drained := rc.drained(); drained {
+			nc = tc
+		}
+	}
 	info := session.Info{MaxVersion: ver, HasMaxVersion: hasProto, Token: bearerToken(r)}
 	if s.env.Hook != nil {
 		// The backend hook sees them: a browser's application session
