@@ -96,6 +96,19 @@ func rkey(r load.Result) string {
 	return k
 }
 
+// fixedPerCPU returns target's best deliveries per broker CPU-second over
+// the rounds of fixed run f that delivered everything (0: none).
+func fixedPerCPU(rs []load.Result, f fixedRun, target string) float64 {
+	best := 0.0
+	for _, r := range rs {
+		if r.Scenario != "fixed" || rkey(r) != f.key(target) || r.Half == nil || r.Half.Lost > 0 {
+			continue
+		}
+		best = max(best, r.Half.PerCPUSec)
+	}
+	return best
+}
+
 // fixedRuns returns the distinct (subscribers, fraction) pairs of the
 // fixed-load results, in order, with the offered rate of each.
 func fixedRuns(rs []load.Result) []fixedRun {
@@ -244,6 +257,18 @@ func Rows(rs []load.Result) []Row {
 			}
 			rows = append(rows, row)
 		}
+	}
+	for _, f := range fixedRuns(rs) {
+		// CPU per delivery with every broker offered the same rate: the
+		// per-CPU rows above compare each at half its own saturation, and
+		// a higher rate batches more into each write
+		row := Row{Scenario: "fixed", Metric: f.label() + ": deliveries per broker CPU-second (best round)", HigherBetter: true, Values: map[string]float64{}, Notes: map[string]string{}}
+		for _, t := range Targets {
+			if v := fixedPerCPU(rs, f, t.Key); v > 0 {
+				row.Values[t.Key] = v
+			}
+		}
+		rows = append(rows, row)
 	}
 	for _, n := range sizes(rs, "queue") {
 		add("queue", fmt.Sprintf("queue, %d producers / %d consumers: msg/s", n/1000, n%1000), true, n, func(r load.Result) (float64, string) {
@@ -594,6 +619,21 @@ func WriteTargets(w io.Writer, rs []load.Result) {
 		}
 		fmt.Fprintf(w, "| fanout %d: deliveries per broker CPU-second ≥ %.0f× %s | %s vs %s: %.2f× (saturation %s vs %s) | %s |\n",
 			fan, p.want, p.label, num(a), num(b), a/b, num(sb.SaturationPerSec), num(pr.SaturationPerSec), yes(a/b >= p.want))
+	}
+	for _, f := range fixedRuns(rs) {
+		a := fixedPerCPU(rs, f, "stompbus")
+		for _, p := range []struct {
+			peer, label string
+			want        float64
+		}{{f.Reference, "the " + f.Reference, 1}, {"centrifugo", "Centrifugo", 2}} {
+			b := fixedPerCPU(rs, f, p.peer)
+			label := fmt.Sprintf("fanout %d at the same offered %s deliveries/s: deliveries per broker CPU-second ≥ %.0f× %s", f.Subs, num(f.Rate), p.want, p.label)
+			if a == 0 || b == 0 {
+				fmt.Fprintf(w, "| %s | not measured | – |\n", label)
+				continue
+			}
+			fmt.Fprintf(w, "| %s | %s vs %s: %.2f× | %s |\n", label, num(a), num(b), a/b, yes(a/b >= p.want))
+		}
 	}
 	for _, f := range fixedRuns(rs) {
 		s, ok1 := m[f.key("stompbus")]
