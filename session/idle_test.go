@@ -4,6 +4,7 @@ import (
 	"net"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stompbus/stompbus/outbox"
 	"github.com/stompbus/stompbus/router"
@@ -49,5 +50,14 @@ func TestIdleSessionHoldsNoBuffers(t *testing.T) {
 	}
 	if s.subs.len() != 1 {
 		t.Fatalf("%d subscriptions after a SUBSCRIBE split across reads", s.subs.len())
+	}
+}
+
+// An idle connection holds a Session: it stays within the 704-byte
+// allocation size class it is in (688 bytes on 64-bit platforms), so a
+// field added without care shows here, not first in the idle benchmark.
+func TestSessionSize(t *testing.T) {
+	if n := unsafe.Sizeof(Session{}); n > 704 {
+		t.Fatalf("a Session is %d bytes, over the 704-byte size class", n)
 	}
 }
