@@ -6,7 +6,9 @@
 // and an outbox (package outbox), which writes. WebSocket frames are read
 // with gobwas/ws's low-level API: the header, then the payload straight
 // out of the read buffer (wsdecode.go), unmasked in place and handed to
-// the same parser TCP uses. Read modes: epoll on Linux (poll_linux.go:
+// the same parser TCP uses; the payloads of one read's data frames are
+// moved together in that buffer and handed over at once, so that a read
+// of many small messages costs the session one Feed, as on TCP. Read modes: epoll on Linux (poll_linux.go:
 // an idle connection holds no goroutine, no buffer and no WebSocket
 // decoder; a decoder is borrowed only while a frame is split across
 // reads), or one reader goroutine per connection (read-mode goroutine,

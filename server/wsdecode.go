@@ -42,6 +42,16 @@ type wsDecoder struct {
 	remaining int64
 	maskPos   int
 	ctrl      []byte
+
+	// pend is the STOMP bytes of the read being decoded that the session
+	// has not been fed yet: the payloads of its uncompressed data frames,
+	// moved together at the front of the read's buffer (over the frame
+	// headers between them), so that a read carrying many frames is one
+	// Feed, as on TCP (one clock reading, one wake-up per subscriber
+	// writer). It is fed before anything else acts (a control frame, a
+	// compressed message, a violation) and at the end of the read; it
+	// aliases the read buffer only during feed.
+	pend []byte
 }
 
 func newWSDecoder(strictUTF8 bool, limit int64) *wsDecoder {
@@ -113,6 +123,17 @@ func parseHeader(b []byte) ws.Header {
 // connection is ending: a protocol violation or a close frame was answered,
 // or the session failed; the outbox then closes the connection.
 func (d *wsDecoder) feed(s *Server, c *conn, p []byte) (stop bool) {
+	d.pend = p[:0]
+	stop = d.decode(s, c, p)
+	if !stop {
+		stop = d.flush(c)
+	}
+	d.pend = nil
+	return stop
+}
+
+// decode is feed without the final flush.
+func (d *wsDecoder) decode(s *Server, c *conn, p []byte) (stop bool) {
 	for len(p) > 0 {
 		if !d.inFrame {
 			var complete bool
@@ -133,6 +154,25 @@ func (d *wsDecoder) feed(s *Server, c *conn, p []byte) (stop bool) {
 		p = p[k:]
 	}
 	return false
+}
+
+// flush feeds the session what pend holds.
+func (d *wsDecoder) flush(c *conn) (stop bool) {
+	if len(d.pend) == 0 {
+		return false
+	}
+	b := d.pend
+	d.pend = d.pend[:0]
+	return c.sess.Feed(b) != nil
+}
+
+// stop feeds the session what came before a violation, then answers the
+// violation (unless the session ended on those bytes: it answered).
+func (d *wsDecoder) stop(s *Server, c *conn, code ws.StatusCode, msg string) bool {
+	if d.flush(c) {
+		return true
+	}
+	return s.wsStop(c, code, msg)
 }
 
 // header gathers a frame header from p, which may hold only part of it
@@ -159,7 +199,7 @@ func (d *wsDecoder) header(s *Server, c *conn, p []byte) (rest []byte, complete,
 	if need >= 10 && d.hdr[1]&0x7f == 127 && d.hdr[2]&0x80 != 0 {
 		// RFC 6455 5.2: the most significant bit of a 64-bit length
 		// MUST be 0.
-		return p, false, s.wsStop(c, ws.StatusProtocolError, "websocket frame length has its most significant bit set")
+		return p, false, d.stop(s, c, ws.StatusProtocolError, "websocket frame length has its most significant bit set")
 	}
 	d.h = parseHeader(d.hdr[:need])
 	d.nhdr = 0
@@ -187,7 +227,7 @@ func (d *wsDecoder) payload(s *Server, c *conn, chunk []byte) (stop bool) {
 	case d.zstate.IsCompressed():
 		if int64(len(d.zmsg)+len(chunk)) > d.limit {
 			s.counters.Hit(LimitFrameSize)
-			return s.wsStop(c, ws.StatusMessageTooBig, fmt.Sprintf("compressed websocket message exceeds the %d-byte limit", d.limit))
+			return d.stop(s, c, ws.StatusMessageTooBig, fmt.Sprintf("compressed websocket message exceeds the %d-byte limit", d.limit))
 		}
 		d.zmsg = append(d.zmsg, chunk...)
 		if last {
@@ -197,11 +237,12 @@ func (d *wsDecoder) payload(s *Server, c *conn, chunk []byte) (stop bool) {
 		return false
 	}
 	if d.msgs.strict && d.msgs.text && !d.msgs.validText(chunk, last && d.h.Fin) {
-		return s.wsStop(c, ws.StatusInvalidFramePayloadData, "text message is not valid UTF-8 (send binary frames for binary bodies)")
+		return d.stop(s, c, ws.StatusInvalidFramePayloadData, "text message is not valid UTF-8 (send binary frames for binary bodies)")
 	}
-	if c.sess.Feed(chunk) != nil {
-		return true
-	}
+	// Moved down over the frame headers before it (never past its own
+	// start, so nothing unread is overwritten): append copies within
+	// the read buffer, whose capacity pend shares.
+	d.pend = append(d.pend, chunk...)
 	if last {
 		d.inFrame = false
 	}
@@ -212,14 +253,14 @@ func (d *wsDecoder) payload(s *Server, c *conn, chunk []byte) (stop bool) {
 func (d *wsDecoder) begin(s *Server, c *conn) (stop bool) {
 	h := &d.h
 	if !h.Masked {
-		return s.wsStop(c, ws.StatusProtocolError, "client frames must be masked")
+		return d.stop(s, c, ws.StatusProtocolError, "client frames must be masked")
 	}
 	if h.OpCode.IsControl() && (h.Length > 125 || !h.Fin) {
-		return s.wsStop(c, ws.StatusProtocolError, "control frames must be final and at most 125 bytes")
+		return d.stop(s, c, ws.StatusProtocolError, "control frames must be final and at most 125 bytes")
 	}
 	if h.Length > d.limit {
 		s.counters.Hit(LimitFrameSize)
-		return s.wsStop(c, ws.StatusMessageTooBig, fmt.Sprintf("websocket frame of %d bytes exceeds the %d-byte limit", h.Length, d.limit))
+		return d.stop(s, c, ws.StatusMessageTooBig, fmt.Sprintf("websocket frame of %d bytes exceeds the %d-byte limit", h.Length, d.limit))
 	}
 	switch h.OpCode {
 	case ws.OpText, ws.OpBinary, ws.OpContinuation:
@@ -230,7 +271,7 @@ func (d *wsDecoder) begin(s *Server, c *conn) (stop bool) {
 		if d.deflate {
 			var err error
 			if hh, err = d.zstate.UnsetBits(hh); err != nil {
-				return s.wsStop(c, ws.StatusProtocolError, "compression bit set on a continuation or control frame")
+				return d.stop(s, c, ws.StatusProtocolError, "compression bit set on a continuation or control frame")
 			}
 		}
 		strict := d.msgs.strict
@@ -238,14 +279,14 @@ func (d *wsDecoder) begin(s *Server, c *conn) (stop bool) {
 		code, why := d.msgs.check(hh, nil)
 		d.msgs.strict = strict
 		if code != 0 {
-			return s.wsStop(c, code, why)
+			return d.stop(s, c, code, why)
 		}
 	case ws.OpClose, ws.OpPing, ws.OpPong:
 		if h.Rsv != 0 {
-			return s.wsStop(c, ws.StatusProtocolError, "reserved bits set: no extension was negotiated (permessage-deflate is off)")
+			return d.stop(s, c, ws.StatusProtocolError, "reserved bits set: no extension was negotiated (permessage-deflate is off)")
 		}
 	default:
-		return s.wsStop(c, ws.StatusProtocolError, fmt.Sprintf("unknown websocket opcode %d", h.OpCode))
+		return d.stop(s, c, ws.StatusProtocolError, fmt.Sprintf("unknown websocket opcode %d", h.OpCode))
 	}
 	d.inFrame, d.remaining, d.maskPos = true, h.Length, 0
 	return false
@@ -255,6 +296,13 @@ func (d *wsDecoder) begin(s *Server, c *conn) (stop bool) {
 // empty data frame still ends its message.
 func (d *wsDecoder) end(s *Server, c *conn, payload []byte) (stop bool) {
 	d.inFrame = false
+	switch d.h.OpCode {
+	case ws.OpClose, ws.OpPing:
+		// The data before a control frame is acted on before it.
+		if d.flush(c) {
+			return true
+		}
+	}
 	switch d.h.OpCode {
 	case ws.OpClose:
 		code, _ := ws.ParseCloseFrameData(payload)
@@ -282,7 +330,7 @@ func (d *wsDecoder) end(s *Server, c *conn, payload []byte) (stop bool) {
 			return false
 		}
 		if d.h.OpCode != ws.OpBinary && d.msgs.strict && d.msgs.text && d.h.Fin && !d.msgs.validText(nil, true) {
-			return s.wsStop(c, ws.StatusInvalidFramePayloadData, "text message is not valid UTF-8 (send binary frames for binary bodies)")
+			return d.stop(s, c, ws.StatusInvalidFramePayloadData, "text message is not valid UTF-8 (send binary frames for binary bodies)")
 		}
 	}
 	return false
@@ -294,6 +342,9 @@ var errInvalidText = errors.New("text message is not valid UTF-8")
 // inflate ends a compressed message: it inflates what was gathered, within
 // the limit, and feeds the result to the session.
 func (d *wsDecoder) inflate(s *Server, c *conn) (stop bool) {
+	if d.flush(c) { // the messages before it first
+		return true
+	}
 	z := d.zmsg
 	d.zstate.SetCompressed(false)
 	var fed, badText bool
@@ -315,12 +366,12 @@ func (d *wsDecoder) inflate(s *Server, c *conn) (stop bool) {
 	case fed:
 		return true // the session ended; it answered
 	case badText:
-		return s.wsStop(c, ws.StatusInvalidFramePayloadData, "text message is not valid UTF-8 (send binary frames for binary bodies)")
+		return d.stop(s, c, ws.StatusInvalidFramePayloadData, "text message is not valid UTF-8 (send binary frames for binary bodies)")
 	case errors.Is(err, wsdeflate.ErrTooLarge):
 		s.counters.Hit(LimitFrameSize)
-		return s.wsStop(c, ws.StatusMessageTooBig, fmt.Sprintf("compressed websocket message inflates to more than the %d-byte limit", d.limit))
+		return d.stop(s, c, ws.StatusMessageTooBig, fmt.Sprintf("compressed websocket message inflates to more than the %d-byte limit", d.limit))
 	default:
-		return s.wsStop(c, ws.StatusProtocolError, "compressed websocket message does not inflate: "+err.Error())
+		return d.stop(s, c, ws.StatusProtocolError, "compressed websocket message does not inflate: "+err.Error())
 	}
 }
 
