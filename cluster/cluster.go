@@ -37,7 +37,7 @@ type Config struct {
 	// ClientListen is the embedded server's client listener, for NATS
 	// tools and for the node's own connection (default 127.0.0.1 on a
 	// random port; "off" for none, and the node then connects in-process:
-	// see localURL).
+	// see localURL; a node with RouteListen needs one).
 	ClientListen string
 	// ClusterName names the NATS cluster (default "stompbus").
 	ClusterName string
@@ -240,6 +240,12 @@ func (c *Cluster) startServer() error {
 	switch cfg.ClientListen {
 	case "":
 	case "off":
+		if cfg.RouteListen != "" {
+			// nats-server opens its route listener only once its
+			// client listener is open: with none, it never would, and
+			// the server would never be ready
+			return errors.New(`client listen "off" needs a standalone node: a clustered embedded NATS server opens its routes only after its client listener (keep that on loopback with 127.0.0.1:0)`)
+		}
 		o.DontListen = true
 	default:
 		host, port, err := splitHostPort(cfg.ClientListen)

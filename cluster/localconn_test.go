@@ -1,8 +1,11 @@
 package cluster
 
 import (
+	"context"
 	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stompbus/stompbus/router"
 )
@@ -59,4 +62,21 @@ func has(msgs []got, id string) bool {
 		}
 	}
 	return false
+}
+
+// A clustered node cannot run without a client listener (nats-server opens
+// its routes only after it): Start says so at once instead of waiting for
+// a server that never becomes ready.
+func TestClientListenOffNeedsStandalone(t *testing.T) {
+	cfg := clusterConfigs(t, 2)[0]
+	cfg.ClientListen = "off"
+	start := time.Now()
+	c, err := Start(context.Background(), cfg)
+	if err == nil {
+		c.Close()
+		t.Fatal("a clustered node started with ClientListen off")
+	}
+	if !strings.Contains(err.Error(), "standalone") || time.Since(start) > 5*time.Second {
+		t.Fatalf("after %v: %v", time.Since(start), err)
+	}
 }
