@@ -463,9 +463,11 @@ func (s *Session) subscribe(f *frame.Frame) error {
 		sub.Consumer = replay
 	}
 	s.subs.add(sub)
-	if replay == nil {
+	if replay == nil && kind == router.Queue {
 		// Receipt first: a queue subscription may be handed messages at
-		// once. A replay sends its own once history is delivered.
+		// once, and what is sent to the queue after the receipt waits
+		// for it anyway. A replay sends its own once history is
+		// delivered.
 		s.receipt(f)
 	}
 	if err := s.env.Router.Subscribe(sub, kind, key); err != nil {
@@ -478,6 +480,12 @@ func (s *Session) subscribe(f *frame.Frame) error {
 	}
 	if replay != nil {
 		replay.Start(sub)
+	} else if kind != router.Queue {
+		// A topic or user subscription's receipt only once the router
+		// delivers to it: a client may publish the moment it has the
+		// receipt and count on getting the message. (Messages published
+		// meanwhile may come before the receipt.)
+		s.receipt(f)
 	}
 	return nil
 }
