@@ -25,7 +25,9 @@ import (
 	"github.com/stompbus/stompbus/session"
 )
 
-func startFront(t *testing.T, cfg Config) *Server {
+// startEpoll starts a server on loopback, HTTP only, read by epoll
+// workers, until the test ends.
+func startEpoll(t *testing.T, cfg Config) *Server {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	env := session.NewEnv("n", router.New(router.Config{}, nil), session.Config{}, nil, log)
@@ -103,8 +105,9 @@ func expectConnected(t *testing.T, br io.Reader) {
 	}
 }
 
-// polled waits until s's only connection is read by the epoll workers.
-func polled(t *testing.T, s *Server) {
+// polled waits until s's only connection is read by the epoll workers,
+// and returns its poll state.
+func polled(t *testing.T, s *Server) *pconn {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; runtime.Gosched() {
 		s.mu.Lock()
@@ -114,7 +117,7 @@ func polled(t *testing.T, s *Server) {
 		}
 		s.mu.Unlock()
 		if pc != nil {
-			return
+			return pc
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the connection never moved to the epoll workers")
@@ -126,7 +129,7 @@ func polled(t *testing.T, s *Server) {
 // bytes, and with the CONNECT frame right behind the request head in the
 // same write; the frames behind the head are not lost.
 func TestFrontHandshake(t *testing.T) {
-	s := startFront(t, Config{})
+	s := startEpoll(t, Config{})
 	t.Run("in pieces", func(t *testing.T) {
 		req := []byte(handshake())
 		var pieces [][]byte
@@ -151,7 +154,7 @@ func TestFrontHandshake(t *testing.T) {
 // big cookies) goes to net/http with the bytes already read; the
 // connection still ends up read by the epoll workers.
 func TestFrontLargeHeadHandedOver(t *testing.T) {
-	s := startFront(t, Config{})
+	s := startEpoll(t, Config{})
 	var cookies []string // each under the header line limit
 	for i := 0; i < 4; i++ {
 		cookies = append(cookies, "Cookie: c"+string(rune('0'+i))+"="+strings.Repeat("x", frontBuffer/2)+"\r\n")
@@ -175,7 +178,7 @@ func TestFrontLargeHeadHandedOver(t *testing.T) {
 // Other requests reach net/http whole, keep-alive and pipelining included;
 // a path that only begins with /ws is not the endpoint.
 func TestFrontHandsOverOtherRequests(t *testing.T) {
-	s := startFront(t, Config{})
+	s := startEpoll(t, Config{})
 	nc, err := net.Dial("tcp", s.HTTPAddr())
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +204,7 @@ func TestFrontHandsOverOtherRequests(t *testing.T) {
 // A refusal the front door answers is a complete HTTP response, and the
 // connection is closed behind it.
 func TestFrontRefusal(t *testing.T) {
-	s := startFront(t, Config{AllowedOrigins: []string{"https://app.example"}})
+	s := startEpoll(t, Config{AllowedOrigins: []string{"https://app.example"}})
 	nc, err := net.Dial("tcp", s.HTTPAddr())
 	if err != nil {
 		t.Fatal(err)
@@ -241,7 +244,7 @@ func TestFrontIncompleteHead(t *testing.T) {
 		return nc
 	}
 	t.Run("timeout", func(t *testing.T) {
-		s := startFront(t, Config{UpgradeTimeout: 200 * time.Millisecond})
+		s := startEpoll(t, Config{UpgradeTimeout: 200 * time.Millisecond})
 		nc := dial(t, s)
 		start := time.Now()
 		if n, err := nc.Read(make([]byte, 1)); err != io.EOF {
@@ -252,7 +255,7 @@ func TestFrontIncompleteHead(t *testing.T) {
 		}
 	})
 	t.Run("shutdown", func(t *testing.T) {
-		s := startFront(t, Config{UpgradeTimeout: time.Minute})
+		s := startEpoll(t, Config{UpgradeTimeout: time.Minute})
 		nc := dial(t, s)
 		// the front door has it once it is being read
 		for deadline := time.Now().Add(10 * time.Second); ; runtime.Gosched() {
@@ -283,7 +286,7 @@ func TestFrontIncompleteHead(t *testing.T) {
 // the connections, set the heap's size after many handshakes, and with
 // it the idle memory per connection.
 func TestHandshakeGarbage(t *testing.T) {
-	s := startFront(t, Config{})
+	s := startEpoll(t, Config{})
 	req := append([]byte(handshake()), clientFrame(connectFrame)...)
 	const n = 300
 	conns := make([]net.Conn, 0, n)

@@ -5,33 +5,19 @@ package server
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-
-	"github.com/stompbus/stompbus/router"
-	"github.com/stompbus/stompbus/session"
 )
 
 // An idle WebSocket connection read by the epoll workers holds no decoder:
 // it goes back to the server's pool between frames. A frame split across
 // reads keeps it until the frame is complete, and is decoded as if whole.
 func TestIdleWebSocketHoldsNoDecoder(t *testing.T) {
-	log := slog.New(slog.DiscardHandler)
-	env := session.NewEnv("n", router.New(router.Config{}, nil), session.Config{}, nil, log)
-	s := New(Config{HTTPAddr: "127.0.0.1:0", StompAddr: "off", ReadMode: "epoll"}, env, log)
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
+	s := startEpoll(t, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	nc, _, _, err := ws.Dialer{Protocols: []string{"v12.stomp"}}.Dial(ctx, "ws://"+s.HTTPAddr()+"/ws")
@@ -47,18 +33,7 @@ func TestIdleWebSocketHoldsNoDecoder(t *testing.T) {
 		t.Fatalf("CONNECT: %q %v", p, err)
 	}
 	// After CONNECT the connection moves to the epoll workers.
-	var pc *pconn
-	for deadline := time.Now().Add(10 * time.Second); pc == nil; {
-		s.mu.Lock()
-		for c := range s.conns {
-			pc = c.poll.Load()
-		}
-		s.mu.Unlock()
-		if pc == nil && time.Now().After(deadline) {
-			t.Fatal("the connection never moved to the epoll workers")
-		}
-		runtime.Gosched()
-	}
+	pc := polled(t, s)
 	holds := func() bool { // waits for a worker serving it to finish
 		pc.mu.Lock()
 		defer pc.mu.Unlock()
