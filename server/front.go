@@ -28,15 +28,16 @@ import (
 // Every other connection (another path or method, a head larger than the
 // pooled buffer, a head not complete before the first line showed it is
 // not a handshake) is handed to net/http unchanged: the bytes read so far
-// are replayed ahead of the socket's. TLS listeners do not pass through
-// here (the handshake needs net/http's TLS state).
+// are replayed ahead of the socket's. Only plain TCP listeners pass
+// through here; TLS ones are served by net/http alone (the handshake needs
+// its TLS state).
 //
 // Concurrency: accept runs on its own goroutine and starts one per
 // connection while its head is read and its handshake served. Accept and
 // Close are safe for concurrent use (net.Listener's contract).
 type front struct {
 	s    *Server
-	ln   net.Listener
+	ln   *net.TCPListener
 	next chan net.Conn // handed to net/http
 	done chan struct{}
 
@@ -56,7 +57,7 @@ const frontBuffer = 4096
 // wsRequestLine is how a handshake the front serves begins.
 var wsRequestLine = []byte("GET /ws")
 
-func newFront(s *Server, ln net.Listener) *front {
+func newFront(s *Server, ln *net.TCPListener) *front {
 	f := &front{s: s, ln: ln, next: make(chan net.Conn), done: make(chan struct{}), reading: make(map[net.Conn]struct{})}
 	f.readers.New = func() any { return bufio.NewReaderSize(nil, frontBuffer) }
 	f.writers.New = func() any { return bufio.NewWriterSize(nil, 512) }
@@ -98,7 +99,7 @@ func (f *front) Addr() net.Addr { return f.ln.Addr() }
 func (f *front) accept() {
 	var pause time.Duration
 	for {
-		nc, err := f.ln.Accept()
+		nc, err := f.ln.AcceptTCP()
 		if err != nil {
 			select {
 			case <-f.done:
@@ -129,7 +130,7 @@ func (f *front) accept() {
 }
 
 // track registers a connection whose head is being read; false: closed.
-func (f *front) track(nc net.Conn) bool {
+func (f *front) track(nc *net.TCPConn) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
@@ -139,7 +140,7 @@ func (f *front) track(nc net.Conn) bool {
 	return true
 }
 
-func (f *front) untrack(nc net.Conn) {
+func (f *front) untrack(nc *net.TCPConn) {
 	f.mu.Lock()
 	delete(f.reading, nc)
 	f.mu.Unlock()
@@ -147,7 +148,7 @@ func (f *front) untrack(nc net.Conn) {
 
 // serve reads a connection's first request head and serves it, or hands
 // the connection to net/http.
-func (f *front) serve(nc net.Conn) {
+func (f *front) serve(nc *net.TCPConn) {
 	br := f.readers.Get().(*bufio.Reader)
 	br.Reset(nc)
 	defer func() {
@@ -213,45 +214,17 @@ func (f *front) readHead(br *bufio.Reader) (own bool, err error) {
 }
 
 // handOver passes the connection to net/http with what was read of it.
-func (f *front) handOver(nc net.Conn, br *bufio.Reader) {
+func (f *front) handOver(nc *net.TCPConn, br *bufio.Reader) {
 	pre, _ := br.Peek(br.Buffered())
-	pre = bytes.Clone(pre)
-	var c net.Conn = &replayConn{Conn: nc, pre: pre}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		c = &replayTCP{TCPConn: tc, pre: pre}
-	}
 	select {
-	case f.next <- c:
+	case f.next <- &replayTCP{TCPConn: nc, pre: bytes.Clone(pre)}:
 	case <-f.done:
 		_ = nc.Close()
 	}
 }
 
-// replay returns the first bytes of a read from pre, while it lasts.
-func replay(pre *[]byte, p []byte) int {
-	n := copy(p, *pre)
-	*pre = (*pre)[n:]
-	if len(*pre) == 0 {
-		*pre = nil
-	}
-	return n
-}
-
-// replayConn reads pre before the connection.
-type replayConn struct {
-	net.Conn
-	pre []byte
-}
-
-func (c *replayConn) Read(p []byte) (int, error) {
-	if len(c.pre) > 0 {
-		return replay(&c.pre, p), nil
-	}
-	return c.Conn.Read(p)
-}
-
-// replayTCP is replayConn over TCP. Once its replayed bytes are read (by
-// net/http, whose first read takes them all), the WebSocket handler
+// replayTCP reads pre before the socket. Once its replayed bytes are read
+// (by net/http, whose first read takes them all), the WebSocket handler
 // takes its socket back (drained), so that it is read by the epoll
 // workers and written with writev.
 type replayTCP struct {
@@ -260,10 +233,12 @@ type replayTCP struct {
 }
 
 func (c *replayTCP) Read(p []byte) (int, error) {
-	if len(c.pre) > 0 {
-		return replay(&c.pre, p), nil
+	if len(c.pre) == 0 {
+		return c.TCPConn.Read(p)
 	}
-	return c.TCPConn.Read(p)
+	n := copy(p, c.pre)
+	c.pre = c.pre[n:]
+	return n, nil
 }
 
 // drained returns the socket under c, if its replayed bytes are read.

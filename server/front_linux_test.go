@@ -93,16 +93,22 @@ func upgradeRaw(t *testing.T, s *Server, pieces ...[]byte) (net.Conn, *bufio.Rea
 	return nc, br
 }
 
-// expectConnected reads the CONNECTED frame.
-func expectConnected(t *testing.T, br io.Reader) {
+// expectFrame reads the next server message and checks it is a cmd frame.
+func expectFrame(t *testing.T, br io.Reader, cmd string) {
 	t.Helper()
 	p, err := wsutil.ReadServerText(struct {
 		io.Reader
 		io.Writer
 	}{br, io.Discard})
-	if err != nil || !bytes.HasPrefix(p, []byte("CONNECTED\n")) {
-		t.Fatalf("CONNECT: %q %v", p, err)
+	if err != nil || !bytes.HasPrefix(p, []byte(cmd+"\n")) {
+		t.Fatalf("want %s: %q %v", cmd, p, err)
 	}
+}
+
+// expectConnected reads the CONNECTED frame.
+func expectConnected(t *testing.T, br io.Reader) {
+	t.Helper()
+	expectFrame(t, br, "CONNECTED")
 }
 
 // polled waits until s's only connection is read by the epoll workers,
@@ -166,13 +172,7 @@ func TestFrontLargeHeadHandedOver(t *testing.T) {
 	if _, err := nc.Write(clientFrame("SUBSCRIBE\nid:1\ndestination:/topic/a\nreceipt:r1\n\n\x00")); err != nil {
 		t.Fatal(err)
 	}
-	p, err := wsutil.ReadServerText(struct {
-		io.Reader
-		io.Writer
-	}{br, io.Discard})
-	if err != nil || !bytes.HasPrefix(p, []byte("RECEIPT\n")) {
-		t.Fatalf("SUBSCRIBE: %q %v", p, err)
-	}
+	expectFrame(t, br, "RECEIPT")
 }
 
 // Other requests reach net/http whole, keep-alive and pipelining included;

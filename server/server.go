@@ -216,8 +216,8 @@ func (s *Server) Start() error {
 	s.httpLn, s.stompLn = ln, sl
 	s.http = &http.Server{Handler: s.lineLimit(s.realClient(s.mux)), ReadHeaderTimeout: s.cfg.UpgradeTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	served := ln
-	if s.cfg.TLS == nil {
-		s.front = newFront(s, ln)
+	if tl, ok := ln.(*net.TCPListener); ok { // not TLS
+		s.front = newFront(s, tl)
 		go s.front.accept()
 		served = s.front
 	}

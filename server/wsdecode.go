@@ -296,8 +296,7 @@ func (d *wsDecoder) begin(s *Server, c *conn) (stop bool) {
 // empty data frame still ends its message.
 func (d *wsDecoder) end(s *Server, c *conn, payload []byte) (stop bool) {
 	d.inFrame = false
-	switch d.h.OpCode {
-	case ws.OpClose, ws.OpPing:
+	if op := d.h.OpCode; op == ws.OpClose || op == ws.OpPing {
 		// The data before a control frame is acted on before it.
 		if d.flush(c) {
 			return true
